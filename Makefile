@@ -1,0 +1,32 @@
+# Quickstart targets. `make demo` and `make test` each create .venv and install the pinned
+# versions (requirements.lock) on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := data/demo
+
+.PHONY: install demo test lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/lgml simulate --firms 20000 --seed 0 --out $(DEMO) --overwrite --report
+	$(BIN)/lgml validate $(DEMO)/panel.parquet --events $(DEMO)/events.parquet
+	$(BIN)/lgml check $(DEMO)/panel.parquet --year 2025 --out $(DEMO)/check_2025.csv --overwrite
+	$(BIN)/lgml features $(DEMO)/panel.parquet --events $(DEMO)/events.parquet --out $(DEMO)/features.parquet --overwrite
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,3 @@
+from lgml.cli import app
+
+app(prog_name="lgml")

@@ -1,0 +1,260 @@
+"""Point-in-time features: one row per (firm, application year).
+
+A firm's fiscal year ``t`` feeds its application to batch ``t + 1``. Every feature of that row
+uses only panel values of years ``<= t`` and designation events known by the end of ``t``, so
+nothing from the future leaks in; only the two targets look ahead. Missing values stay missing
+(LightGBM handles them).
+
+Example:
+    >>> from lgml.simulate import simulate
+    >>> sim = simulate(2_000, seed=1)
+    >>> table = build_features(sim.panel, sim.events)
+    >>> set(FEATURE_GROUPS) == set(feature_columns(table))
+    True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lgml import criteria
+from lgml.schema import CATEGORY_LEVELS
+
+KEYS = ("firm_id", "year", "batch_year")
+TARGETS = ("designated_next", "growth_next")
+FLAGS = ("holds_title", "in_pool")
+
+GROUPS = {
+    "specialization": ("专", "specialization"),
+    "refinement": ("精", "refinement"),
+    "distinctive": ("特", "distinctive"),
+    "innovation": ("新", "innovation"),
+    "chain": ("链·品", "chain / product"),
+    "region": ("区域", "region"),
+    "sector": ("行业", "sector"),
+    "size": ("规模", "size"),
+}
+SIZE_BANDS = ("micro", "small", "medium", "large")
+
+# Features computed here (criteria pass/shortfall features are added from criteria.CRITERIA).
+BASE_GROUPS: dict[str, str] = {
+    "mb_share": "specialization", "mb_growth_2y": "specialization", "niche_years": "specialization",
+    "revenue_growth_1y": "specialization",
+    "debt_ratio": "refinement", "net_margin": "refinement", "asset_turnover": "refinement",
+    "digital_level": "refinement", "quality_certified": "refinement", "score_refinement": "refinement",
+    "niche_market_share": "distinctive", "own_brand": "distinctive", "score_distinctive": "distinctive",
+    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_intensity_2y": "innovation",
+    "rd_expense": "innovation", "rd_2y": "innovation", "rd_staff_share": "innovation",
+    "class1_ip": "innovation", "class2_ip": "innovation", "class1_growth_1y": "innovation",
+    "class1_growth_2y": "innovation", "class2_growth_1y": "innovation", "patents_per_100_employees": "innovation",
+    "rd_institution_level": "innovation", "score_innovation": "innovation", "equity_2y": "innovation",
+    "score_specialization": "specialization",
+    "foundation_field": "chain", "strategic_industry": "chain", "key_customers": "chain",
+    "province": "region", "in_hightech_zone": "region", "province_designated_share": "region",
+    "province_pool_share": "region",
+    "sector": "sector", "sector_designated_share": "sector",
+    "revenue": "size", "employees": "size", "total_assets": "size", "firm_age": "size", "size_band": "size",
+    "ownership": "size",
+    "srdi_provincial": "specialization", "srdi_eligible": "specialization", "score_total": "specialization",
+    "eligible": "specialization", "n_met": "specialization", "share_met": "specialization",
+    "ever_revoked": "refinement",
+}
+CATEGORICAL = ("province", "sector", "ownership", "size_band")
+
+
+def _criteria_feature_groups() -> dict[str, str]:
+    out = {}
+    for name, meta in criteria.CRITERIA.items():
+        group = meta["dimension"] if meta["dimension"] in GROUPS else "specialization"
+        out[f"pass_{name}"] = group
+        out[f"short_{name}"] = group
+    return out
+
+
+FEATURE_GROUPS: dict[str, str] = {**BASE_GROUPS, **_criteria_feature_groups()}
+
+
+def size_band(employees: pd.Series, revenue: pd.Series) -> pd.Series:
+    """SME size band of industrial firms (工信部联企业〔2011〕300号): ``large`` only when both
+    limits are exceeded (employees >= 1000 and revenue >= 400M yuan)."""
+    band = np.select(
+        [(employees >= 1000) & (revenue >= 400e6), (employees >= 300) & (revenue >= 20e6),
+         (employees >= 20) & (revenue >= 3e6)],
+        ["large", "medium", "small"], default="micro")
+    return pd.Series(pd.Categorical(band, categories=SIZE_BANDS), index=employees.index)
+
+
+def _lag(panel: pd.DataFrame, cols: list[str], k: int) -> pd.DataFrame:
+    """Values of ``cols`` in year ``t - k`` of the same firm, aligned to ``panel``'s rows."""
+    prior = panel[["firm_id", "year", *cols]].assign(year=panel["year"] + k)
+    out = panel[["firm_id", "year"]].merge(prior, on=["firm_id", "year"], how="left")
+    return out[cols].set_axis(panel.index)
+
+
+def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    return (num / den.where(den > 0)).astype(float)
+
+
+def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Per panel row: ``holds_title`` (a valid title at the end of year t, so not a candidate
+    for batch t + 1) and ``ever_revoked`` (lost a title by year t); known by the end of t."""
+    ev = events[["firm_id", "batch_year", "revoked_year"]]
+    rows = panel[["firm_id", "year"]].reset_index().merge(ev, on="firm_id", how="inner")
+    known = rows["batch_year"] <= rows["year"]
+    holds = known & ~(rows["revoked_year"] <= rows["year"])
+    revoked = known & (rows["revoked_year"] <= rows["year"])
+    agg = rows.assign(holds=holds, revoked=revoked).groupby("index")[["holds", "revoked"]].any()
+    out = pd.DataFrame({"holds_title": False, "ever_revoked": False}, index=panel.index)
+    out.loc[agg.index, "holds_title"] = agg["holds"].to_numpy()
+    out.loc[agg.index, "ever_revoked"] = agg["revoked"].to_numpy()
+    return out
+
+
+def context_history(panel: pd.DataFrame, events: pd.DataFrame, by: str) -> pd.Series:
+    """Designations of batches ``<= t`` per firm of the same ``by`` (province or sector) in
+    year ``t``: the region's or sector's track record as known before batch ``t + 1``."""
+    # Each designation counts where the firm stood in the fiscal year it applied with.
+    applied = events[["firm_id", "batch_year"]].assign(year=events["batch_year"] - 1)
+    counts = (applied.merge(panel[["firm_id", "year", by]], on=["firm_id", "year"])
+              .groupby([by, "batch_year"], observed=True).size().rename("n").reset_index())
+    firms = panel.groupby([by, "year"], observed=True).size().rename("firms").reset_index()
+    grid = firms.merge(counts, how="left", left_on=by, right_on=by)
+    grid = grid[grid["batch_year"] <= grid["year"]]
+    cum = grid.groupby([by, "year"], observed=True)["n"].sum().rename("designated").reset_index()
+    firms = firms.merge(cum, on=[by, "year"], how="left").fillna({"designated": 0})
+    firms["share"] = firms["designated"] / firms["firms"]
+    out = panel[[by, "year"]].merge(firms[[by, "year", "share"]], on=[by, "year"], how="left")
+    return out["share"].set_axis(panel.index).astype(float)
+
+
+def province_pool_share(panel: pd.DataFrame) -> pd.Series:
+    """Share of the province's firms holding provincial SRDI status in the same year."""
+    return panel.groupby(["province", "year"], observed=True)["srdi_provincial"].transform("mean").astype(float)
+
+
+def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFrame:
+    """Pass flags and shortfalls of the regime in force for each row's batch (NaN for
+    criteria outside that regime), plus ``eligible``, ``n_met`` and ``share_met``."""
+    parts = []
+    regimes = batch_year.map(criteria.regime_for)
+    for regime in regimes.unique():
+        rows = regimes.index[regimes == regime]
+        year = int(batch_year.loc[rows].iloc[0])
+        parts.append(criteria.check(inputs.loc[rows], year))
+    checked = pd.concat(parts).reindex(inputs.index)
+    names = [c for c in FEATURE_GROUPS if c.startswith(("pass_", "short_"))]
+    out = checked.reindex(columns=names)
+    for col in out.columns:
+        if col.startswith("pass_"):
+            out[col] = out[col].astype(float)  # NaN where the regime has no such criterion
+    out["eligible"] = checked["eligible"].astype(float)
+    out["n_met"] = checked["n_met"].astype(float)
+    out["share_met"] = (checked["n_met"] / checked["n_criteria"]).astype(float)
+    return out
+
+
+def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Build the feature table from a canonical panel and designation events.
+
+    Args:
+        panel: Firm-years in the input contract (see :mod:`lgml.schema`), money in yuan.
+        events: ``firm_id, batch_year, revoked_year``; ``None`` means no designation history
+            is known (no firm holds the title and the targets ``designated_next`` are NaN).
+
+    Returns:
+        DataFrame of shape (n_firm_years, n_columns): the keys ``firm_id``, ``year`` (fiscal
+        year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_GROUPS`; the flags
+        ``holds_title`` and ``in_pool``; the targets ``designated_next`` (1.0 if designated
+        in batch t + 1, NaN for title holders and for batches the events do not cover) and
+        ``growth_next`` (log(revenue[t+1] / revenue[t]), NaN without a next year).
+    """
+    panel = panel.sort_values(["firm_id", "year"]).reset_index(drop=True)
+    has_events = events is not None
+    events = events if has_events else pd.DataFrame({"firm_id": pd.Series(dtype="str"),
+                                                     "batch_year": pd.Series(dtype="int64"),
+                                                     "revoked_year": pd.Series(dtype="float64")})
+    inputs = criteria.criteria_inputs(panel)
+    batch_year = panel["year"] + 1
+    lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], 1)
+    lag2 = _lag(panel, ["class1_ip", "revenue"], 2)
+    out = pd.DataFrame({
+        "firm_id": panel["firm_id"], "year": panel["year"], "batch_year": batch_year,
+        "mb_share": inputs["mb_share"], "mb_growth_2y": inputs["mb_growth_2y"],
+        "niche_years": panel["niche_years"].astype(float),
+        "revenue_growth_1y": np.log(_ratio(panel["revenue"], lag1["revenue"]).where(lambda s: s > 0)),
+        "debt_ratio": inputs["debt_ratio"], "net_margin": inputs["net_margin"],
+        "asset_turnover": _ratio(panel["revenue"], panel["total_assets"]),
+        "digital_level": panel["digital_level"].astype(float),
+        "quality_certified": panel["quality_certified"].astype(float),
+        "niche_market_share": panel["niche_market_share"].astype(float),
+        "own_brand": panel["own_brand"].astype(float),
+        "rd_intensity": inputs["rd_intensity"], "rd_intensity_prev": inputs["rd_intensity_prev"],
+        "rd_intensity_2y": _ratio(inputs["rd_2y"], panel["revenue"] + lag1["revenue"]),
+        "rd_expense": panel["rd_expense"].astype(float), "rd_2y": inputs["rd_2y"],
+        "rd_staff_share": inputs["rd_staff_share"],
+        "class1_ip": panel["class1_ip"].astype(float), "class2_ip": panel["class2_ip"].astype(float),
+        "class1_growth_1y": panel["class1_ip"] - lag1["class1_ip"],
+        "class1_growth_2y": panel["class1_ip"] - lag2["class1_ip"],
+        "class2_growth_1y": panel["class2_ip"] - lag1["class2_ip"],
+        "patents_per_100_employees": 100 * _ratio(panel["invention_patents"], panel["employees"]),
+        # Category order is none < municipal < provincial < national (schema.RD_INSTITUTION_LEVELS).
+        "rd_institution_level": panel["rd_institution"].cat.codes.astype(float).where(panel["rd_institution"].notna()),
+        "equity_2y": inputs["equity_2y"],
+        "foundation_field": panel["foundation_field"].astype(float),
+        "strategic_industry": panel["strategic_industry"].astype(float),
+        "key_customers": panel["key_customers"].astype(float),
+        "province": panel["province"], "in_hightech_zone": panel["in_hightech_zone"].astype(float),
+        "province_designated_share": context_history(panel, events, "province"),
+        "province_pool_share": province_pool_share(panel),
+        "sector": panel["sector"], "sector_designated_share": context_history(panel, events, "sector"),
+        "revenue": panel["revenue"].astype(float), "employees": panel["employees"].astype(float),
+        "total_assets": panel["total_assets"].astype(float),
+        "firm_age": (panel["year"] - panel["founded_year"]).astype(float),
+        "size_band": size_band(panel["employees"], panel["revenue"]),
+        "ownership": panel["ownership"],
+        "srdi_provincial": panel["srdi_provincial"].astype(float),
+    })
+    scores = criteria.srdi_score(inputs)
+    out = out.assign(**{c: scores[c].astype(float) for c in scores.columns},
+                     srdi_eligible=criteria.srdi_eligible(inputs).astype(float))
+    out = pd.concat([out, _criteria_features(inputs, batch_year)], axis=1)
+    history = title_history(panel, events)
+    out["ever_revoked"] = history["ever_revoked"].astype(float)
+    out["holds_title"] = history["holds_title"]
+    out["in_pool"] = panel["srdi_provincial"].astype(bool)
+    out["designated_next"] = _designated_next(out, events, has_events)
+    out["growth_next"] = np.log(_ratio(_lag(panel, ["revenue"], -1)["revenue"], panel["revenue"]).where(lambda s: s > 0))
+    return out[[*KEYS, *FEATURE_GROUPS, *FLAGS, *TARGETS]]
+
+
+def _designated_next(table: pd.DataFrame, events: pd.DataFrame, has_events: bool) -> pd.Series:
+    """1.0 if designated in batch t + 1, 0.0 if not, NaN for title holders and for batches
+    outside the span the events cover."""
+    if not has_events or events.empty:
+        return pd.Series(np.nan, index=table.index)
+    won = events[["firm_id", "batch_year"]].drop_duplicates().assign(_won=1.0)
+    y = table[["firm_id", "batch_year"]].merge(won, on=["firm_id", "batch_year"], how="left")["_won"]
+    y = y.fillna(0.0).set_axis(table.index)
+    covered = table["batch_year"].between(events["batch_year"].min(), events["batch_year"].max())
+    return y.where(covered & ~table["holds_title"])
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """Model input columns of a feature table (every feature, in FEATURE_GROUPS order)."""
+    return [c for c in FEATURE_GROUPS if c in table.columns]
+
+
+def categorical_levels() -> dict[str, list[str]]:
+    """Fixed category levels of the categorical features, owned here so that training and
+    scoring always agree."""
+    levels = {name: list(CATEGORY_LEVELS[name]) for name in ("province", "sector", "ownership")}
+    levels["size_band"] = list(SIZE_BANDS)
+    return levels
+
+
+def group_labels(group: str) -> str:
+    """Bilingual label of a feature group, e.g. ``"新 innovation"``."""
+    zh, en = GROUPS[group]
+    return f"{zh} {en}"
+

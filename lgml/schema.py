@@ -1,0 +1,190 @@
+"""The firm-year input contract: columns, types, rules and header aliases.
+
+Every stage of lgml reads the panel through this contract. One row per firm per fiscal
+year; money in yuan (``units="wan"`` converts from 万元 on read).
+
+The rules themselves are checked by :func:`lgml.validate.validate_panel`; this module only
+describes the contract so that every other module can name columns without repeating them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+YEAR_MIN, YEAR_MAX = 2000, 2035
+WAN = 10_000.0  # yuan per 万元
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract table.
+
+    Attributes:
+        name: Canonical (English) column name.
+        kind: One of ``string``, ``int``, ``float``, ``bool``, ``category``.
+        nullable: Whether missing values are allowed.
+        money: Amount in yuan (converted from 万元 when ``units="wan"``).
+        aliases: Header spellings found in Chinese exports (CSMAR, Wind, 企查查 …).
+        doc: One-line rule as shown to users.
+    """
+
+    name: str
+    kind: str
+    nullable: bool = False
+    money: bool = False
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    doc: str = ""
+
+
+PANEL_COLUMNS: tuple[Column, ...] = (
+    Column("firm_id", "string", aliases=("企业ID", "企业编号", "企业代码", "公司代码", "证券代码", "股票代码", "统一社会信用代码"),
+           doc="required; (firm_id, year) unique"),
+    Column("year", "int", aliases=("年份", "年度", "会计年度", "财务年度"), doc=f"fiscal year, {YEAR_MIN}..{YEAR_MAX}"),
+    Column("province", "category", aliases=("省份", "所属省份", "省", "所在省份", "地区"),
+           doc="one of the 31 province-level divisions (English or Chinese names)"),
+    Column("sector", "category", aliases=("行业代码", "所属行业代码", "国民经济行业代码", "行业大类代码"),
+           doc="GB/T 4754-2017 industry division, 2-digit code 01..97"),
+    Column("founded_year", "int", aliases=("成立年份", "成立年度"), doc="<= year"),
+    Column("in_hightech_zone", "bool", aliases=("是否位于国家高新区", "国家高新区", "高新区"), doc="in a national high-tech zone"),
+    Column("ownership", "category", nullable=True, aliases=("企业性质", "所有制", "产权性质", "所有制类型"),
+           doc="private / state / foreign / other"),
+    Column("employees", "int", aliases=("从业人员", "从业人数", "员工人数", "职工人数", "员工总数"), doc=">= 0"),
+    Column("rd_staff", "int", nullable=True, aliases=("研发人员", "研发人员数量", "研发人员数"), doc="0 <= rd_staff <= employees"),
+    Column("revenue", "float", money=True, aliases=("营业收入", "营业总收入"), doc="operating revenue, >= 0"),
+    Column("main_business_revenue", "float", money=True, aliases=("主营业务收入",), doc="0 <= value <= revenue (1% tolerance)"),
+    Column("net_profit", "float", money=True, aliases=("净利润",), doc="any sign"),
+    Column("total_assets", "float", money=True, aliases=("资产总计", "总资产", "资产总额"), doc="> 0"),
+    Column("total_liabilities", "float", money=True, aliases=("负债合计", "总负债", "负债总额"), doc=">= 0"),
+    Column("rd_expense", "float", nullable=True, money=True, aliases=("研发费用", "研发投入", "研发支出"), doc=">= 0"),
+    Column("equity_financing", "float", nullable=True, money=True, aliases=("股权融资", "新增实收资本", "股权融资额"),
+           doc="new paid-in equity that year, >= 0"),
+    Column("invention_patents", "int", aliases=("发明专利", "发明专利数", "有效发明专利", "发明专利数量"), doc=">= 0"),
+    Column("class1_ip", "int", aliases=("一类知识产权", "I类知识产权", "Ⅰ类知识产权"), doc=">= invention_patents"),
+    Column("class2_ip", "int", aliases=("二类知识产权", "II类知识产权", "Ⅱ类知识产权"), doc=">= 0"),
+    Column("niche_years", "int", aliases=("细分市场年限", "从事细分市场年限", "深耕年限"), doc=">= 0"),
+    Column("niche_market_share", "float", nullable=True, aliases=("细分市场占有率", "市场占有率", "全国市场占有率"), doc="0..1"),
+    Column("own_brand", "bool", aliases=("自主品牌", "是否拥有自主品牌"), doc=""),
+    Column("quality_certified", "bool", aliases=("质量认证", "管理体系认证", "质量管理认证"), doc=""),
+    Column("digital_level", "int", nullable=True, aliases=("数字化水平", "数字化等级"), doc="1..5"),
+    Column("rd_institution", "category", aliases=("研发机构", "研发机构级别", "研发机构等级"),
+           doc="none / municipal / provincial / national"),
+    Column("key_customers", "int", aliases=("重点客户数", "大企业客户数", "知名大企业客户数"), doc=">= 0"),
+    Column("foundation_field", "bool", aliases=("工业六基", "是否属于工业六基"), doc="leading product in 工业六基"),
+    Column("strategic_industry", "bool", aliases=("战略性新兴产业", "是否战略性新兴产业"), doc="key strategic industry"),
+    Column("srdi_provincial", "bool", aliases=("省级专精特新", "专精特新中小企业", "是否省级专精特新"),
+           doc="holds provincial SRDI status that year"),
+)
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    Column("firm_id", "string", aliases=PANEL_COLUMNS[0].aliases, doc="required"),
+    Column("batch_year", "int", aliases=("批次年份", "认定年份", "认定年度", "公示年份"), doc="designation batch year, 2019.."),
+    Column("revoked_year", "int", nullable=True, aliases=("撤销年份", "复核未通过年份", "失效年份"),
+           doc="year the title was lost; > batch_year"),
+)
+
+PANEL_NAMES: tuple[str, ...] = tuple(c.name for c in PANEL_COLUMNS)
+EVENT_NAMES: tuple[str, ...] = tuple(c.name for c in EVENT_COLUMNS)
+MONEY_COLUMNS: tuple[str, ...] = tuple(c.name for c in PANEL_COLUMNS if c.money)
+
+OWNERSHIP_LEVELS = ("private", "state", "foreign", "other")
+RD_INSTITUTION_LEVELS = ("none", "municipal", "provincial", "national")
+SECTOR_LEVELS = tuple(f"{i:02d}" for i in range(1, 98))
+
+# The 31 province-level divisions: canonical English name -> (full Chinese name, short name, region).
+PROVINCES: dict[str, tuple[str, str, str]] = {
+    "Beijing": ("北京市", "北京", "east"),
+    "Tianjin": ("天津市", "天津", "east"),
+    "Hebei": ("河北省", "河北", "east"),
+    "Shanxi": ("山西省", "山西", "central"),
+    "Inner Mongolia": ("内蒙古自治区", "内蒙古", "west"),
+    "Liaoning": ("辽宁省", "辽宁", "northeast"),
+    "Jilin": ("吉林省", "吉林", "northeast"),
+    "Heilongjiang": ("黑龙江省", "黑龙江", "northeast"),
+    "Shanghai": ("上海市", "上海", "east"),
+    "Jiangsu": ("江苏省", "江苏", "east"),
+    "Zhejiang": ("浙江省", "浙江", "east"),
+    "Anhui": ("安徽省", "安徽", "central"),
+    "Fujian": ("福建省", "福建", "east"),
+    "Jiangxi": ("江西省", "江西", "central"),
+    "Shandong": ("山东省", "山东", "east"),
+    "Henan": ("河南省", "河南", "central"),
+    "Hubei": ("湖北省", "湖北", "central"),
+    "Hunan": ("湖南省", "湖南", "central"),
+    "Guangdong": ("广东省", "广东", "east"),
+    "Guangxi": ("广西壮族自治区", "广西", "west"),
+    "Hainan": ("海南省", "海南", "east"),
+    "Chongqing": ("重庆市", "重庆", "west"),
+    "Sichuan": ("四川省", "四川", "west"),
+    "Guizhou": ("贵州省", "贵州", "west"),
+    "Yunnan": ("云南省", "云南", "west"),
+    "Tibet": ("西藏自治区", "西藏", "west"),
+    "Shaanxi": ("陕西省", "陕西", "west"),
+    "Gansu": ("甘肃省", "甘肃", "west"),
+    "Qinghai": ("青海省", "青海", "west"),
+    "Ningxia": ("宁夏回族自治区", "宁夏", "west"),
+    "Xinjiang": ("新疆维吾尔自治区", "新疆", "west"),
+}
+PROVINCE_LEVELS: tuple[str, ...] = tuple(PROVINCES)
+
+# Names accepted on input -> canonical English name. Separately-planned cities and the
+# Xinjiang Production and Construction Corps belong to their province.
+PROVINCE_ALIASES: dict[str, str] = {
+    **{name: name for name in PROVINCES},
+    **{name.lower(): name for name in PROVINCES},
+    **{full: name for name, (full, _, _) in PROVINCES.items()},
+    **{short: name for name, (_, short, _) in PROVINCES.items()},
+    "Xizang": "Tibet",
+    "xizang": "Tibet",
+    "大连市": "Liaoning", "大连": "Liaoning",
+    "宁波市": "Zhejiang", "宁波": "Zhejiang",
+    "厦门市": "Fujian", "厦门": "Fujian",
+    "青岛市": "Shandong", "青岛": "Shandong",
+    "深圳市": "Guangdong", "深圳": "Guangdong",
+    "新疆生产建设兵团": "Xinjiang", "兵团": "Xinjiang",
+}
+
+# A few GB/T 4754-2017 divisions named for display; any code 01..97 is valid.
+SECTOR_NAMES: dict[str, str] = {
+    "13": "agri-food processing", "14": "food manufacturing", "17": "textiles",
+    "22": "paper", "26": "chemical materials", "27": "pharmaceuticals", "29": "rubber and plastics",
+    "30": "non-metallic minerals", "32": "non-ferrous metals", "33": "metal products",
+    "34": "general equipment", "35": "special equipment", "36": "automobiles",
+    "37": "railway, ship, aerospace equipment", "38": "electrical machinery",
+    "39": "computers, communication and electronics", "40": "instruments",
+    "51": "wholesale", "64": "internet services", "65": "software and IT services",
+    "73": "research and experimental development", "74": "professional technical services",
+    "75": "technology promotion",
+}
+MANUFACTURING_SECTORS = tuple(f"{i:02d}" for i in range(13, 44))
+RESEARCH_SERVICE_SECTORS = ("73", "74", "75")
+
+
+def column(name: str) -> Column:
+    """Return the panel or event column spec called ``name``."""
+    for col in PANEL_COLUMNS + EVENT_COLUMNS:
+        if col.name == name:
+            return col
+    raise KeyError(f"no contract column {name!r}")
+
+
+CATEGORY_LEVELS: dict[str, tuple[str, ...]] = {
+    "province": PROVINCE_LEVELS,
+    "sector": SECTOR_LEVELS,
+    "ownership": OWNERSHIP_LEVELS,
+    "rd_institution": RD_INSTITUTION_LEVELS,
+}
+
+
+def dtype_of(col: Column):
+    """The canonical pandas dtype of a contract column once read and validated.
+
+    Integers that may be missing are held as float64 (NaN = missing) so that every
+    numeric column converts to a float matrix without object dtypes.
+    """
+    import pandas as pd
+
+    if col.kind == "category":
+        return pd.CategoricalDtype(CATEGORY_LEVELS[col.name])
+    if col.kind == "int":
+        return "float64" if col.nullable else "int64"
+    return {"float": "float64", "bool": "bool", "string": "str"}[col.kind]
