@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lgml import features as F
+from lgml.cli import app
+from lgml.schema import PROVINCE_LEVELS
+
+
+@pytest.fixture(scope="module")
+def table(small_sim):
+    return F.build_features(small_sim.panel, small_sim.events)
+
+
+def test_one_row_per_firm_year_with_keys(table, small_sim):
+    assert len(table) == len(small_sim.panel)
+    assert not table.duplicated(["firm_id", "year"]).any()
+    assert (table["batch_year"] == table["year"] + 1).all()
+
+
+def test_group_map_covers_every_feature(table):
+    features = F.feature_columns(table)
+    assert set(features) == set(F.FEATURE_GROUPS)
+    assert set(F.FEATURE_GROUPS.values()) <= set(F.GROUPS)
+    # Every model input is a feature with a group; keys, flags and targets are not.
+    others = set(table.columns) - set(features)
+    assert others == {*F.KEYS, *F.FLAGS, *F.TARGETS}
+
+
+def test_categorical_levels_are_fixed(table):
+    assert list(table["province"].cat.categories) == list(PROVINCE_LEVELS)
+    for name, levels in F.categorical_levels().items():
+        assert list(table[name].cat.categories) == levels
+
+
+def test_targets_follow_events(table, small_sim):
+    ev = small_sim.events
+    first = ev.sort_values("batch_year").iloc[0]
+    row = table[(table["firm_id"] == first["firm_id"]) & (table["batch_year"] == first["batch_year"])]
+    assert row["designated_next"].item() == 1.0
+    # After designation the firm holds the title: flagged, no designation label, growth kept.
+    later = table[(table["firm_id"] == first["firm_id"]) & (table["year"] == first["batch_year"])]
+    assert later["holds_title"].item() and np.isnan(later["designated_next"].item())
+    assert table.loc[table["holds_title"], "growth_next"].notna().any()
+    labelled = table.dropna(subset=["designated_next"])
+    assert labelled["batch_year"].between(2019, 2025).all()
+    assert labelled["designated_next"].sum() <= len(ev)
+
+
+def test_growth_target_is_next_log_revenue_ratio(table, small_sim):
+    panel = small_sim.panel.set_index(["firm_id", "year"])["revenue"]
+    row = table.dropna(subset=["growth_next"]).iloc[7]
+    expected = np.log(panel[(row["firm_id"], row["year"] + 1)] / panel[(row["firm_id"], row["year"])])
+    assert row["growth_next"] == pytest.approx(expected)
+
+
+def test_no_events_means_no_history_and_no_label(small_sim):
+    table = F.build_features(small_sim.panel.head(2000))
+    assert table["designated_next"].isna().all()
+    assert not table["holds_title"].any()
+    assert (table["province_designated_share"] == 0).all()
+
+
+def test_does_not_modify_inputs(small_sim):
+    panel, events = small_sim.panel.copy(deep=True), small_sim.events.copy(deep=True)
+    F.build_features(panel, events)
+    pd.testing.assert_frame_equal(panel, small_sim.panel)
+    pd.testing.assert_frame_equal(events, small_sim.events)
+
+
+@pytest.mark.parametrize("t", [2019, 2022])
+def test_future_data_never_changes_a_years_features(small_sim, t):
+    """Changing or deleting any data after year t leaves every feature of year <= t unchanged."""
+    panel, events = small_sim.panel, small_sim.events
+    base = F.build_features(panel, events)
+    rng = np.random.default_rng(t)
+    future = panel["year"] > t
+    changed = panel.copy()
+    for col in ("revenue", "main_business_revenue", "rd_expense", "total_assets", "net_profit"):
+        changed.loc[future, col] = changed.loc[future, col] * rng.uniform(0.5, 2.0, future.sum())
+    changed.loc[future, "province"] = "Tibet"
+    changed.loc[future, "srdi_provincial"] = ~changed.loc[future, "srdi_provincial"]
+    changed = changed.drop(changed.index[future & (rng.random(len(panel)) < 0.3)])
+    ev = events[events["batch_year"] <= t].copy()
+    ev.loc[ev["revoked_year"] > t, "revoked_year"] = t + 5  # a later revocation, not yet known at t
+    ev = pd.concat([ev, pd.DataFrame({"firm_id": panel["firm_id"].unique()[:50], "batch_year": t + 1,
+                                      "revoked_year": np.nan})], ignore_index=True)
+    after = F.build_features(changed, ev)
+    cols = [c for c in base.columns if c not in F.TARGETS]
+    keep = lambda df: df[df["year"] <= t][cols].sort_values(["firm_id", "year"]).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(base), keep(after))
+
+
+def test_features_cli_writes_table(tmp_path, small_sim):
+    panel, events = tmp_path / "panel.parquet", tmp_path / "events.parquet"
+    small_sim.panel.to_parquet(panel)
+    small_sim.events.to_parquet(events)
+    out = tmp_path / "features.csv"
+    result = CliRunner().invoke(app, ["features", str(panel), "--events", str(events), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out)
+    assert len(written) == len(small_sim.panel) and "designated_next" in written
+    again = CliRunner().invoke(app, ["features", str(panel), "--out", str(out)])
+    assert again.exit_code == 1 and "--overwrite" in again.output
