@@ -22,7 +22,7 @@ demo: install
 	$(BIN)/lgml features $(DEMO)/panel.parquet --events $(DEMO)/events.parquet --out $(DEMO)/features.parquet --overwrite
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests --nbmake notebooks
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:
