@@ -111,26 +111,59 @@ def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def context_history(panel: pd.DataFrame, events: pd.DataFrame, by: str) -> pd.Series:
-    """Designations of batches ``<= t`` per firm of the same ``by`` (province or sector) in
-    year ``t``: the region's or sector's track record as known before batch ``t + 1``."""
-    # Each designation counts where the firm stood in the fiscal year it applied with.
+CONTEXT_COLUMNS = ("kind", "level", "year", "designated_share", "pool_share")
+
+
+def context_tables(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Province and sector track records by year, as known at the end of each year.
+
+    For each province and each sector and fiscal year t: ``designated_share`` = designations
+    of batches <= t per firm of that province/sector in year t (each designation counted where
+    the firm stood in the fiscal year it applied with); for provinces also ``pool_share`` = the
+    share of its firms holding provincial SRDI status in year t. Training computes these from
+    its own panel and stores them in the model bundle, so scoring one firm or a million gives
+    the same features.
+
+    Returns:
+        DataFrame with columns ``kind`` (``province`` or ``sector``), ``level``, ``year``,
+        ``designated_share``, ``pool_share`` (NaN for sectors).
+    """
+    events = _empty_events() if events is None else events
     applied = events[["firm_id", "batch_year"]].assign(year=events["batch_year"] - 1)
-    counts = (applied.merge(panel[["firm_id", "year", by]], on=["firm_id", "year"])
-              .groupby([by, "batch_year"], observed=True).size().rename("n").reset_index())
-    firms = panel.groupby([by, "year"], observed=True).size().rename("firms").reset_index()
-    grid = firms.merge(counts, how="left", left_on=by, right_on=by)
-    grid = grid[grid["batch_year"] <= grid["year"]]
-    cum = grid.groupby([by, "year"], observed=True)["n"].sum().rename("designated").reset_index()
-    firms = firms.merge(cum, on=[by, "year"], how="left").fillna({"designated": 0})
-    firms["share"] = firms["designated"] / firms["firms"]
-    out = panel[[by, "year"]].merge(firms[[by, "year", "share"]], on=[by, "year"], how="left")
-    return out["share"].set_axis(panel.index).astype(float)
+    parts = []
+    for by in ("province", "sector"):
+        counts = (applied.merge(panel[["firm_id", "year", by]], on=["firm_id", "year"])
+                  .groupby([by, "batch_year"], observed=True).size().rename("n").reset_index())
+        stats = (panel.groupby([by, "year"], observed=True)
+                 .agg(firms=("firm_id", "size"), pool_share=("srdi_provincial", "mean")).reset_index())
+        grid = stats[[by, "year"]].merge(counts, on=by)
+        grid = grid[grid["batch_year"] <= grid["year"]]
+        cum = grid.groupby([by, "year"], observed=True)["n"].sum().rename("designated").reset_index()
+        stats = stats.merge(cum, on=[by, "year"], how="left").fillna({"designated": 0})
+        parts.append(pd.DataFrame({
+            "kind": by, "level": stats[by].astype(str), "year": stats["year"].astype("int64"),
+            "designated_share": stats["designated"] / stats["firms"],
+            "pool_share": stats["pool_share"].astype(float) if by == "province" else np.nan,
+        }))
+    return pd.concat(parts, ignore_index=True)
 
 
-def province_pool_share(panel: pd.DataFrame) -> pd.Series:
-    """Share of the province's firms holding provincial SRDI status in the same year."""
-    return panel.groupby(["province", "year"], observed=True)["srdi_provincial"].transform("mean").astype(float)
+def _join_context(panel: pd.DataFrame, context: pd.DataFrame, by: str, col: str) -> pd.Series:
+    """The ``col`` value of each row's province/sector in its year; years after the last one
+    in ``context`` take that last year's value (the latest record known)."""
+    ref = context[context["kind"] == by].pivot(index="year", columns="level", values=col)
+    if ref.empty:
+        return pd.Series(np.nan, index=panel.index)
+    years = np.clip(panel["year"].to_numpy(), ref.index.min(), ref.index.max())
+    ref = ref.reindex(range(ref.index.min(), ref.index.max() + 1)).ffill()
+    values = ref.stack().rename(col).reset_index()
+    key = pd.DataFrame({"year": years, "level": panel[by].astype(str).to_numpy()})
+    return key.merge(values, on=["year", "level"], how="left")[col].set_axis(panel.index).astype(float)
+
+
+def _empty_events() -> pd.DataFrame:
+    return pd.DataFrame({"firm_id": pd.Series(dtype="str"), "batch_year": pd.Series(dtype="int64"),
+                         "revoked_year": pd.Series(dtype="float64")})
 
 
 def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFrame:
@@ -154,13 +187,17 @@ def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFr
     return out
 
 
-def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
+                   context: pd.DataFrame | None = None) -> pd.DataFrame:
     """Build the feature table from a canonical panel and designation events.
 
     Args:
         panel: Firm-years in the input contract (see :mod:`lgml.schema`), money in yuan.
         events: ``firm_id, batch_year, revoked_year``; ``None`` means no designation history
             is known (no firm holds the title and the targets ``designated_next`` are NaN).
+        context: Province and sector records from :func:`context_tables`; by default they are
+            computed from ``panel`` and ``events`` (training). Scoring passes the training
+            bundle's records so that features do not depend on which firms are scored together.
 
     Returns:
         DataFrame of shape (n_firm_years, n_columns): the keys ``firm_id``, ``year`` (fiscal
@@ -171,9 +208,8 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> p
     """
     panel = panel.sort_values(["firm_id", "year"]).reset_index(drop=True)
     has_events = events is not None
-    events = events if has_events else pd.DataFrame({"firm_id": pd.Series(dtype="str"),
-                                                     "batch_year": pd.Series(dtype="int64"),
-                                                     "revoked_year": pd.Series(dtype="float64")})
+    events = events if has_events else _empty_events()
+    context = context_tables(panel, events) if context is None else context
     inputs = criteria.criteria_inputs(panel)
     batch_year = panel["year"] + 1
     lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], 1)
@@ -205,9 +241,9 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> p
         "strategic_industry": panel["strategic_industry"].astype(float),
         "key_customers": panel["key_customers"].astype(float),
         "province": panel["province"], "in_hightech_zone": panel["in_hightech_zone"].astype(float),
-        "province_designated_share": context_history(panel, events, "province"),
-        "province_pool_share": province_pool_share(panel),
-        "sector": panel["sector"], "sector_designated_share": context_history(panel, events, "sector"),
+        "province_designated_share": _join_context(panel, context, "province", "designated_share"),
+        "province_pool_share": _join_context(panel, context, "province", "pool_share"),
+        "sector": panel["sector"], "sector_designated_share": _join_context(panel, context, "sector", "designated_share"),
         "revenue": panel["revenue"].astype(float), "employees": panel["employees"].astype(float),
         "total_assets": panel["total_assets"].astype(float),
         "firm_age": (panel["year"] - panel["founded_year"]).astype(float),

@@ -103,3 +103,23 @@ def test_features_cli_writes_table(tmp_path, small_sim):
     assert len(written) == len(small_sim.panel) and "designated_next" in written
     again = CliRunner().invoke(app, ["features", str(panel), "--out", str(out)])
     assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_one_firm_alone_equals_the_same_firm_in_the_batch(small_sim):
+    """With the stored context records, features do not depend on which firms come along."""
+    panel, events = small_sim.panel, small_sim.events
+    context = F.context_tables(panel, events)
+    full = F.build_features(panel, events, context=context)
+    firm = events["firm_id"].iloc[0]
+    alone = F.build_features(panel[panel["firm_id"] == firm], events[events["firm_id"] == firm], context=context)
+    cols = [c for c in full.columns if c not in F.TARGETS]
+    pd.testing.assert_frame_equal(full[full["firm_id"] == firm][cols].reset_index(drop=True), alone[cols])
+
+
+def test_context_after_its_last_year_carries_the_latest_record(small_sim):
+    panel = small_sim.panel
+    context = F.context_tables(panel[panel["year"] <= 2022], small_sim.events[small_sim.events["batch_year"] <= 2022])
+    table = F.build_features(panel, small_sim.events, context=context)
+    row_2022 = table[(table["year"] == 2022)].groupby("province", observed=True)["province_pool_share"].first()
+    row_2025 = table[(table["year"] == 2025)].groupby("province", observed=True)["province_pool_share"].first()
+    pd.testing.assert_series_equal(row_2022, row_2025.reindex(row_2022.index), check_names=False)
