@@ -3,7 +3,7 @@
 Every stage of lgml reads the panel through this contract. One row per firm per fiscal
 year; money in yuan (``units="wan"`` converts from 万元 on read).
 
-The rules themselves are checked by :func:`lgml.validate.validate_panel`; this module only
+The rules themselves are checked by :func:`lgml.validate.check_panel`; this module only
 describes the contract so that every other module can name columns without repeating them.
 """
 
@@ -51,7 +51,7 @@ PANEL_COLUMNS: tuple[Column, ...] = (
     Column("employees", "int", aliases=("从业人员", "从业人数", "员工人数", "职工人数", "员工总数"), doc=">= 0"),
     Column("rd_staff", "int", nullable=True, aliases=("研发人员", "研发人员数量", "研发人员数"), doc="0 <= rd_staff <= employees"),
     Column("revenue", "float", money=True, aliases=("营业收入", "营业总收入"), doc="operating revenue, >= 0"),
-    Column("main_business_revenue", "float", money=True, aliases=("主营业务收入",), doc="0 <= value <= revenue (1% tolerance)"),
+    Column("main_business_revenue", "float", money=True, aliases=("主营业务收入", "主营收入"), doc="0 <= value <= revenue (1% tolerance)"),
     Column("net_profit", "float", money=True, aliases=("净利润",), doc="any sign"),
     Column("total_assets", "float", money=True, aliases=("资产总计", "总资产", "资产总额"), doc="> 0"),
     Column("total_liabilities", "float", money=True, aliases=("负债合计", "总负债", "负债总额"), doc=">= 0"),
@@ -77,7 +77,7 @@ PANEL_COLUMNS: tuple[Column, ...] = (
 
 EVENT_COLUMNS: tuple[Column, ...] = (
     Column("firm_id", "string", aliases=PANEL_COLUMNS[0].aliases, doc="required"),
-    Column("batch_year", "int", aliases=("批次年份", "认定年份", "认定年度", "公示年份"), doc="designation batch year, 2019.."),
+    Column("batch_year", "int", aliases=("批次年份", "认定年份", "认定年度", "公示年份", "入选年份"), doc="designation batch year, 2019.."),
     Column("revoked_year", "int", nullable=True, aliases=("撤销年份", "复核未通过年份", "失效年份"),
            doc="year the title was lost; > batch_year"),
 )

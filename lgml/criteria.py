@@ -1,0 +1,920 @@
+"""Little Giant criteria by rule regime, the provincial SRDI 100-point score, and shortfalls.
+
+The application (batch) year picks one of three rule regimes:
+
+* ``"2018"``: batches up to 2021 (工信厅企业函〔2018〕381号);
+* ``"2022"``: batches 2022-2025 (工信部企业〔2022〕63号);
+* ``"2026"``: batches from 2026 (the revision as reported, effective 2026-04-01).
+
+Every threshold lives in :data:`RULES` (Little Giant criteria) and :data:`SRDI` (the provincial
+SRDI SME conditions and 100-point score); the functions only read them.
+
+Flow: a contract panel -> :func:`criteria_inputs` (point-in-time quantities per firm-year) ->
+:func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`. :func:`assess` does
+it all for one batch, using each firm's fiscal year ``batch_year - 1``, and explains shortfalls.
+
+Conventions:
+
+* Money in yuan; ratios as fractions (0.03 = 3%); a shortfall of 0.009 in a ratio is 0.9 pp.
+* A criterion with missing data fails (the applicant cannot demonstrate it) with a NaN shortfall.
+* Values within a relative 1e-9 of a threshold count as equal to it, so that ratios computed from
+  round numbers (3M / 100M) meet round thresholds (3%) despite floating-point rounding.
+
+Not checked, because the input contract cannot show them: the award shortcuts (national S&T
+award, 创客中国 top group) that pass the innovation dimension directly, the 2018 "leading product
+top 3 in its province", the 2022 chain / product-field dimension (链·品), and the 2026 "top 3
+domestically" alternative to a 10% niche market share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgml import schema
+
+# ------------------------------------------------------------------------------------------------
+# Thresholds: the one table. Money in yuan, ratios as fractions.
+# ------------------------------------------------------------------------------------------------
+
+# 工信部联企业〔2011〕300号: an industrial firm is an SME below either limit.
+_SME_SIZE = {"kind": "sme_size", "employees_below": 1000, "revenue_below": 400e6}
+
+# R&D rule by revenue band (latest fiscal year's revenue picks the band; first match wins).
+# Unchanged from 2018 to 2025.
+_RD_BANDS = (
+    {"revenue_min": 100e6, "intensity_min": 0.03},  # R&D / revenue in each of the last 2 years
+    {"revenue_min": 50e6, "intensity_min": 0.06},
+    # Below 50M yuan revenue, the equity route: all three minimums.
+    {"revenue_min": 0.0, "min": {"equity_2y": 80e6, "rd_2y": 30e6, "rd_staff_share": 0.50}},
+)
+
+RULES: dict[str, dict[str, Any]] = {
+    "2018": {
+        "batches": (None, 2021),
+        "source": "工信厅企业函〔2018〕381号",
+        "criteria": {
+            "sme_size": _SME_SIZE,
+            "growth": {"kind": "any_min", "columns": ("mb_growth_2y", "profit_growth_2y"), "min": (0.05, 0.05)},
+            "debt_ratio": {"kind": "max", "column": "debt_ratio", "max": 0.70},
+            "niche_years": {"kind": "min", "column": "niche_years", "min": 3},
+            "mb_share": {"kind": "min", "column": "mb_share", "min": 0.70},
+            "ip": {"kind": "any_min", "columns": ("invention_patents", "class2_ip"), "min": (2, 5)},
+            "rd_band": {"kind": "rd_band", "bands": _RD_BANDS},
+        },
+    },
+    "2022": {
+        "batches": (2022, 2025),
+        "source": "工信部企业〔2022〕63号",
+        "criteria": {
+            "sme_size": _SME_SIZE,
+            "srdi_provincial": {"kind": "flag", "column": "srdi_provincial"},
+            "niche_years": {"kind": "min", "column": "niche_years", "min": 3},
+            "mb_share": {"kind": "min", "column": "mb_share", "min": 0.70},
+            "mb_growth": {"kind": "min", "column": "mb_growth_2y", "min": 0.05},
+            "debt_ratio": {"kind": "max", "column": "debt_ratio", "max": 0.70},
+            # "At least one core business on information systems" is not observed; digital
+            # level 2 (of 1..5) is the closest observable proxy.
+            "info_system": {"kind": "min", "column": "digital_level", "min": 2},
+            "certification": {"kind": "flag", "column": "quality_certified"},
+            "niche_share": {"kind": "min", "column": "niche_market_share", "min": 0.10},
+            "own_brand": {"kind": "flag", "column": "own_brand"},
+            "rd_band": {"kind": "rd_band", "bands": _RD_BANDS},
+            # Level 1 = municipal (schema.RD_INSTITUTION_LEVELS): any R&D institution.
+            "rd_institution": {"kind": "min", "column": "rd_institution_level", "min": 1},
+            "class1_ip": {"kind": "min", "column": "class1_ip", "min": 2},
+        },
+    },
+    "2026": {
+        "batches": (2026, None),
+        "source": "2026 revision as reported, effective 2026-04-01",
+        "criteria": {
+            "sme_size": _SME_SIZE,
+            "srdi_provincial": {"kind": "flag", "column": "srdi_provincial"},
+            "niche_years": {"kind": "min", "column": "niche_years", "min": 3},
+            "revenue": {"kind": "min", "column": "revenue", "min": 50e6},
+            "mb_share": {"kind": "min", "column": "mb_share", "min": 0.90},
+            "revenue_cagr": {"kind": "min", "column": "revenue_cagr_2y", "min": 0.05},
+            "debt_ratio": {"kind": "max", "column": "debt_ratio", "max": 0.75},
+            "rd_amount_2y": {"kind": "min", "column": "rd_2y", "min": 12e6},
+            "rd_intensity": {"kind": "all_min", "columns": ("rd_intensity", "rd_intensity_prev"), "min": 0.03},
+            "class1_ip": {"kind": "min", "column": "class1_ip", "min": 4},
+            # The "or top 3 domestically" alternative is not observed.
+            "niche_share": {"kind": "min", "column": "niche_market_share", "min": 0.10},
+            # The development score is not published; the provincial 100-point score stands in.
+            "development_score": {"kind": "min", "column": "score_total", "min": 60},
+        },
+    },
+}
+
+# Provincial SRDI SME (专精特新中小企业), 2022 rules. Bands are (operator, bound, points), first
+# match wins, no match (or missing data) scores 0.
+SRDI: dict[str, Any] = {
+    "hard": {"niche_years_min": 2, "rd_min": 1e6, "rd_intensity_min": 0.03,
+             "revenue_min": 10e6, "or_equity_2y_min": 20e6},
+    "score_min": 60,
+    "shortcut": {"rd_avg_2y_min": 10e6, "equity_2y_min": 60e6},
+    "score": {
+        # specialization, 25
+        "mb_share": ((">=", 0.80, 5), (">=", 0.70, 3), (">=", 0.60, 1)),
+        "mb_growth_2y": ((">=", 0.10, 10), (">=", 0.08, 8), (">=", 0.06, 6), (">=", 0.04, 4), (">=", 0.0, 2)),
+        "niche_years": {"years_per_point": 2, "max": 5},
+        # Official: 5 for 补短板/锻长板/填空白 products, 3 for 工业六基 and similar. Observable
+        # proxy: a strategic-industry product in a foundation field 5, either one 3.
+        "product_field": {"both": 5, "either": 3},
+        # refinement, 25
+        "digital_level": ((">=", 3, 5), (">=", 2, 3)),
+        # 3 points per quality item; the observable items are a certification and an own brand.
+        "quality": {"per_item": 3, "max": 5},
+        "net_margin": ((">=", 0.10, 10), (">=", 0.08, 8), (">=", 0.06, 6), (">=", 0.04, 4), (">=", 0.02, 2)),
+        "debt_ratio": (("<", 0.50, 5), ("<", 0.60, 3), ("<=", 0.70, 1)),
+        # distinctive, 15: set by each province; proxy from national niche share and key customers.
+        "niche_market_share": ((">=", 0.10, 9), (">=", 0.05, 6), (">=", 0.01, 3)),
+        "key_customers": ((">=", 3, 6), (">=", 1, 3)),
+        "distinctive_max": 15,
+        # innovation, 35. IP: high-value Class-I 10, own Class-I 8, Class-I 6, Class-II 2; the
+        # contract has no "high-value" or "own" flags, so invention patents stand in for both.
+        "ip": {"class1_min": 1, "class2_min": 1, "own_inventions_min": 1, "high_value_inventions_min": 5,
+               "high_value": 10, "own_class1": 8, "class1": 6, "class2": 2},
+        "rd_amount": ((">=", 5e6, 10), (">=", 4e6, 8), (">=", 3e6, 6), (">=", 2e6, 4), (">=", 1e6, 2)),
+        "rd_intensity": ((">=", 0.10, 10), (">=", 0.08, 8), (">=", 0.06, 6), (">=", 0.04, 4), (">=", 0.03, 2)),
+        "rd_staff_share": ((">=", 0.20, 5), (">=", 0.10, 3), (">=", 0.05, 1)),
+        "rd_institution": {"none": 0, "municipal": 4, "provincial": 8, "national": 10},
+    },
+}
+
+# ------------------------------------------------------------------------------------------------
+# Metadata
+# ------------------------------------------------------------------------------------------------
+
+DIMENSIONS: dict[str, str] = {
+    "specialization": "专", "refinement": "精", "distinctive": "特", "innovation": "新",
+    "chain": "链·品", "size": "规模",
+}
+
+
+def _meta(dimension: str, label_en: str, label_zh: str, unit: str, direction: int,
+          inputs: tuple[str, ...]) -> dict[str, Any]:
+    return {"dimension": dimension, "label_en": label_en, "label_zh": label_zh, "unit": unit,
+            "direction": direction, "inputs": inputs}
+
+
+# Units of short_<name>: ratio (fraction; 0.009 = 0.9 pp), yuan, years, items, level, employees,
+# flag (1 = not held), points. rd_band is a ratio: the R&D-intensity gap in the 3% / 6% bands and,
+# on the equity route (revenue < 50M), the largest fraction of a requirement not met.
+CRITERIA: dict[str, dict[str, Any]] = {
+    "sme_size": _meta("size", "SME size (employees or revenue)", "中小企业规模标准", "employees", -1,
+                      ("employees", "revenue")),
+    "revenue": _meta("size", "operating revenue", "营业收入", "yuan", 1, ("revenue",)),
+    # Tier status sits with specialization: it is the 专精特新 status itself.
+    "srdi_provincial": _meta("specialization", "provincial SRDI SME status", "省级专精特新中小企业", "flag", 1,
+                             ("srdi_provincial",)),
+    "development_score": _meta("specialization", "development score (provincial 100-point score)",
+                               "发展评分（以省级百分制评分代替）", "points", 1, ("score_total",)),
+    "niche_years": _meta("specialization", "years in the niche market", "从事细分市场年限", "years", 1,
+                         ("niche_years",)),
+    "mb_share": _meta("specialization", "main-business share of revenue", "主营业务收入占营业收入比重", "ratio", 1,
+                      ("mb_share",)),
+    "mb_growth": _meta("specialization", "2-year average main-business revenue growth", "主营业务收入平均增长率",
+                       "ratio", 1, ("mb_growth_2y",)),
+    "growth": _meta("specialization", "2-year average growth of main-business revenue or net profit",
+                    "主营业务收入或净利润平均增长率", "ratio", 1, ("mb_growth_2y", "profit_growth_2y")),
+    "revenue_cagr": _meta("specialization", "2-year revenue CAGR", "营业收入复合增长率", "ratio", 1,
+                          ("revenue_cagr_2y",)),
+    "debt_ratio": _meta("refinement", "debt-to-asset ratio", "资产负债率", "ratio", -1, ("debt_ratio",)),
+    "info_system": _meta("refinement", "information systems on core business (digital level)",
+                         "核心业务采用信息系统（以数字化水平代替）", "level", 1, ("digital_level",)),
+    "certification": _meta("refinement", "management or product certification", "管理体系或产品认证", "flag", 1,
+                           ("quality_certified",)),
+    "niche_share": _meta("distinctive", "national niche market share", "细分市场占有率", "ratio", 1,
+                         ("niche_market_share",)),
+    "own_brand": _meta("distinctive", "own brand", "自主品牌", "flag", 1, ("own_brand",)),
+    "ip": _meta("innovation", "invention patents or Class-II IP", "发明专利或Ⅱ类知识产权", "items", 1,
+                ("invention_patents", "class2_ip")),
+    "class1_ip": _meta("innovation", "Class-I IP items", "Ⅰ类知识产权", "items", 1, ("class1_ip",)),
+    "rd_band": _meta("innovation", "R&D spending by revenue band", "研发投入（按营业收入分档）", "ratio", 1,
+                     ("rd_intensity", "rd_intensity_prev", "revenue", "equity_2y", "rd_2y", "rd_staff_share")),
+    "rd_institution": _meta("innovation", "R&D institution", "研发机构", "level", 1, ("rd_institution_level",)),
+    "rd_amount_2y": _meta("innovation", "R&D spending over 2 years", "近两年研发费用总额", "yuan", 1, ("rd_2y",)),
+    "rd_intensity": _meta("innovation", "R&D intensity in each of the last 2 years", "研发费用占营业收入比重（每年）",
+                          "ratio", 1, ("rd_intensity", "rd_intensity_prev")),
+}
+
+# Dimension of every column of criteria_inputs, for grouping features.
+INPUT_DIMENSIONS: dict[str, str] = {
+    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_2y": "innovation",
+    "rd_expense": "innovation", "rd_staff_share": "innovation", "class1_ip": "innovation",
+    "invention_patents": "innovation", "class2_ip": "innovation", "rd_institution": "innovation",
+    "rd_institution_level": "innovation",
+    "mb_share": "specialization", "mb_growth_2y": "specialization", "profit_growth_2y": "specialization",
+    "revenue_cagr_2y": "specialization", "niche_years": "specialization", "srdi_provincial": "specialization",
+    "debt_ratio": "refinement", "net_margin": "refinement", "digital_level": "refinement",
+    "quality_certified": "refinement",
+    "niche_market_share": "distinctive", "own_brand": "distinctive",
+    "key_customers": "chain", "foundation_field": "chain", "strategic_industry": "chain",
+    "revenue": "size", "employees": "size", "equity_2y": "size",
+}
+
+# Nouns for the inputs, used in shortfall sentences.
+_INPUT_LABELS: dict[str, str] = {
+    "rd_intensity": "R&D intensity", "rd_intensity_prev": "R&D intensity of the previous year",
+    "rd_2y": "R&D over 2 years", "equity_2y": "new equity over 2 years", "rd_staff_share": "R&D staff share",
+    "mb_share": "main-business share", "mb_growth_2y": "main-business revenue growth (2-yr avg)",
+    "profit_growth_2y": "net-profit growth (2-yr avg)", "revenue_cagr_2y": "revenue CAGR (2 yrs)",
+    "debt_ratio": "debt ratio", "digital_level": "digital level", "niche_market_share": "niche market share",
+    "niche_years": "years in the niche", "class1_ip": "Class-I IP items", "invention_patents": "invention patents",
+    "class2_ip": "Class-II IP items", "rd_institution_level": "R&D institution", "revenue": "revenue",
+    "employees": "employees", "score_total": "development score", "srdi_provincial": "provincial SRDI status",
+    "quality_certified": "certification", "own_brand": "own brand",
+}
+
+# ------------------------------------------------------------------------------------------------
+# Inputs
+# ------------------------------------------------------------------------------------------------
+
+# Contract columns passed through unchanged.
+_RAW = ("revenue", "rd_expense", "employees", "class1_ip", "invention_patents", "class2_ip", "niche_years",
+        "niche_market_share", "own_brand", "quality_certified", "digital_level", "rd_institution",
+        "srdi_provincial", "foundation_field", "strategic_industry", "key_customers")
+_PANEL_NEEDS = ("firm_id", "year", "main_business_revenue", "net_profit", "total_assets", "total_liabilities",
+                "equity_financing", "rd_staff", *_RAW)
+
+
+def _floats(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return frame[col].to_numpy(dtype=float, na_value=np.nan)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN (never inf) where den is 0 or either side is missing."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _growth(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Yearly growth rate; NaN unless the base year is positive (a rate from a zero or negative
+    base, e.g. a loss, has no meaningful sign)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(prev > 0, _ratio(cur, prev) - 1.0, np.nan)
+
+
+def _prior_rows(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the same firm's years t-1 and t-2 (-1 where that year is absent).
+
+    Raises:
+        ValueError: (firm_id, year) is not unique.
+    """
+    codes = pd.factorize(panel["firm_id"])[0].astype(np.int64)
+    year = panel["year"].to_numpy(dtype=np.int64)
+    if len(year) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    # One integer key per (firm, year); each firm's block has room for the two years before its
+    # first so that t-1 and t-2 never reach into another firm's block.
+    lo = year.min()
+    span = year.max() - lo + 3
+    key = codes * span + (year - lo + 2)
+    index = pd.Index(key)
+    if not index.is_unique:
+        dup = panel.iloc[np.flatnonzero(index.duplicated())[:3]]
+        pairs = ", ".join(f"({f}, {y})" for f, y in zip(dup["firm_id"], dup["year"]))
+        raise ValueError(f"(firm_id, year) must be unique; duplicated: {pairs}")
+    return index.get_indexer(key - 1), index.get_indexer(key - 2)
+
+
+def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return np.where(pos >= 0, values[pos], np.nan)
+
+
+def criteria_inputs(panel: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time quantities the criteria need, one row per firm-year.
+
+    Row t uses only the same firm's fiscal years t, t-1 and t-2, matched by exact
+    (firm_id, year - 1) and (firm_id, year - 2); a missing year gives NaN.
+
+    Args:
+        panel: DataFrame of shape (n_firm_years, ...) in the input contract
+            (:data:`lgml.schema.PANEL_NAMES`), many firms and years in any row order; money in yuan.
+
+    Returns:
+        DataFrame with the index and row order of ``panel``: ``firm_id``, ``year``, then
+
+        * ``rd_intensity``, ``rd_intensity_prev``: R&D / revenue in t and t-1 (fraction).
+        * ``rd_2y``: R&D of t + t-1 (yuan); NaN unless both years report it.
+        * ``equity_2y``: new paid-in equity of t + t-1 (yuan). A blank counts as 0 when the other
+          year reports a value, NaN when neither does. Equity is never negative, so the sum is a
+          lower bound of the true figure: a pass is never overstated.
+        * ``mb_share``: main-business revenue / revenue.
+        * ``mb_growth_2y``, ``profit_growth_2y``: mean of the growth rates t-2 -> t-1 and
+          t-1 -> t of main-business revenue and of net profit (a rate is NaN from a base <= 0).
+        * ``revenue_cagr_2y``: sqrt(revenue t / revenue t-2) - 1.
+        * ``debt_ratio`` (liabilities / assets), ``net_margin`` (net profit / revenue),
+          ``rd_staff_share`` (R&D staff / employees).
+        * ``rd_institution_level``: 0 none, 1 municipal, 2 provincial, 3 national.
+        * the raw contract columns ``revenue``, ``rd_expense``, ``employees``, ``class1_ip``,
+          ``invention_patents``, ``class2_ip``, ``niche_years``, ``niche_market_share``, ``own_brand``,
+          ``quality_certified``, ``digital_level``, ``rd_institution``, ``srdi_provincial``,
+          ``foundation_field``, ``strategic_industry``, ``key_customers``.
+
+        Any division by zero gives NaN, never inf.
+
+    Raises:
+        KeyError: A needed contract column is missing.
+        ValueError: (firm_id, year) is not unique.
+
+    Example:
+        >>> inputs = criteria_inputs(panel)
+        >>> inputs.loc[panel["year"] == 2023, ["firm_id", "rd_intensity", "mb_growth_2y"]]
+    """
+    missing = [c for c in _PANEL_NEEDS if c not in panel.columns]
+    if missing:
+        raise KeyError(f"criteria_inputs needs the contract columns {missing}")
+    pos1, pos2 = _prior_rows(panel)
+    rev, rd, mb, profit, equity = (_floats(panel, c) for c in
+                                   ("revenue", "rd_expense", "main_business_revenue", "net_profit", "equity_financing"))
+    rd_int = _ratio(rd, rev)
+    mb1, mb2 = _take(mb, pos1), _take(mb, pos2)
+    profit1, profit2 = _take(profit, pos1), _take(profit, pos2)
+    equity1 = _take(equity, pos1)
+    rev2 = _take(rev, pos2)
+    with np.errstate(invalid="ignore"):
+        cagr = np.where(rev2 > 0, np.sqrt(np.maximum(_ratio(rev, rev2), 0.0)) - 1.0, np.nan)
+    level = pd.Categorical(panel["rd_institution"], categories=schema.RD_INSTITUTION_LEVELS).codes
+    derived = {
+        "rd_intensity": rd_int,
+        "rd_intensity_prev": _take(rd_int, pos1),
+        "rd_2y": rd + _take(rd, pos1),
+        "equity_2y": np.where(np.isnan(equity) & np.isnan(equity1), np.nan,
+                              np.nan_to_num(equity) + np.nan_to_num(equity1)),
+        "mb_share": _ratio(mb, rev),
+        "mb_growth_2y": (_growth(mb, mb1) + _growth(mb1, mb2)) / 2,
+        "profit_growth_2y": (_growth(profit, profit1) + _growth(profit1, profit2)) / 2,
+        "revenue_cagr_2y": cagr,
+        "debt_ratio": _ratio(_floats(panel, "total_liabilities"), _floats(panel, "total_assets")),
+        "net_margin": _ratio(profit, rev),
+        "rd_staff_share": _ratio(_floats(panel, "rd_staff"), _floats(panel, "employees")),
+        "rd_institution_level": np.where(level >= 0, level, np.nan),
+    }
+    columns = {"firm_id": panel["firm_id"].array, "year": panel["year"].array, **derived,
+               **{c: panel[c].array for c in _RAW}}
+    return pd.DataFrame(columns, index=panel.index)
+
+
+# ------------------------------------------------------------------------------------------------
+# Little Giant criteria
+# ------------------------------------------------------------------------------------------------
+
+
+def regime_for(batch_year: int) -> str:
+    """The rule regime of an application (batch) year.
+
+    Args:
+        batch_year: Designation batch year, e.g. 2024 (which assesses fiscal year 2023).
+
+    Returns:
+        ``"2018"`` (batches <= 2021), ``"2022"`` (2022-2025) or ``"2026"`` (>= 2026).
+
+    Raises:
+        TypeError: ``batch_year`` is not an integer.
+    """
+    if isinstance(batch_year, bool) or not isinstance(batch_year, (int, np.integer)):
+        raise TypeError(f"batch_year must be an integer year, got {batch_year!r}")
+    for name, rules in RULES.items():
+        first, last = rules["batches"]
+        if (first is None or batch_year >= first) and (last is None or batch_year <= last):
+            return name
+    raise ValueError(f"no rule regime covers batch {batch_year}")  # unreachable while RULES is complete
+
+
+# Values within this relative distance of a threshold count as equal to it (floating-point rounding).
+_RTOL = 1e-9
+Getter = Callable[[str], np.ndarray]
+Result = tuple[np.ndarray, np.ndarray]  # (passed: bool, shortfall: float)
+
+
+def _compare(x: np.ndarray, op: str, bound: float) -> np.ndarray:
+    """Elementwise ``x op bound`` treating values within a relative 1e-9 as equal; NaN -> False."""
+    tol = _RTOL * max(1.0, abs(bound))
+    if op == ">=":
+        return x >= bound - tol
+    if op == ">":
+        return x > bound + tol
+    if op == "<=":
+        return x <= bound + tol
+    if op == "<":
+        return x < bound - tol
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _at_least(x: np.ndarray, minimum: float) -> Result:
+    passed = _compare(x, ">=", minimum)
+    return passed, np.where(passed, 0.0, minimum - x)
+
+
+def _at_most(x: np.ndarray, maximum: float) -> Result:
+    passed = _compare(x, "<=", maximum)
+    return passed, np.where(passed, 0.0, x - maximum)
+
+
+def _eval_min(spec: Mapping, get: Getter) -> Result:
+    return _at_least(get(spec["column"]), spec["min"])
+
+
+def _eval_max(spec: Mapping, get: Getter) -> Result:
+    return _at_most(get(spec["column"]), spec["max"])
+
+
+def _eval_flag(spec: Mapping, get: Getter) -> Result:
+    return _at_least(get(spec["column"]), 1.0)
+
+
+def _eval_any_min(spec: Mapping, get: Getter) -> Result:
+    """Either route suffices; the shortfall is that of the nearer known route."""
+    parts = [_at_least(get(c), m) for c, m in zip(spec["columns"], spec["min"])]
+    passed = np.logical_or.reduce([p for p, _ in parts])
+    short = np.fmin.reduce([s for _, s in parts])  # fmin skips a missing route
+    return passed, np.where(passed, 0.0, short)
+
+
+def _eval_all_min(spec: Mapping, get: Getter) -> Result:
+    """Every column must reach the minimum; the shortfall is the largest gap (NaN if any is missing)."""
+    parts = [_at_least(get(c), spec["min"]) for c in spec["columns"]]
+    passed = np.logical_and.reduce([p for p, _ in parts])
+    short = np.maximum.reduce([s for _, s in parts])
+    return passed, np.where(passed, 0.0, short)
+
+
+def _eval_sme_size(spec: Mapping, get: Getter) -> Result:
+    employees = get("employees")
+    passed = _compare(employees, "<", spec["employees_below"]) | _compare(get("revenue"), "<", spec["revenue_below"])
+    # Head count is whole people: the excess is how many must go to fall below the limit.
+    return passed, np.where(passed, 0.0, employees - spec["employees_below"] + 1)
+
+
+def _equity_route(band: Mapping, get: Getter) -> Result:
+    """All minimums of the equity route; shortfall = the largest fraction of a requirement not met."""
+    parts = [_at_least(get(col) / need, 1.0) for col, need in band["min"].items()]
+    passed = np.logical_and.reduce([p for p, _ in parts])
+    return passed, np.where(passed, 0.0, np.maximum.reduce([s for _, s in parts]))
+
+
+def _eval_rd_band(spec: Mapping, get: Getter) -> Result:
+    revenue = get("revenue")
+    # The weaker of the two years decides "in each of the last 2 years"; NaN if either is missing.
+    weaker = np.minimum(get("rd_intensity"), get("rd_intensity_prev"))
+    passed = np.zeros(len(revenue), bool)
+    short = np.full(len(revenue), np.nan)
+    placed = np.zeros(len(revenue), bool)
+    for band in spec["bands"]:
+        in_band = ~placed & _compare(revenue, ">=", band["revenue_min"])
+        placed |= in_band
+        p, s = _at_least(weaker, band["intensity_min"]) if "intensity_min" in band else _equity_route(band, get)
+        passed = np.where(in_band, p, passed)
+        short = np.where(in_band, s, short)
+    return passed, short
+
+
+_EVALUATORS: dict[str, Callable[[Mapping, Getter], Result]] = {
+    "min": _eval_min, "max": _eval_max, "flag": _eval_flag, "any_min": _eval_any_min,
+    "all_min": _eval_all_min, "sme_size": _eval_sme_size, "rd_band": _eval_rd_band,
+}
+
+
+def _getter(frame: pd.DataFrame, extra: Mapping[str, np.ndarray]) -> Getter:
+    """Column reader returning float arrays (bool -> 0/1, missing -> NaN), each read once."""
+    cache = dict(extra)
+
+    def get(col: str) -> np.ndarray:
+        if col not in cache:
+            cache[col] = _floats(frame, col)
+        return cache[col]
+
+    return get
+
+
+def check(inputs: pd.DataFrame, batch_year: int) -> pd.DataFrame:
+    """Check every Little Giant criterion of the regime in force for ``batch_year``.
+
+    Args:
+        inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs` (extra columns are
+            ignored). Each row is judged as it stands: pass the rows of fiscal year
+            ``batch_year - 1``. For the 2026 regime a ``score_total`` column is used if present,
+            else computed with :func:`srdi_score`.
+        batch_year: Application (batch) year; picks the regime (see :func:`regime_for`).
+
+    Returns:
+        DataFrame with the index of ``inputs``: ``pass_<criterion>`` (bool; missing data fails)
+        for every criterion of the regime in :data:`RULES` order, ``short_<criterion>``
+        (float shortfall in the unit of :data:`CRITERIA`: 0 when passed, NaN when data are
+        missing), ``n_met``, ``n_criteria`` and ``eligible`` (every criterion met, the SME size
+        rule included).
+
+    Raises:
+        KeyError: ``inputs`` lacks a column the regime needs.
+
+    Example:
+        >>> checked = check(criteria_inputs(panel).query("year == 2023"), 2024)
+        >>> checked["eligible"].mean()
+    """
+    rules = RULES[regime_for(batch_year)]["criteria"]
+    needed = dict.fromkeys(c for name in rules for c in CRITERIA[name]["inputs"])
+    extra = {}
+    if "score_total" in needed and "score_total" not in inputs.columns:
+        extra["score_total"] = srdi_score(inputs)["score_total"].to_numpy(dtype=float)
+    missing = [c for c in needed if c not in inputs.columns and c not in extra]
+    if missing:
+        raise KeyError(f"check needs the criteria_inputs columns {missing}")
+    get = _getter(inputs, extra)
+    passes, shorts = {}, {}
+    for name, spec in rules.items():
+        passes[f"pass_{name}"], shorts[f"short_{name}"] = _EVALUATORS[spec["kind"]](spec, get)
+    n_met = np.sum(list(passes.values()), axis=0, dtype=np.int64).reshape(len(inputs))
+    return pd.DataFrame(
+        {**passes, **shorts, "n_met": n_met, "n_criteria": np.full(len(inputs), len(rules), np.int64),
+         "eligible": n_met == len(rules)},
+        index=inputs.index,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Provincial SRDI SME: 100-point score and eligibility
+# ------------------------------------------------------------------------------------------------
+
+
+def _points(x: np.ndarray, bands: tuple[tuple[str, float, int], ...]) -> np.ndarray:
+    """Points of the first matching band; 0 when none matches or ``x`` is missing."""
+    return np.select([_compare(x, op, bound) for op, bound, _ in bands], [pts for _, _, pts in bands], default=0)
+
+
+def srdi_score(inputs: pd.DataFrame) -> pd.DataFrame:
+    """The provincial SRDI SME 100-point score; a missing input scores 0 for its item.
+
+    Items (bands in :data:`SRDI`): specialization 25 = main-business share 5 + 2-year
+    main-business growth 10 + niche years 5 (1 point per full 2 years) + product field 5 (proxy:
+    strategic industry and foundation field 5, either 3); refinement 25 = digital level 5 + quality
+    management 5 (3 per item: certification, own brand) + net margin 10 + debt ratio 5;
+    distinctive 15 (set by each province; proxy: national niche share 9 + key customers 6);
+    innovation 35 = IP 10 (Class-I with >= 5 invention patents 10, Class-I with an invention
+    patent 8, other Class-I 6, Class-II 2) + prior-year R&D 10 (the better of the amount and the
+    intensity band) + R&D staff share 5 + R&D institution 10. "Prior year" is the row's fiscal
+    year t, the last full year before the application.
+
+    Args:
+        inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs`.
+
+    Returns:
+        DataFrame (int64 points) with the index of ``inputs``: ``score_specialization`` (0-25),
+        ``score_refinement`` (0-25), ``score_distinctive`` (0-15), ``score_innovation`` (0-35),
+        ``score_total`` (0-100).
+    """
+    s = SRDI["score"]
+    get = _getter(inputs, {})
+    niche = np.floor(np.nan_to_num(get("niche_years")) / s["niche_years"]["years_per_point"])
+    foundation, strategic = get("foundation_field") == 1, get("strategic_industry") == 1
+    field = np.select([foundation & strategic, foundation | strategic],
+                      [s["product_field"]["both"], s["product_field"]["either"]], default=0)
+    specialization = (_points(get("mb_share"), s["mb_share"]) + _points(get("mb_growth_2y"), s["mb_growth_2y"])
+                      + np.minimum(niche, s["niche_years"]["max"]) + field)
+    n_quality = (get("quality_certified") == 1).astype(int) + (get("own_brand") == 1)
+    refinement = (_points(get("digital_level"), s["digital_level"])
+                  + np.minimum(s["quality"]["per_item"] * n_quality, s["quality"]["max"])
+                  + _points(get("net_margin"), s["net_margin"]) + _points(get("debt_ratio"), s["debt_ratio"]))
+    distinctive = np.minimum(_points(get("niche_market_share"), s["niche_market_share"])
+                             + _points(get("key_customers"), s["key_customers"]), s["distinctive_max"])
+    ip = s["ip"]
+    class1, inventions = get("class1_ip") >= ip["class1_min"], get("invention_patents")
+    ip_points = np.select(
+        [class1 & (inventions >= ip["high_value_inventions_min"]), class1 & (inventions >= ip["own_inventions_min"]),
+         class1, get("class2_ip") >= ip["class2_min"]],
+        [ip["high_value"], ip["own_class1"], ip["class1"], ip["class2"]], default=0)
+    rd_points = np.maximum(_points(get("rd_expense"), s["rd_amount"]), _points(get("rd_intensity"), s["rd_intensity"]))
+    by_level = np.array([s["rd_institution"][lvl] for lvl in schema.RD_INSTITUTION_LEVELS])
+    level = get("rd_institution_level")
+    institution = np.where(np.isnan(level), 0, by_level[np.nan_to_num(level).astype(int)])
+    innovation = ip_points + rd_points + _points(get("rd_staff_share"), s["rd_staff_share"]) + institution
+    parts = {"score_specialization": specialization, "score_refinement": refinement,
+             "score_distinctive": distinctive, "score_innovation": innovation}
+    out = {k: np.asarray(v).astype(np.int64) for k, v in parts.items()}
+    out["score_total"] = sum(out.values(), np.zeros(len(inputs), np.int64))
+    return pd.DataFrame(out, index=inputs.index)
+
+
+def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
+    """Whether each row qualifies as a provincial SRDI SME (专精特新中小企业, 2022 rules).
+
+    All hard conditions: niche >= 2 years; prior-year R&D >= 1M yuan and >= 3% of revenue;
+    revenue >= 10M yuan or new equity >= 20M yuan over 2 years. And either a 100-point score
+    >= 60 (:func:`srdi_score`) or a shortcut: average R&D over 2 years >= 10M yuan, or new equity
+    >= 60M yuan over 2 years. Award shortcuts are not observed. Thresholds in :data:`SRDI`.
+
+    Args:
+        inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs`.
+
+    Returns:
+        Boolean Series ``srdi_eligible`` with the index of ``inputs``; missing data fail.
+    """
+    hard, shortcut = SRDI["hard"], SRDI["shortcut"]
+    get = _getter(inputs, {})
+    equity = get("equity_2y")
+    meets_hard = (_compare(get("niche_years"), ">=", hard["niche_years_min"])
+                  & _compare(get("rd_expense"), ">=", hard["rd_min"])
+                  & _compare(get("rd_intensity"), ">=", hard["rd_intensity_min"])
+                  & (_compare(get("revenue"), ">=", hard["revenue_min"])
+                     | _compare(equity, ">=", hard["or_equity_2y_min"])))
+    score = srdi_score(inputs)["score_total"].to_numpy(dtype=float)
+    qualifies = (_compare(score, ">=", SRDI["score_min"])
+                 | _compare(get("rd_2y") / 2, ">=", shortcut["rd_avg_2y_min"])
+                 | _compare(equity, ">=", shortcut["equity_2y_min"]))
+    return pd.Series(meets_hard & qualifies, index=inputs.index, name="srdi_eligible")
+
+
+# ------------------------------------------------------------------------------------------------
+# Explaining shortfalls
+# ------------------------------------------------------------------------------------------------
+
+# Regime whose thresholds explain a criterion when no batch year is given.
+_TEXT_DEFAULT_REGIME = "2022"
+
+
+def _isna(x: Any) -> bool:
+    return x is None or (np.ndim(x) == 0 and bool(pd.isna(x)))
+
+
+def _money(x: float) -> str:
+    if abs(x) < 1e5:
+        return f"{x:,.0f} yuan"
+    return f"{x / 1e6:,.1f}".removesuffix(".0") + "M yuan"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if _isna(x) else f"{100 * x:.1f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:.1f} pp"
+
+
+def _fmt(x: float, unit: str) -> str:
+    """A value in the unit of a criterion."""
+    if _isna(x):
+        return "n/a"
+    if unit == "ratio":
+        return _pct(x)
+    if unit == "yuan":
+        return _money(x)
+    return f"{x:,.4g}"
+
+
+_UNIT_WORDS = {"years": ("year", "years"), "items": ("item", "items"), "points": ("point", "points"),
+               "employees": ("employee", "employees"), "level": ("level", "levels")}
+
+
+def _gap(x: float, unit: str) -> str:
+    """A shortfall in the unit of a criterion."""
+    if unit == "ratio":
+        return _pp(x)
+    if unit == "yuan":
+        return _money(x)
+    if unit in _UNIT_WORDS:
+        one, many = _UNIT_WORDS[unit]
+        return f"{x:,.4g} {one if x == 1 else many}"
+    return f"{x:,.4g}"
+
+
+def _spec(criterion: str, batch_year: int | None) -> dict[str, Any]:
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    if batch_year is not None:
+        regime = regime_for(batch_year)
+        if criterion not in RULES[regime]["criteria"]:
+            raise ValueError(f"{criterion!r} is not a criterion of the {regime} rules (batch {batch_year})")
+        return RULES[regime]["criteria"][criterion]
+    for regime in (_TEXT_DEFAULT_REGIME, *RULES):
+        if criterion in RULES[regime]["criteria"]:
+            return RULES[regime]["criteria"][criterion]
+    raise ValueError(f"{criterion!r} is in no regime")  # unreachable while CRITERIA matches RULES
+
+
+def _rd_amount(short: float, row: Mapping) -> str:
+    """' = 1.8M yuan': an R&D-intensity gap in yuan at this year's revenue."""
+    revenue = row.get("revenue")
+    return "" if _isna(revenue) else f" = {_money(short * revenue)}"
+
+
+def _text_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    column, need, unit = spec["column"], spec["min"], meta["unit"]
+    if column == "rd_institution_level":
+        level = "none" if _isna(value) else schema.RD_INSTITUTION_LEVELS[int(value)]
+        return f"R&D institution: {level}; at least a {schema.RD_INSTITUTION_LEVELS[int(need)]}-level one required"
+    noun = _INPUT_LABELS.get(column, column)
+    extra = " (proxy for information systems on core business)" if column == "digital_level" else ""
+    return f"{noun} {_fmt(value, unit)}; at least {_fmt(need, unit)} required{extra}; short by {_gap(short, unit)}"
+
+
+def _text_max(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    unit = meta["unit"]
+    noun = _INPUT_LABELS.get(spec["column"], spec["column"])
+    return f"{noun} {_fmt(value, unit)}; at most {_fmt(spec['max'], unit)} allowed; over by {_gap(short, unit)}"
+
+
+def _text_flag(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    return f"{meta['label_en']}: not held; required"
+
+
+def _text_any_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    unit = meta["unit"]
+    cols = spec["columns"]
+    have = ", ".join(f"{_INPUT_LABELS[c]} {_fmt(row.get(c, value if i == 0 else None), unit)}"
+                     for i, c in enumerate(cols))
+    need = " or ".join(f"{_fmt(m, unit)} {_INPUT_LABELS[c]}" for c, m in zip(cols, spec["min"]))
+    return f"{have}; at least {need} required; short by {_gap(short, unit)} on the nearer route"
+
+
+def _text_all_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    cols = spec["columns"]
+    have = ", ".join(f"{_INPUT_LABELS[c]} {_pct(row.get(c, value if i == 0 else None))}" for i, c in enumerate(cols))
+    return (f"{have}; at least {_pct(spec['min'])} required in each year; "
+            f"short by {_pp(short)}{_rd_amount(short, row)}")
+
+
+def _text_sme_size(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    employees = row.get("employees", value)
+    revenue = row.get("revenue")
+    has = f"{employees:,.0f} employees" + ("" if _isna(revenue) else f" and {_money(revenue)} revenue")
+    return (f"{has}; an SME has fewer than {spec['employees_below']:,} employees or revenue under "
+            f"{_money(spec['revenue_below'])}; {short:,.0f} employees over the limit")
+
+
+def _band_range(bands: tuple[Mapping, ...], i: int) -> str:
+    low = bands[i]["revenue_min"]
+    if i == 0:
+        return f">= {_money(low)}"
+    high = bands[i - 1]["revenue_min"]
+    return f"< {_money(high)}" if low <= 0 else f"{low / 1e6:g}-{high / 1e6:g}M yuan"
+
+
+def _text_rd_band(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
+    bands = spec["bands"]
+    revenue = row.get("revenue")
+    if _isna(revenue):  # no row: only the intensity gap is known
+        return f"R&D {_pct(value)} of revenue; short by {_pp(short)} in the R&D rule for its revenue band"
+    i = next((i for i, b in enumerate(bands) if _compare(np.float64(revenue), ">=", b["revenue_min"])),
+             len(bands) - 1)
+    band, where = bands[i], _band_range(bands, i)
+    if "intensity_min" in band:
+        years = [row.get(c) for c in ("rd_intensity", "rd_intensity_prev")]
+        weaker = min((v for v in years if not _isna(v)), default=value)
+        return (f"R&D {_pct(weaker)} of revenue (weaker of the last 2 years); {_pct(band['intensity_min'])} "
+                f"required in each of the last 2 years at revenue {where}; short by {_pp(short)}"
+                f"{_rd_amount(short, row)}")
+    parts = []
+    for col, need in band["min"].items():
+        have = row.get(col)
+        ratio_unit = col == "rd_staff_share"
+        fmt = _pct if ratio_unit else _money
+        gap = need - have
+        status = "met" if gap <= _RTOL * need else f"short by {_pp(gap) if ratio_unit else _money(gap)}"
+        parts.append(f"{_INPUT_LABELS[col]} >= {fmt(need)} (has {fmt(have)}, {status})")
+    return (f"revenue {_money(revenue)} ({where}): the equity route needs " + ", ".join(parts[:-1])
+            + f" and {parts[-1]}")
+
+
+_TEXTS: dict[str, Callable[[Mapping, Mapping, Any, float, Mapping], str]] = {
+    "min": _text_min, "max": _text_max, "flag": _text_flag, "any_min": _text_any_min,
+    "all_min": _text_all_min, "sme_size": _text_sme_size, "rd_band": _text_rd_band,
+}
+
+
+def shortfall_text(criterion: str, value: Any, short: float, inputs_row: Mapping | None = None, *,
+                   batch_year: int | None = None) -> str:
+    """Explain one criterion's result in plain words and natural units.
+
+    Args:
+        criterion: A key of :data:`CRITERIA`.
+        value: The criterion's headline value (its first ``CRITERIA[criterion]["inputs"]``
+            column), e.g. R&D intensity 0.021.
+        short: The shortfall from :func:`check` (0 = met, NaN = data missing).
+        inputs_row: The firm's row of :func:`criteria_inputs` (a Series or dict), for details
+            such as the revenue band or the other route of an either-or rule.
+        batch_year: Whose thresholds to quote; default the 2022 rules (or the only regime
+            that has the criterion).
+
+    Returns:
+        A sentence, e.g. ``"R&D 2.1% of revenue (weaker of the last 2 years); 3.0% required in
+        each of the last 2 years at revenue >= 100M yuan; short by 0.9 pp = 1.8M yuan"``. The
+        yuan figure of an R&D-intensity gap is at this year's revenue.
+
+    Raises:
+        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
+    """
+    spec = _spec(criterion, batch_year)
+    meta = CRITERIA[criterion]
+    row = {} if inputs_row is None else inputs_row
+    if _isna(short):
+        blanks = [_INPUT_LABELS.get(c, c) for c in meta["inputs"] if c in row and _isna(row[c])]
+        return f"{meta['label_en']}: cannot be shown; no data on {', '.join(blanks) if blanks else 'its inputs'}"
+    if short <= 0:
+        return f"{meta['label_en']}: met"
+    return _TEXTS[spec["kind"]](meta, spec, value, short, row)
+
+
+# ------------------------------------------------------------------------------------------------
+# Assessment of one batch
+# ------------------------------------------------------------------------------------------------
+
+
+def _latest_rows(inputs: pd.DataFrame, fiscal_year: int) -> pd.DataFrame:
+    """Each firm's latest row with year <= fiscal_year, sorted by firm_id."""
+    rows = inputs[inputs["year"] <= fiscal_year].sort_values(["firm_id", "year"], kind="stable")
+    return rows.drop_duplicates("firm_id", keep="last").reset_index(drop=True)
+
+
+def _failed_text(rows: pd.DataFrame, checked: pd.DataFrame, batch_year: int) -> pd.Series:
+    names = list(RULES[regime_for(batch_year)]["criteria"])
+    passed = checked[[f"pass_{n}" for n in names]].to_numpy()
+    short = checked[[f"short_{n}" for n in names]].to_numpy()
+    texts = [""] * len(rows)
+    failing = np.flatnonzero(~passed.all(axis=1))
+    for i, row in zip(failing, rows.iloc[failing].to_dict("records")):
+        texts[i] = " | ".join(
+            f"{n}: " + shortfall_text(n, row.get(CRITERIA[n]["inputs"][0]), short[i, j], row, batch_year=batch_year)
+            for j, n in enumerate(names) if not passed[i, j])
+    return pd.Series(texts, index=rows.index, name="failed", dtype="str")
+
+
+def assess(panel: pd.DataFrame, batch_year: int) -> pd.DataFrame:
+    """Assess every firm of a panel for one designation batch.
+
+    An applicant for batch Y shows fiscal year Y-1 accounts, so each firm is judged on its latest
+    fiscal year <= Y-1 (with t-1 and t-2 for the two-year rules).
+
+    Args:
+        panel: DataFrame in the input contract, money in yuan.
+        batch_year: Application (batch) year.
+
+    Returns:
+        DataFrame of shape (n_firms, ...), one row per firm sorted by firm_id: ``firm_id``,
+        ``year`` (fiscal year used), ``eligible``, ``n_met``, ``n_criteria``, every ``pass_*``
+        and ``short_*`` column of :func:`check`, the ``score_*`` columns of :func:`srdi_score`,
+        ``srdi_eligible`` and ``failed`` (" | "-separated ``criterion: shortfall text``; empty
+        when all are met). Firms with no year <= Y-1 are left out.
+
+    Example:
+        >>> assessed = assess(panel, 2024)
+        >>> failure_summary(assessed).head()
+    """
+    regime_for(batch_year)  # reject a bad year before any work
+    rows = _latest_rows(criteria_inputs(panel), batch_year - 1)
+    scores = srdi_score(rows)
+    rows = pd.concat([rows, scores], axis=1)
+    checked = check(rows, batch_year)
+    flags = [c for c in checked.columns if c.startswith(("pass_", "short_"))]
+    return pd.concat(
+        [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], scores,
+         srdi_eligible(rows), _failed_text(rows, checked, batch_year)],
+        axis=1,
+    )
+
+
+def failure_summary(assessed: pd.DataFrame) -> pd.DataFrame:
+    """How often each criterion fails, most failed first.
+
+    Args:
+        assessed: Output of :func:`assess` or :func:`check` (any frame with ``pass_*`` columns).
+
+    Returns:
+        DataFrame with columns ``criterion``, ``dimension``, ``label_en``, ``label_zh``,
+        ``n_failed`` and ``share_failed`` (of all rows; NaN for an empty frame).
+    """
+    names = [c.removeprefix("pass_") for c in assessed.columns if c.startswith("pass_")]
+    n_failed = [int((~assessed[f"pass_{n}"].astype(bool)).sum()) for n in names]
+    out = pd.DataFrame({
+        "criterion": pd.Series(names, dtype="str"),
+        "dimension": [CRITERIA[n]["dimension"] for n in names],
+        "label_en": [CRITERIA[n]["label_en"] for n in names],
+        "label_zh": [CRITERIA[n]["label_zh"] for n in names],
+        "n_failed": np.array(n_failed, dtype=np.int64),
+        "share_failed": np.array(n_failed, dtype=float) / len(assessed) if len(assessed) else np.nan,
+    })
+    return out.sort_values("n_failed", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def rule_rank_score(assessed_or_checked: pd.DataFrame) -> pd.Series:
+    """The rule check as a baseline ranking: ``n_met + score_total / 1000``.
+
+    Rows order by criteria met, then by the 100-point score (at most 0.1, so it never outweighs
+    one criterion). Without a ``score_total`` column the score is ``n_met`` alone.
+
+    Args:
+        assessed_or_checked: Output of :func:`assess` or :func:`check`.
+
+    Returns:
+        Float Series ``rule_score`` with the index of the input.
+    """
+    frame = assessed_or_checked
+    score = frame["n_met"].astype(float)
+    if "score_total" in frame.columns:
+        score = score + frame["score_total"].astype(float).fillna(0.0) / 1000
+    return score.rename("rule_score")
