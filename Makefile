@@ -8,6 +8,9 @@ DEMO := data/demo
 .PHONY: install demo test lock clean
 
 install: $(VENV)/.installed
+	@# Headless Chromium (and a CJK font) for the report rendering tests; needs root.
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei) \
+	  || echo "warning: could not install chromium; the browser rendering tests will be skipped"
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,571 @@
+"""The ``lgml`` command line. Heavy libraries are imported inside the commands that use them
+so that ``lgml --help`` stays instant."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+app = typer.Typer(
+    name="lgml",
+    help="Predict and explain Little Giant (专精特新\"小巨人\") designations of Chinese SMEs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("lgml")
+
+Units = Annotated[Literal["yuan", "wan"], typer.Option("--units", help="Money units of the input: 'yuan' or 'wan' (万元, x10,000).")]
+
+
+@app.callback()
+def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")] = 0) -> None:
+    """Configure logging once for every command."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error without a traceback and exit."""
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder for panel.parquet, events.parquet, truth.parquet.")],
+    firms: Annotated[int, typer.Option("--firms", min=100, help="Number of simulated firms.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    report: Annotated[bool, typer.Option("--report", help="Print calibration targets beside simulated values.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Write the embedded default: a simulated firm-year panel calibrated to published statistics.
+
+    The data are synthetic. truth.parquet holds the true designation probability and expected
+    growth of every firm-year, so models can be compared with the best possible one.
+    """
+    from rich.console import Console
+
+    from lgml import io, simulate as sim
+
+    names = ("panel.parquet", "events.parquet", "truth.parquet")
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not overwrite:
+        fail(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them")
+    console = Console(stderr=True)
+    with console.status(f"Simulating {firms:,} firms x {sim.LAST_YEAR - sim.FIRST_YEAR + 1} years (seed {seed})"):
+        result = sim.simulate(firms, seed=seed)
+    for name, table in zip(names, (result.panel, result.events, result.truth)):
+        io.write_table(table, out / name)
+    console.print(
+        f"Wrote {len(result.panel):,} firm-years, {len(result.events):,} designations to {out} "
+        "(simulated data, not real firms)"
+    )
+    if report:
+        from rich.table import Table
+
+        table = Table(title="Calibration: published target vs simulated")
+        for col in ("target", "published", "simulated", "accepted band", "ok"):
+            table.add_column(col)
+        for row in sim.calibration_report(result).itertuples(index=False):
+            table.add_row(row.target, row.published, f"{row.simulated:,.3f}", f"{row.low:,.3f} .. {row.high:,.3f}",
+                          "yes" if row.ok else "[red]NO[/red]")
+        Console().print(table)
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+) -> None:
+    """Check a firm-year panel (and events) against the input contract; exit 1 if it breaks it."""
+    from lgml import validate as v
+    from lgml.io import InputError
+
+    try:
+        panel = v.load_panel(file, units=units, encoding=encoding)
+        if events is not None:
+            v.load_events(events, panel=panel, encoding=encoding)
+    except (v.ContractError, InputError) as exc:
+        fail(str(exc))
+    typer.echo(v.summary(panel))
+
+
+@app.command()
+def features(
+    panel: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Feature table to write (.parquet or .csv).")],
+    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Write point-in-time training features: one row per firm and application (batch) year."""
+    from rich.console import Console
+
+    from lgml import io, validate as v
+    from lgml.features import build_features
+
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
+    console = Console(stderr=True)
+    try:
+        frame = v.load_panel(panel, units=units, encoding=encoding)
+        history = v.load_events(events, panel=frame, encoding=encoding) if events is not None else None
+    except (v.ContractError, io.InputError) as exc:
+        fail(str(exc))
+    with console.status(f"Building features for {len(frame):,} firm-years"):
+        table = build_features(frame, history)
+    io.write_table(table, out, overwrite=True)
+    labelled = int(table["designated_next"].notna().sum())
+    console.print(f"Wrote {len(table):,} rows x {table.shape[1]} columns to {out} "
+                  f"({labelled:,} rows with a designation label)")
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    year: Annotated[int, typer.Option("--year", help="Batch (application) year; fiscal year YEAR-1 is judged.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Per-firm table to write (.csv or .parquet).")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Check every firm against the Little Giant criteria of batch YEAR and explain shortfalls."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lgml import criteria, io, validate as v
+
+    if out is not None:
+        if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+            fail(f"{out}: unknown output format {out.suffix!r} (use .csv or .parquet)")
+        if out.exists() and not overwrite:
+            fail(f"{out} exists; pass --overwrite to replace it")
+    try:
+        panel = v.load_panel(file, units=units, encoding=encoding)
+    except (v.ContractError, io.InputError) as exc:
+        fail(str(exc))
+    assessed = criteria.assess(panel, year)
+    if assessed.empty:
+        fail(f"no firm has a fiscal year <= {year - 1} to judge for batch {year}")
+    regime = criteria.regime_for(year)
+    console = Console()
+    n = len(assessed)
+    console.print(f"Batch {year} ({criteria.RULES[regime]['source']}), fiscal year <= {year - 1}: "
+                  f"{n:,} firms assessed")
+    console.print(f"  meet every Little Giant criterion: {int(assessed['eligible'].sum()):,} "
+                  f"({assessed['eligible'].mean():.1%})")
+    console.print(f"  qualify as provincial SRDI SMEs:   {int(assessed['srdi_eligible'].sum()):,} "
+                  f"({assessed['srdi_eligible'].mean():.1%})")
+    table = Table(title="Most failed criteria")
+    for col in ("criterion", "dim", "label", "标准", "failed", "share"):
+        table.add_column(col, justify="right" if col in ("failed", "share") else "left")
+    for row in criteria.failure_summary(assessed).head(10).itertuples(index=False):
+        table.add_row(row.criterion, criteria.DIMENSIONS[row.dimension], row.label_en, row.label_zh,
+                      f"{row.n_failed:,}", f"{row.share_failed:.1%}")
+    console.print(table)
+    if out is not None:
+        io.write_table(assessed, out, overwrite=overwrite)
+        console.print(f"Wrote {n:,} firms x {assessed.shape[1]} columns to {out}")
+
+
+def _load_model(spec: str):
+    """A bundle folder, or an MLflow URI through lgml.tracking when that is available."""
+    from lgml.modeling.bundle import BundleError, load_bundle
+
+    try:
+        if ":/" in spec:
+            from lgml.tracking import load_model
+
+            return load_model(spec)
+        return load_bundle(spec)
+    except (BundleError, FileNotFoundError, ValueError, ImportError) as exc:
+        fail(f"cannot load model {spec}: {exc}")
+    except Exception as exc:  # MLflow raises its own types for unknown URIs
+        fail(f"cannot load model {spec}: {exc}")
+
+
+def _output_format(out: Path, fmt: Optional[str], allowed: tuple[str, ...]) -> str:
+    suffixes = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}
+    chosen = fmt or suffixes.get(out.suffix.lower())
+    if chosen not in allowed:
+        fail(f"{out}: choose --format {' or '.join(allowed)} (or an output file ending in "
+             f"{', '.join('.' + a for a in allowed)})")
+    return chosen
+
+
+@app.command()
+def explain(
+    model: Annotated[str, typer.Option("--model", help="Model bundle folder (or an MLflow model URI).")],
+    input: Annotated[Path, typer.Option("--input", help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html, .md or .json).")],
+    firm: Annotated[Optional[list[str]], typer.Option("--firm", help="Firm ID to explain (repeatable).")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", help="Fiscal year judged (default: the latest); "
+                                                          "the application is for batch YEAR+1.")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Explain the N most likely firms.")] = None,
+    per_province: Annotated[bool, typer.Option("--per-province", help="With --top: N per province.")] = False,
+    target: Annotated[float, typer.Option("--target", min=0.0, max=1.0,
+                                          help="Probability the what-if search aims for.")] = 0.5,
+    reasons: Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")] = 8,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Explain firms: probability, drivers, criteria checklist and what would have to change.
+
+    Either --firm ID (one report per firm, several IDs in one file) or --top N [--per-province]
+    (one combined report of the most likely firms).
+    """
+    from rich.console import Console
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lgml import explain as ex, io, validate as v
+    from lgml.modeling.bundle import BundleInputError
+    from lgml.report import render_firms
+
+    chosen = _output_format(out, fmt, ("html", "md", "json"))
+    if bool(firm) == bool(top):
+        fail("give either --firm ID or --top N")
+    if per_province and not top:
+        fail("--per-province needs --top N")
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
+    console = Console(stderr=True)
+    bundle = _load_model(model)
+    if bundle.task != "designation":
+        fail(f"{model} is a {bundle.task} model; --model needs a designation model (growth goes in --growth-model)")
+    growth = _load_model(growth_model) if growth_model else None
+    try:
+        panel = v.load_panel(input, units=units, encoding=encoding)
+        history = v.load_events(events, panel=panel, encoding=encoding) if events is not None else None
+    except (v.ContractError, io.InputError) as exc:
+        fail(str(exc))
+    context, notes = ex.bundle_context(bundle), []
+    if context is None:
+        from lgml.features import context_tables
+
+        context = context_tables(panel, history)
+        notes.append("the model bundle holds no province/sector records; they were computed from the input")
+    try:
+        if firm:
+            missing = [f for f in firm if not (panel["firm_id"] == f).any()]
+            if missing:
+                fail(f"firm(s) not in {input}: {', '.join(missing)}")
+            explanations = []
+            for fid in firm:
+                fy = year if year is not None else ex.latest_year(panel, fid)
+                own = panel[(panel["firm_id"] == fid) & (panel["year"] == fy)]
+                if own.empty:
+                    fail(f"firm {fid} has no row for fiscal year {fy}")
+                table = ex.year_table(panel, fy, history, context, provinces=[str(own["province"].iloc[0])])
+                pos = np.flatnonzero(table["firm_id"].to_numpy() == fid)
+                prob = bundle.predict(table)
+                explanations += ex.explain_positions(bundle, panel, table, prob, [int(pos[0])], events=history,
+                                                     context=context, growth_bundle=growth, target=target,
+                                                     k=reasons, notes=notes)
+            text = render_firms(explanations, chosen)
+        else:
+            fy = year if year is not None else ex.latest_year(panel)
+            with console.status(f"Scoring fiscal year {fy}"):
+                table = ex.year_table(panel, fy, history, context)
+                prob = bundle.predict(table)
+            if table.empty:
+                fail(f"no firm has a row for fiscal year {fy}")
+            if per_province:
+                picks = ex.top_per_province(table, prob, top)
+            else:
+                cand = ~table["holds_title"].to_numpy(dtype=bool)
+                order = np.flatnonzero(cand)[np.argsort(-prob[cand], kind="stable")][:top]
+                picks = {"": order.tolist()}
+            positions = [p for idx in picks.values() for p in idx]
+            sections, start = [], 0
+            counts = table.loc[~table["holds_title"], "province"].astype(str).value_counts()
+            for prov, idx in picks.items():
+                heading = (f"{prov}: top {len(idx)} of {int(counts.get(prov, 0)):,} candidate firms" if prov
+                           else f"Top {len(idx)} of {int(counts.sum()):,} candidate firms")
+                sections.append((heading, list(range(start, start + len(idx)))))
+                start += len(idx)
+            steps = len(positions) * (2 if chosen != "json" else 1)
+            with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+                task = bar.add_task("Explaining firms", total=steps)
+                explanations = ex.explain_positions(bundle, panel, table, prob, positions, events=history,
+                                                    context=context, growth_bundle=growth, target=target,
+                                                    k=reasons, notes=notes,
+                                                    progress=lambda n: bar.advance(task, n))
+                bar.update(task, description="Drawing figures")
+                text = render_firms(explanations, chosen, sections=sections,
+                                    title=f"Most likely Little Giants of batch {fy + 1}"
+                                          + (f": top {top} per province" if per_province else f": top {top}"),
+                                    progress=lambda n: bar.advance(task, n))
+    except BundleInputError as exc:
+        fail(str(exc))
+    with io.atomic_path(out, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    console.print(f"Wrote {len(explanations)} firm explanation{'s' if len(explanations) != 1 else ''} to {out}")
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Option("--model", help="Model bundle folder (or an MLflow model URI).")],
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html or .json).")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Panel to evaluate and check for drift.")] = None,
+    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events of --data.")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Panel to measure drift against "
+                                                                          "(default: the bundle's stored profile).")] = None,
+    reference_events: Annotated[Optional[Path], typer.Option("--reference-events",
+                                                            help="Events of --reference.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="html or json (default: from --out).")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    sample: Annotated[int, typer.Option("--sample", min=100, help="Rows sampled for the importance plots.")] = 4_000,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Model report: evaluation vs baselines and oracle, curves, global importance, metrics by
+    province and sector, and drift (PSI) of --data against the training reference.
+
+    Without --data, a model trained on the simulated default is described on a fresh simulated
+    sample drawn with its config's seed.
+    """
+    from rich.console import Console
+
+    from lgml import explain as ex, io, validate as v
+    from lgml.features import build_features, context_tables
+    from lgml.modeling.bundle import BundleInputError
+    from lgml.report import render_model
+    from lgml.report.model import model_report, reference_profile
+
+    chosen = _output_format(out, fmt, ("html", "json"))
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
+    console = Console(stderr=True)
+    bundle = _load_model(model)
+    if bundle.task != "designation":
+        fail(f"{model} is a {bundle.task} model; the report covers designation models")
+    context = ex.bundle_context(bundle)
+
+    def features_of(path: Path, events_path: Optional[Path]):
+        try:
+            panel = v.load_panel(path, units=units, encoding=encoding)
+            history = v.load_events(events_path, panel=panel, encoding=encoding) if events_path else None
+        except (v.ContractError, io.InputError) as exc:
+            fail(str(exc))
+        return build_features(panel, history, context if context is not None else context_tables(panel, history))
+
+    table, note = None, ""
+    with console.status("Building features"):
+        if data is not None:
+            table, note = features_of(data, events), f"{data}" + (f" with events {events}" if events else "")
+        elif bundle.config.data.simulate is not None:
+            from lgml.simulate import simulate
+
+            src = bundle.config.data.simulate
+            firms = min(src.firms, 4_000)
+            sim = simulate(firms, seed=src.seed)
+            table = build_features(sim.panel, sim.events, context)
+            note = (f"a fresh simulated sample of {firms:,} firms (seed {src.seed}) of the embedded default the "
+                    "model was trained on")
+        ref, ref_note = None, ""
+        if reference is not None:
+            ref_table = features_of(reference, reference_events)
+            if "holds_title" in ref_table.columns:
+                ref_table = ref_table[~ref_table["holds_title"].astype(bool)]
+            ref, ref_note = reference_profile(ref_table, bundle.features), f"{reference}"
+    try:
+        with console.status("Computing contributions and metrics"):
+            result = model_report(bundle, table, reference=ref, data_note=note, reference_note=ref_note,
+                                  sample=sample, seed=bundle.config.seed)
+    except BundleInputError as exc:
+        fail(str(exc))
+    text = render_model(result, chosen)
+    with io.atomic_path(out, overwrite=True) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    console.print(f"Wrote the model report of {bundle.config.name} to {out}")
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion).")],
+    input: Annotated[Path, typer.Option("--input", help="Panel: CSV (UTF-8 or GBK), Parquet file or folder of Parquet files.")],
+    output: Annotated[Path, typer.Option("--output", help="Scores to write (.parquet or .csv).")],
+    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events: flags title holders, feeds history features.")] = None,
+    growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth bundle folder or MLflow URI.")] = None,
+    year: Annotated[Optional[int], typer.Option("--year", help="Fiscal year to score (default: each firm's latest year).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Add contributions per dimension (log-odds) and the top 3 reasons.")] = False,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read at a time (bounds memory).")] = 200_000,
+    engine: Annotated[Literal["local", "dask"], typer.Option("--engine", help="Score in this process or on Dask.")] = "local",
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler (tcp://host:8786); default a local cluster.")] = None,
+    units: Units = "yuan",
+    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", help="Per-province summary to write (.csv or .parquet).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+) -> None:
+    """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
+    from rich.console import Console
+
+    from lgml import io, score as sc, validate as v
+    from lgml.modeling.bundle import BundleError, BundleInputError
+
+    errors: tuple[type[Exception], ...] = (v.ContractError, io.InputError, BundleError, BundleInputError,
+                                           sc.ScoreError, FileExistsError, FileNotFoundError)
+    if ":/" in model or (growth_model and ":/" in growth_model):
+        from mlflow.exceptions import MlflowException
+
+        errors += (MlflowException,)
+    try:
+        for path in (output, summary):
+            if path is not None:
+                sc.check_output_path(path, overwrite)
+    except (io.InputError, FileExistsError) as exc:
+        fail(str(exc))
+    console = Console(stderr=True)
+    with _ScoreProgress(console) as progress:
+        try:
+            result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
+                                   explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
+                                   units=units, encoding=encoding, overwrite=overwrite, progress=progress)
+        except errors as exc:
+            progress.stop()
+            fail(str(exc))
+    years = ", ".join(f"{y}: {n:,}" for y, n in result.years.items())
+    console.print(f"Scored {result.scored:,} firms (fiscal year {years}) from {result.rows_read:,} rows "
+                  f"in {result.seconds:.1f} s with {result.model} -> {result.output}")
+    if result.skipped:
+        console.print(f"[yellow]{result.skipped:,} firms have no row for fiscal year {year} and were not scored[/yellow]")
+    console.print(f"Designation history: {result.history}")
+    Console().print(_summary_table(result.summary))
+    if summary is not None:
+        io.write_table(result.summary, summary, overwrite=overwrite)
+        console.print(f"Wrote the per-province summary to {summary}")
+
+
+class _ScoreProgress:
+    """A rich progress bar per scoring stage, as a ``progress(stage, done, total)`` callable."""
+
+    LABELS = {"keys": "Finding each firm's year", "read": "Reading and checking rows",
+              "score": "Scoring buckets", "write": "Writing scores"}
+
+    def __init__(self, console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=True)
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "_ScoreProgress":
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def stop(self) -> None:
+        self._bar.stop()
+
+    def __call__(self, stage: str, done: int, total: Optional[int]) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(self.LABELS.get(stage, stage), total=total)
+        self._bar.update(self._tasks[stage], completed=done, total=total)
+
+
+def _summary_table(summary):
+    """The per-province summary as a rich table."""
+    from rich.table import Table
+
+    heads = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
+             "expected_designations": "expected", "max_probability": "max p", "mean_growth": "log growth"}
+    table = Table(title="Expected designations (sum of probabilities) by province")
+    for col in summary.columns:
+        table.add_column(heads.get(col, col), justify="left" if col == "province" else "right")
+    last = len(summary) - 1
+    for i, row in enumerate(summary.itertuples(index=False)):
+        cells = []
+        for col, value in zip(summary.columns, row):
+            if col == "province":
+                cells.append(str(value))
+            elif col == "expected_designations":
+                cells.append(f"{value:,.1f}")
+            elif col in ("max_probability", "mean_growth"):
+                cells.append("" if value != value else f"{value:.3f}")
+            else:
+                cells.append(f"{int(value):,}")
+        table.add_row(*cells, end_section=i == last - 1)
+    return table
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", help="Training config (YAML), e.g. configs/designation.yaml.")],
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log the run to MLflow.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model bundle.")] = False,
+) -> None:
+    """Train, calibrate and evaluate a model from a config; write its bundle to models/<name>.
+
+    Exits 2 on an invalid config and 1 when the data break the contract or a quality gate fails.
+    """
+    from rich.console import Console
+
+    from lgml.config import ConfigError, TrainConfig
+
+    try:
+        cfg = TrainConfig.from_file(config)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    if cfg.bundle_dir.exists() and not overwrite:
+        fail(f"{cfg.bundle_dir} exists; pass --overwrite to replace it")
+
+    from lgml import io, validate as v
+    from lgml.modeling.data import SplitError
+    from lgml.modeling.pipeline import train_from_config
+
+    console = Console(stderr=True)
+    try:
+        with console.status(f"Training {cfg.name} ({cfg.task})") as status:
+            result = train_from_config(cfg, overwrite=overwrite,
+                                       on_step=lambda step: status.update(f"{cfg.name}: {step}"))
+    except (v.ContractError, io.InputError) as exc:
+        fail(str(exc))
+    except SplitError as exc:
+        fail(f"{config}: {exc}")
+    evaluation = result.evaluation
+    Console().print(_metrics_table(evaluation, cfg.name))
+    console.print(f"Wrote bundle {result.bundle_path} (trained in {result.fit.seconds['total']:.1f}s, "
+                  f"{result.fit.best_iteration} rounds)")
+    if cfg.mlflow.enabled and not no_track:
+        from lgml import tracking
+
+        run = tracking.log_training(result.bundle_path, cfg, evaluation)
+        console.print(f"MLflow run {run.run_id}" + (f", model version {run.model_version}" if run.model_version else "")
+                      + (f", aliases {', '.join(run.aliases)}" if run.aliases else ""))
+    gates = evaluation["gates"]
+    if not gates["passed"]:
+        failed = [c for c in gates["checks"] if not c["passed"]]
+        fail("Quality gates failed: " + "; ".join(f"{c['name']} ({c['value']:.4f} vs {c['threshold']:.4f})"
+                                                   for c in failed))
+
+
+def _metrics_table(evaluation: dict, name: str):
+    """Rich table of the test metrics: scorers x populations."""
+    from rich.table import Table
+
+    keys = ("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] == "designation" else ("r2", "rmse", "spearman")
+    batches = ", ".join(str(b) for b in evaluation.get("test_batches", []))
+    table = Table(title=f"{name}: test batches {batches}")
+    table.add_column("population")
+    table.add_column("scorer")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for pop, scorers in evaluation["populations"].items():
+        for scorer, metrics in scorers.items():
+            table.add_row(pop, scorer, *(f"{metrics[k]:.4f}" if metrics.get(k) is not None else "-" for k in keys))
+    return table

@@ -1,0 +1,1705 @@
+"""Why a firm scores as it does, and what would have to change.
+
+Flow: a feature table (:func:`lgml.features.build_features`) and a model bundle ->
+:func:`contributions` (exact TreeSHAP, log-odds) -> :func:`group_contributions` (per criterion
+dimension, 专 精 特 新 ...), :func:`probability_points` (the same split in probability points) and
+:func:`top_reasons` (plain sentences). :func:`counterfactual` searches, with the model itself,
+for the fewest changes to mutable inputs that lift a firm to a target probability or make it
+eligible.
+
+Units: contributions and base values are in the model's raw units: **log-odds** for the
+designation model, expected log growth for the growth model. Probability points are percentage
+points of the calibrated probability (``+4.0`` = four points, e.g. 10% -> 14%).
+
+Example:
+    >>> bundle = load_bundle("models/lgml-designation")  # doctest: +SKIP
+    >>> contrib, base = contributions(bundle, table)  # doctest: +SKIP
+    >>> group_contributions(contrib).mean()  # doctest: +SKIP
+    >>> top_reasons(contrib, table, k=3).iloc[0]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgml import criteria
+from lgml.features import FEATURE_GROUPS, GROUPS
+
+log = logging.getLogger(__name__)
+
+ADDITIVITY_TOL = 1e-6
+DEFAULT_REGIME = "2022"
+
+# ------------------------------------------------------------------------------------------------
+# Contributions
+# ------------------------------------------------------------------------------------------------
+
+
+class AdditivityError(RuntimeError):
+    """Contributions plus base do not add up to the model's raw score."""
+
+
+def _normalise_contrib(values: Any, n_rows: int, n_features: int) -> np.ndarray:
+    """The one place where LightGBM's ``pred_contrib`` output is brought to shape
+    (n_rows, n_features + 1), the last column being the expected value."""
+    if isinstance(values, list):  # some versions return one array per class
+        values = values[-1]
+    if hasattr(values, "toarray"):  # sparse input gives sparse output
+        values = values.toarray()
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values.reshape(n_rows, -1)
+    if values.shape != (n_rows, n_features + 1):
+        raise ValueError(f"unexpected pred_contrib shape {values.shape}; expected ({n_rows}, {n_features + 1}) "
+                         "(a single-output model)")
+    return values
+
+
+def _raw_margin(bundle: Any, X: pd.DataFrame) -> np.ndarray:
+    """Same as ``bundle.predict_raw`` on an already prepared frame."""
+    if bundle.task == "designation":
+        return np.asarray(bundle.booster.predict(X, raw_score=True), dtype=float)
+    return np.asarray(bundle.booster.predict(X), dtype=float)
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact TreeSHAP with per-leaf tables (the "Fast TreeSHAP v2" scheme), compiled with numba
+# ------------------------------------------------------------------------------------------------
+#
+# Path-dependent TreeSHAP gives feature j, from a leaf of value v whose path splits on the unique
+# features F (m of them; z_k = product of the cover fractions of k's splits on the path; o_k = 1
+# if the row satisfies every split on k along the path):
+#   phi_j += v (o_j - z_j) sum over S in F\{j} with o_S = 1 of |S|! (m-|S|-1)! / m! prod_{k in F\{j}\S} z_k
+# This depends on the row only through the m bits o, so every leaf's values for all 2^m bit
+# patterns are tabulated once per model. A row then costs one pass over the split decisions and
+# a table look-up per leaf and feature instead of O(depth^2) work per leaf. Cover fractions
+# come from the training counts and decisions follow LightGBM's rules, so the result equals
+# pred_contrib (checked on a few rows at every call).
+
+FAST_SHAP_MIN_ROWS = 2_000  # below this LightGBM's own pred_contrib is as fast
+FAST_SHAP_MAX_PATH = 14  # most unique features on one leaf's path (tables grow as 2^m)
+FAST_SHAP_MAX_NODES = 62  # most splits in one tree (a row's decisions are bits of one int64)
+FAST_SHAP_SPOT_ROWS = 16  # rows re-checked against pred_contrib at every call
+FAST_SHAP_BLOCK_ROWS = 512  # rows that visit the trees together (their data stay in cache)
+prange = range  # numba's prange once the kernels are compiled (see _kernels)
+_MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
+
+
+@dataclass(frozen=True)
+class _Forest:
+    """A LightGBM model flattened for the compiled kernels; nodes and leaves numbered globally."""
+
+    nodes: dict[str, np.ndarray]  # split_feature, threshold, default_left, missing_type, is_cat, cat_start, cat_len
+    cat_values: np.ndarray
+    trees: dict[str, np.ndarray]  # node_start, node_count, leaf_start, leaf_count
+    leaves: dict[str, np.ndarray]  # m, feature_start, features, mask, want, table_start
+    table: np.ndarray
+    expected_value: float
+
+
+def _preorder(root: dict) -> list[dict]:
+    out, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if "split_index" in node:
+            out.append(node)
+            stack.extend((node["right_child"], node["left_child"]))
+    return out
+
+
+def _leaf_paths(root: dict) -> list[tuple[dict, list[tuple[dict, bool, dict]]]]:
+    out, stack = [], [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if "leaf_value" in node:
+            out.append((node, path))
+        else:
+            stack.append((node["right_child"], [*path, (node, False, node["right_child"])]))
+            stack.append((node["left_child"], [*path, (node, True, node["left_child"])]))
+    return out
+
+
+def _count(node: dict) -> float:
+    return float(node["leaf_count"] if "leaf_value" in node else node["internal_count"])
+
+
+def _flatten_forest(booster: Any) -> _Forest | None:
+    """Flatten a single-output LightGBM model; None when it cannot be handled here (several
+    outputs, averaged or linear trees, or a path with more than FAST_SHAP_MAX_PATH features)."""
+    dump = booster.dump_model()
+    if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
+        return None
+    cols = {k: [] for k in ("split_feature", "threshold", "default_left", "missing_type", "is_cat", "cat_start",
+                            "cat_len")}
+    cat_values: list[int] = []
+    trees = {k: [] for k in ("node_start", "node_count", "leaf_start", "leaf_count")}
+    leaves = {k: [] for k in ("m", "feature_start", "features", "mask", "want")}
+    z_all, values = [], []
+    expected = 0.0
+    for tree in dump["tree_info"]:
+        root = tree["tree_structure"]
+        trees["node_start"].append(len(cols["split_feature"]))
+        trees["leaf_start"].append(len(leaves["m"]))
+        if "leaf_value" in root:
+            expected += float(root["leaf_value"])
+            trees["node_count"].append(0)
+            trees["leaf_count"].append(0)
+            continue
+        internal = _preorder(root)
+        if len(internal) > FAST_SHAP_MAX_NODES:
+            return None
+        local = {id(n): i for i, n in enumerate(internal)}
+        for node in internal:
+            cols["split_feature"].append(int(node["split_feature"]))
+            cols["default_left"].append(bool(node["default_left"]))
+            cols["missing_type"].append(_MISSING_TYPES[node["missing_type"]])
+            categorical = node["decision_type"] == "=="
+            cats = [int(c) for c in str(node["threshold"]).split("||")] if categorical else []
+            cols["is_cat"].append(categorical)
+            cols["cat_start"].append(len(cat_values))
+            cols["cat_len"].append(len(cats))
+            cat_values.extend(cats)
+            cols["threshold"].append(0.0 if categorical else float(node["threshold"]))
+        pairs = _leaf_paths(root)
+        for leaf, path in pairs:
+            if "leaf_coeff" in leaf:
+                return None
+            features: list[int] = []
+            z: list[float] = []
+            mask: list[int] = []  # per feature: bits of the tree's nodes that split on it
+            want: list[int] = []  # ... and which of them the path takes to the left
+            for parent, went_left, child in path:
+                f = int(parent["split_feature"])
+                if f not in features:
+                    features.append(f)
+                    z.append(1.0)
+                    mask.append(0)
+                    want.append(0)
+                k = features.index(f)
+                z[k] *= _count(child) / _count(parent)
+                bit = 1 << local[id(parent)]
+                mask[k] |= bit
+                want[k] |= bit if went_left else 0
+            if len(features) > FAST_SHAP_MAX_PATH:
+                return None
+            leaves["m"].append(len(features))
+            leaves["feature_start"].append(len(leaves["features"]))
+            leaves["features"].extend(features)
+            leaves["mask"].extend(mask)
+            leaves["want"].extend(want)
+            z_all.extend(z)
+            values.append(float(leaf["leaf_value"]))
+            expected += float(leaf["leaf_value"]) * _count(leaf) / _count(root)
+        trees["node_count"].append(len(internal))
+        trees["leaf_count"].append(len(pairs))
+    m = np.asarray(leaves["m"], dtype=np.int64)
+    table_start = np.concatenate([[0], np.cumsum((np.int64(1) << m) * m)]).astype(np.int64)
+    table = np.zeros(int(table_start[-1]))
+    feature_start = np.asarray(leaves["feature_start"], dtype=np.int64)
+    _kernels()["tables"](m, feature_start, np.asarray(z_all, dtype=float), np.asarray(values, dtype=float),
+                         table_start, table)
+    as_int = {"split_feature", "missing_type", "cat_start", "cat_len"}
+    as_bool = {"default_left", "is_cat"}
+    return _Forest(
+        nodes={k: np.asarray(v, dtype=np.int64 if k in as_int else np.bool_ if k in as_bool else float)
+               for k, v in cols.items()},
+        cat_values=np.asarray(cat_values, dtype=np.int64),
+        trees={k: np.asarray(v, dtype=np.int64) for k, v in trees.items()},
+        leaves={"m": m, "feature_start": feature_start, "features": np.asarray(leaves["features"], dtype=np.int64),
+                "mask": np.asarray(leaves["mask"], dtype=np.int64), "want": np.asarray(leaves["want"], dtype=np.int64),
+                "table_start": table_start},
+        table=table, expected_value=expected)
+
+
+def _tables_kernel(leaf_m, feature_start, z_all, values, table_start, table):  # pragma: no cover - compiled
+    for leaf in range(len(leaf_m)):
+        m = leaf_m[leaf]
+        z = z_all[feature_start[leaf]:feature_start[leaf] + m]
+        weight = np.empty(m)
+        for s in range(m):
+            weight[s] = math.exp(math.lgamma(s + 1) + math.lgamma(m - s) - math.lgamma(m + 1))
+        coef = np.empty(m + 1)
+        base = table_start[leaf]
+        for pattern in range(1 << m):
+            for j in range(m):
+                coef[:] = 0.0
+                coef[0] = 1.0
+                degree = 0
+                for k in range(m):
+                    if k == j:
+                        continue
+                    if (pattern >> k) & 1:  # k satisfied: in S (factor 1) or not (factor z_k)
+                        for d in range(degree + 1, 0, -1):
+                            coef[d] = coef[d] * z[k] + coef[d - 1]
+                        coef[0] *= z[k]
+                        degree += 1
+                    else:  # k not satisfied: never in S
+                        for d in range(degree + 1):
+                            coef[d] *= z[k]
+                total = 0.0
+                for size in range(degree + 1):
+                    total += coef[size] * weight[size]
+                table[base + pattern * m + j] = values[leaf] * (((pattern >> j) & 1) - z[j]) * total
+
+
+def _shap_kernel(X, split_feature, threshold, default_left, missing_type, is_cat, cat_start, cat_len, cat_values,
+                 node_start, node_count, leaf_start, leaf_count, leaf_m, leaf_feature_start, leaf_features,
+                 leaf_mask, leaf_want, table_start, table, n_threads, block_rows, out):  # pragma: no cover - compiled
+    n = X.shape[0]
+    block = max(64, min(block_rows, (n + n_threads - 1) // n_threads))
+    n_blocks = (n + block - 1) // block
+    # Blocks of rows run in parallel. A block goes tree by tree: its rows and their outputs stay
+    # in cache, and so do the tree's tables while the block's rows visit them.
+    for b in prange(n_blocks):
+        for t in range(len(node_start)):
+            first = node_start[t]
+            for i in range(b * block, min(n, (b + 1) * block)):
+                decisions = 0  # bit q set: the row goes left at the tree's node q
+                for q in range(node_count[t]):  # LightGBM's split rules
+                    node = first + q
+                    x = X[i, split_feature[node]]
+                    go = False
+                    if is_cat[node]:  # NaN or negative right, listed categories left
+                        if not math.isnan(x) and x >= 0:
+                            for c in range(cat_start[node], cat_start[node] + cat_len[node]):
+                                if cat_values[c] == int(x):
+                                    go = True
+                                    break
+                    else:
+                        kind = missing_type[node]
+                        if math.isnan(x) and kind != 2:
+                            x = 0.0
+                        if (kind == 1 and abs(x) <= 1e-35) or (kind == 2 and math.isnan(x)):
+                            go = default_left[node]
+                        else:
+                            go = x <= threshold[node]
+                    if go:
+                        decisions |= 1 << q
+                for leaf in range(leaf_start[t], leaf_start[t] + leaf_count[t]):
+                    m = leaf_m[leaf]
+                    features = leaf_feature_start[leaf]
+                    pattern = 0  # bit j set: the row satisfies every split on the leaf's feature j
+                    for j in range(m):
+                        if ((decisions ^ leaf_want[features + j]) & leaf_mask[features + j]) == 0:
+                            pattern |= 1 << j
+                    base = table_start[leaf] + pattern * m
+                    for j in range(m):
+                        out[i, leaf_features[features + j]] += table[base + j]
+
+
+@lru_cache(maxsize=1)
+def _kernels() -> dict[str, Callable]:
+    """Compile the kernels once per process (numba caches the machine code on disk)."""
+    import numba
+
+    # The kernels' parallel loop names resolve here, at compile time.
+    globals()["prange"] = numba.prange
+    return {"tables": numba.njit(cache=True)(_tables_kernel),
+            "shap": numba.njit(parallel=True, cache=True)(_shap_kernel)}
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _forest_of(booster: Any) -> _Forest | None:
+    """The flattened model, built once per booster object."""
+    cached = getattr(booster, "_lgml_forest", False)
+    if cached is False:
+        cached = _flatten_forest(booster)
+        booster._lgml_forest = cached
+    return cached
+
+
+def _lightgbm_matrix(booster: Any, X: pd.DataFrame) -> np.ndarray:
+    """The float matrix LightGBM predicts from: categoricals as codes of the model's own levels
+    (missing -> NaN), everything else as float64."""
+    levels = iter(booster.pandas_categorical or [])
+    out = np.empty(X.shape, dtype=np.float64)
+    for j, name in enumerate(X.columns):
+        col = X[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = pd.Categorical(col, categories=next(levels)).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def fast_contributions(booster: Any, X: pd.DataFrame) -> np.ndarray | None:
+    """Exact TreeSHAP of a prepared frame with the tabulated kernels.
+
+    Args:
+        booster: Single-output LightGBM booster.
+        X: Model input frame of shape (n_rows, n_features) (``bundle.prepare`` output).
+
+    Returns:
+        Array of shape (n_rows, n_features + 1) as ``pred_contrib`` returns it (last column the
+        expected value), or None when the model cannot be handled by the kernels.
+    """
+    try:
+        forest = _forest_of(booster)
+    except ImportError:  # numba unavailable
+        return None
+    if forest is None:
+        return None
+    matrix = _lightgbm_matrix(booster, X)
+    out = np.zeros((len(X), X.shape[1] + 1))
+    n, t, lv = forest.nodes, forest.trees, forest.leaves
+    _kernels()["shap"](matrix, n["split_feature"], n["threshold"], n["default_left"], n["missing_type"], n["is_cat"],
+                       n["cat_start"], n["cat_len"], forest.cat_values, t["node_start"], t["node_count"],
+                       t["leaf_start"], t["leaf_count"], lv["m"], lv["feature_start"], lv["features"], lv["mask"],
+                       lv["want"], lv["table_start"], forest.table, _threads(), FAST_SHAP_BLOCK_ROWS, out)
+    out[:, -1] = forest.expected_value
+    return out
+
+
+def _pred_contrib(booster: Any, X: pd.DataFrame) -> np.ndarray:
+    return _normalise_contrib(booster.predict(X, pred_contrib=True), len(X), X.shape[1])
+
+
+def contributions(bundle: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Exact TreeSHAP contributions of every feature, in the model's raw units.
+
+    Uses ``booster.predict(X, pred_contrib=True)`` on ``bundle.prepare(table)`` (the same
+    algorithm shap's TreeExplainer runs for LightGBM), normalised here in one place, and checks
+    additivity: ``contrib.sum(axis=1) + base`` equals ``bundle.predict_raw(table)``.
+
+    Args:
+        bundle: A loaded :class:`lgml.modeling.bundle.Bundle`.
+        table: Feature table of shape (n_rows, >= n_features).
+
+    Returns:
+        ``(contrib, base)``: ``contrib`` a DataFrame of shape (n_rows, n_features) in log-odds
+        (designation) or log growth (growth), columns ``bundle.features``, index
+        ``table.index``; ``base`` an array of shape (n_rows,), the model's expected raw value.
+
+    Raises:
+        AdditivityError: The sum differs from the raw score by more than 1e-6 on any row.
+        lgml.modeling.bundle.BundleInputError: ``table`` does not fit the model.
+
+    Example:
+        >>> contrib, base = contributions(bundle, table)  # doctest: +SKIP
+        >>> np.allclose(contrib.sum(1) + base, bundle.predict_raw(table))  # doctest: +SKIP
+        True
+    """
+    X = bundle.prepare(table)
+    features = bundle.features
+    if len(X) == 0:
+        return pd.DataFrame(np.zeros((0, len(features))), index=table.index, columns=features), np.zeros(0)
+    values = fast_contributions(bundle.booster, X) if len(X) >= FAST_SHAP_MIN_ROWS else None
+    if values is None:
+        values = _pred_contrib(bundle.booster, X)
+    else:  # the tabulated kernels must agree with LightGBM's own TreeSHAP
+        spot = np.linspace(0, len(X) - 1, FAST_SHAP_SPOT_ROWS).astype(int)
+        gap = float(np.max(np.abs(values[spot] - _pred_contrib(bundle.booster, X.iloc[spot]))))
+        if not gap <= ADDITIVITY_TOL:
+            log.warning("tabulated TreeSHAP differs from pred_contrib by %.3g; using pred_contrib", gap)
+            values = _pred_contrib(bundle.booster, X)
+    contrib = pd.DataFrame(values[:, :-1], index=table.index, columns=features)
+    base = values[:, -1].copy()
+    if len(X):
+        gap = np.abs(values.sum(axis=1) - _raw_margin(bundle, X))
+        worst = float(np.nanmax(gap))
+        if not worst <= ADDITIVITY_TOL:
+            raise AdditivityError(f"contributions + base differ from the raw score by up to {worst:.3g} "
+                                  f"(tolerance {ADDITIVITY_TOL:g})")
+    return contrib, base
+
+
+def group_contributions(contrib: pd.DataFrame, groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Sum contributions per criterion dimension.
+
+    Args:
+        contrib: Contributions of shape (n_rows, n_features), any units (they are summed).
+        groups: Feature -> group; default :data:`lgml.features.FEATURE_GROUPS`. Features with
+            no group are summed under ``other``.
+
+    Returns:
+        DataFrame of shape (n_rows, n_groups), same units and index as ``contrib``; one column
+        per group of :data:`lgml.features.GROUPS` in that order (0 where a group has no
+        feature), then ``other`` if needed. Rows sum to ``contrib``'s row sums.
+    """
+    groups = FEATURE_GROUPS if groups is None else groups
+    names = [groups.get(c, "other") for c in contrib.columns]
+    order = list(GROUPS) + (["other"] if "other" in names else []) + sorted(set(names) - set(GROUPS) - {"other"})
+    members = np.zeros((len(names), len(order)))
+    members[np.arange(len(names)), [order.index(n) for n in names]] = 1.0
+    return pd.DataFrame(contrib.to_numpy(dtype=float) @ members, index=contrib.index, columns=order)
+
+
+def group_label(group: str) -> str:
+    """Bilingual label of a group, e.g. ``"新 innovation"``; the name itself if unknown."""
+    if group in GROUPS:
+        zh, en = GROUPS[group]
+        return f"{zh} {en}"
+    return group
+
+
+def probability_points(contrib: pd.DataFrame, base: np.ndarray, calibrate: Callable[[np.ndarray], np.ndarray],
+                       method: str = "proportional", *, eps: float = 1e-9) -> pd.DataFrame:
+    """Translate log-odds contributions into percentage points of calibrated probability.
+
+    The calibrated probability moves from ``p0 = calibrate(base)`` (the model's expected
+    log-odds, calibrated) to ``p = calibrate(base + sum(contrib))``. That difference is
+    allocated exactly:
+
+    * ``proportional`` (default): each feature gets ``contrib_i * (p - p0) / (raw - base)``,
+      i.e. its log-odds times the secant slope of the calibration curve between the base and
+      the firm's score. Signs are kept (calibration is non-decreasing) and the result does not
+      depend on any ordering. When ``|raw - base| < eps`` the local slope at ``base`` is used.
+    * ``sequential``: features are added one by one in order of decreasing ``|contrib|`` and
+      each gets the change in calibrated probability its step causes:
+      ``calibrate(base + c_1 + ... + c_i) - calibrate(base + c_1 + ... + c_{i-1})``
+      (the waterfall reading; depends on the order).
+
+    Either way each row sums to ``100 * (p - p0)``.
+
+    Args:
+        contrib: Log-odds contributions of shape (n_rows, n_features).
+        base: Expected log-odds of shape (n_rows,).
+        calibrate: Log-odds (n,) -> probability (n,), e.g. ``bundle.calibrator.transform``.
+        method: ``proportional`` or ``sequential``.
+
+    Returns:
+        DataFrame like ``contrib`` in percentage points.
+
+    Raises:
+        ValueError: Unknown method.
+    """
+    C = contrib.to_numpy(dtype=float)
+    base = np.asarray(base, dtype=float)
+    raw = base + C.sum(axis=1)
+    if method == "proportional":
+        p, p0 = calibrate(raw), calibrate(base)
+        delta = raw - base
+        h = 1e-4
+        local = (calibrate(base + h) - calibrate(base - h)) / (2 * h)
+        safe = np.where(np.abs(delta) < eps, 1.0, delta)
+        slope = np.where(np.abs(delta) < eps, local, (p - p0) / safe)
+        points = C * slope[:, None]
+    elif method == "sequential":
+        order = np.argsort(-np.abs(C), axis=1, kind="stable")
+        steps = np.take_along_axis(C, order, axis=1)
+        path = base[:, None] + np.concatenate([np.zeros((len(C), 1)), np.cumsum(steps, axis=1)], axis=1)
+        probs = calibrate(path.ravel()).reshape(path.shape)
+        points = np.empty_like(C)
+        np.put_along_axis(points, order, np.diff(probs, axis=1), axis=1)
+    else:
+        raise ValueError(f"unknown method {method!r}; use 'proportional' or 'sequential'")
+    return pd.DataFrame(100.0 * points, index=contrib.index, columns=contrib.columns)
+
+
+# ------------------------------------------------------------------------------------------------
+# Labels and values in words
+# ------------------------------------------------------------------------------------------------
+
+# feature -> (English label, unit). Units: pct (fraction shown as %), yuan, count, years, level,
+# flag, points, category, log (log ratio shown as % change), per100, number.
+FEATURE_LABELS: dict[str, tuple[str, str]] = {
+    "mb_share": ("main-business share", "pct"), "mb_growth_2y": ("main-business growth (2-yr avg)", "pct"),
+    "niche_years": ("years in the niche", "years"), "revenue_growth_1y": ("revenue growth", "log"),
+    "debt_ratio": ("debt ratio", "pct"), "net_margin": ("net margin", "pct"),
+    "asset_turnover": ("asset turnover", "number"), "digital_level": ("digital level", "level"),
+    "quality_certified": ("certification", "flag"), "score_refinement": ("refinement score", "points"),
+    "niche_market_share": ("niche market share", "pct"), "own_brand": ("own brand", "flag"),
+    "score_distinctive": ("distinctive score", "points"), "rd_intensity": ("R&D intensity", "pct"),
+    "rd_intensity_prev": ("R&D intensity of the previous year", "pct"),
+    "rd_intensity_2y": ("R&D intensity over 2 years", "pct"), "rd_expense": ("R&D spending", "yuan"),
+    "rd_2y": ("R&D spending over 2 years", "yuan"), "rd_staff_share": ("R&D staff share", "pct"),
+    "class1_ip": ("Class-I IP items", "count"), "class2_ip": ("Class-II IP items", "count"),
+    "class1_growth_1y": ("new Class-I IP items (1 yr)", "count"),
+    "class1_growth_2y": ("new Class-I IP items (2 yrs)", "count"),
+    "class2_growth_1y": ("new Class-II IP items (1 yr)", "count"),
+    "patents_per_100_employees": ("invention patents per 100 employees", "number"),
+    "rd_institution_level": ("R&D institution", "institution"), "score_innovation": ("innovation score", "points"),
+    "equity_2y": ("new equity over 2 years", "yuan"), "score_specialization": ("specialization score", "points"),
+    "foundation_field": ("product in a foundation field (工业六基)", "flag"),
+    "strategic_industry": ("strategic emerging industry", "flag"), "key_customers": ("key large customers", "count"),
+    "province": ("province", "category"), "in_hightech_zone": ("in a national high-tech zone", "flag"),
+    "province_designated_share": ("province's designations per firm", "pct"),
+    "province_pool_share": ("province's SRDI pool share", "pct"), "sector": ("sector", "category"),
+    "sector_designated_share": ("sector's designations per firm", "pct"), "revenue": ("revenue", "yuan"),
+    "employees": ("employees", "count"), "total_assets": ("total assets", "yuan"), "firm_age": ("firm age", "years"),
+    "size_band": ("size band", "category"), "ownership": ("ownership", "category"),
+    "srdi_provincial": ("provincial SRDI SME status", "flag"),
+    "srdi_eligible": ("qualifies as a provincial SRDI SME", "flag"),
+    "score_total": ("SRDI 100-point score", "points"), "eligible": ("meets every Little Giant criterion", "flag"),
+    "n_met": ("Little Giant criteria met", "count"), "share_met": ("share of criteria met", "pct"),
+    "ever_revoked": ("lost a title before", "flag"),
+    # criteria inputs that are not model features, for criterion sentences
+    "revenue_cagr_2y": ("revenue CAGR (2 yrs)", "pct"), "profit_growth_2y": ("net-profit growth (2-yr avg)", "pct"),
+    "invention_patents": ("invention patents", "count"),
+}
+for _name, _meta in criteria.CRITERIA.items():
+    FEATURE_LABELS.setdefault(f"pass_{_name}", (f"{_meta['label_en']} rule", "pass"))
+    FEATURE_LABELS.setdefault(f"short_{_name}", (f"shortfall on {_meta['label_en']}", f"short:{_meta['unit']}"))
+
+_INSTITUTIONS = ("none", "municipal", "provincial", "national")
+
+
+def feature_label(feature: str) -> str:
+    """English label of a feature, e.g. ``"R&D intensity"``."""
+    return FEATURE_LABELS.get(feature, (feature.replace("_", " "), "number"))[0]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _pct_threshold(x: float) -> str:
+    return f"{100 * x:g}%"
+
+
+def _money(x: float) -> str:
+    if abs(x) >= 1e5:
+        return f"{x / 1e6:,.1f}".removesuffix(".0") + "M yuan"
+    return f"{x:,.0f} yuan"
+
+
+def _number(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.2f}"
+
+
+def format_value(value: Any, unit: str) -> str:
+    """A feature value in words and natural units (``"2.1%"``, ``"12.5M yuan"``, ``"yes"``)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "missing"
+    if unit in ("category",):
+        return str(value)
+    x = float(value)
+    if unit == "pct":
+        return _pct(x)
+    if unit == "log":
+        return f"{100 * math.expm1(x):+.1f}%"
+    if unit == "yuan":
+        return _money(x)
+    if unit in ("flag", "pass"):
+        return "yes" if x >= 0.5 else "no"
+    if unit == "institution":
+        return _INSTITUTIONS[int(x)] if 0 <= x < len(_INSTITUTIONS) else _number(x)
+    if unit == "years":
+        return f"{_number(x)} year" + ("" if x == 1 else "s")
+    if unit == "level":
+        return f"level {_number(x)}"
+    if unit == "points":
+        return f"{_number(x)} points"
+    if unit.startswith("short:"):
+        return _gap(x, unit.removeprefix("short:"))
+    return _number(x)
+
+
+def _gap(x: float, unit: str) -> str:
+    """A shortfall in the unit of a criterion (criteria.CRITERIA units)."""
+    if unit == "ratio":
+        return f"{100 * x:.1f} pp"
+    if unit == "yuan":
+        return _money(x)
+    if unit == "flag":
+        return "not held" if x > 0 else "held"
+    words = {"years": "year", "items": "item", "points": "point", "employees": "employee", "level": "level"}
+    if unit in words:
+        return f"{_number(x)} {words[unit]}" + ("" if x == 1 else "s")
+    return _number(x)
+
+
+def _threshold(x: float, unit: str) -> str:
+    if unit == "ratio":
+        return _pct_threshold(x)
+    if unit == "yuan":
+        return _money(x)
+    return _number(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Which criterion a feature speaks to
+# ------------------------------------------------------------------------------------------------
+
+
+def _criterion_map(regime: str) -> dict[str, str]:
+    """Feature -> criterion of ``regime`` whose headline input it is (plus pass_/short_)."""
+    rules = criteria.RULES[regime]["criteria"]
+    out: dict[str, str] = {}
+    for name, spec in rules.items():
+        out[f"pass_{name}"] = out[f"short_{name}"] = name
+        headline = criteria.CRITERIA[name]["inputs"][0]
+        out.setdefault(headline, name)
+        if spec["kind"] in ("all_min", "rd_band"):  # every R&D measure speaks to the R&D rule
+            for feature in ("rd_intensity_prev", "rd_intensity_2y", "rd_expense", "rd_2y"):
+                out.setdefault(feature, name)
+    return out
+
+
+CRITERION_OF: dict[str, dict[str, str]] = {regime: _criterion_map(regime) for regime in criteria.RULES}
+
+
+def criterion_for(feature: str, batch_year: int | None = None) -> str | None:
+    """The Little Giant criterion a feature speaks to in the regime of ``batch_year`` (default
+    the 2022 rules), e.g. ``rd_intensity`` -> ``rd_band``; None if none."""
+    regime = DEFAULT_REGIME if batch_year is None else criteria.regime_for(int(batch_year))
+    return CRITERION_OF[regime].get(feature)
+
+
+def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _band_where(bands: Sequence[Mapping], i: int) -> str:
+    low = bands[i]["revenue_min"]
+    if i == 0:
+        return f">= {_money(low)}"
+    high = bands[i - 1]["revenue_min"]
+    return f"under {_money(high)}" if low <= 0 else f"{low / 1e6:g}-{high / 1e6:g}M yuan"
+
+
+def _equity_route_phrase(band: Mapping, revenue: float, have: Mapping[str, float], passed: bool) -> str:
+    """The R&D rule's equity route (revenue under 50M yuan): every minimum, what the firm has."""
+    if passed:
+        return f"revenue {_money(revenue)}: the equity route of the R&D rule is met"
+    words = {"equity_2y": "new equity over 2 years", "rd_2y": "R&D over 2 years", "rd_staff_share": "R&D staff share"}
+    parts = []
+    for col, need in band["min"].items():
+        value = have.get(col, np.nan)
+        show = _pct if col == "rd_staff_share" else _money
+        got = "missing" if np.isnan(value) else show(value)
+        parts.append(f"{words.get(col, col)} >= {show(need)} (has {got})")
+    return f"revenue {_money(revenue)} is under 50M yuan: the equity route needs " + ", ".join(parts)
+
+
+def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame, regime_year: int) -> list[str]:
+    bands = spec["bands"]
+    revenue = _col(rows, "revenue")
+    now, prev = _col(rows, "rd_intensity"), _col(rows, "rd_intensity_prev")
+    weaker = np.fmin(now, prev)
+    passed = _col(rows, "pass_rd_band") >= 0.5
+    route = {c: _col(rows, c) for c in ("equity_2y", "rd_2y", "rd_staff_share")}
+    out = []
+    for r in range(len(rows)):
+        i = next((i for i, b in enumerate(bands) if revenue[r] >= b["revenue_min"] * (1 - 1e-9)), None)
+        if i is None:
+            out.append(f"R&D intensity {format_value(now[r], 'pct')}; revenue missing, so the R&D band is unknown")
+            continue
+        band, where = bands[i], _band_where(bands, i)
+        if "intensity_min" not in band:
+            out.append(_equity_route_phrase(band, revenue[r], {c: v[r] for c, v in route.items()}, passed[r]))
+            continue
+        need = _pct_threshold(band["intensity_min"])
+        which = " (weaker of the last 2 years)" if prev[r] < now[r] else ""
+        if np.isnan(weaker[r]):
+            out.append(f"R&D intensity of the last 2 years not known; {need} required at revenue {where}")
+        elif passed[r]:
+            out.append(f"R&D intensity {_pct(weaker[r])}{which} meets the {need} required at revenue {where}")
+        else:
+            out.append(f"R&D intensity {_pct(weaker[r])}{which} is below the {need} required at revenue {where}")
+    return out
+
+
+def _criterion_phrases(name: str, rows: pd.DataFrame, batch_year: int) -> list[str]:
+    """One phrase per row on criterion ``name``: the firm's value, the threshold and whether it
+    is met (with the shortfall when not)."""
+    spec = criteria.RULES[criteria.regime_for(batch_year)]["criteria"][name]
+    meta = criteria.CRITERIA[name]
+    kind, unit = spec["kind"], meta["unit"]
+    passed = _col(rows, f"pass_{name}") >= 0.5
+    short = _col(rows, f"short_{name}")
+    if kind == "rd_band":
+        return _phrase_rd_band(spec, rows, batch_year)
+    if kind in ("min", "max"):
+        column = spec["column"]
+        value = _col(rows, column)
+        label = feature_label(column)
+        vunit = {"ratio": "pct", "yuan": "yuan", "years": "years", "points": "points"}
+        vunit = vunit.get(unit, "number")
+        if column == "rd_institution_level":
+            need = f"at least a {_INSTITUTIONS[int(spec['min'])]}-level one"
+            return [f"R&D institution: {format_value(v, 'institution')}; "
+                    + ("meets the requirement of " if p else "required: ") + need for v, p in zip(value, passed)]
+        bound = spec["min"] if kind == "min" else spec["max"]
+        need = _threshold(bound, unit)
+        out = []
+        for v, p, s in zip(value, passed, short):
+            have = f"{label} {format_value(v, vunit)}"
+            if np.isnan(v):
+                out.append(f"{label} missing; {'at least' if kind == 'min' else 'at most'} {need} required")
+            elif kind == "min":
+                out.append(f"{have} meets the {need} required" if p
+                           else f"{have} is below the {need} required (short by {_gap(s, unit)})")
+            else:
+                out.append(f"{have} is within the {need} allowed" if p
+                           else f"{have} is above the {need} allowed (over by {_gap(s, unit)})")
+        return out
+    if kind == "flag":
+        label = meta["label_en"]
+        return [f"{label}: held (required)" if p else f"no {label} (required)" for p in passed]
+    if kind == "all_min":
+        now, prev = _col(rows, spec["columns"][0]), _col(rows, spec["columns"][1])
+        need = _pct_threshold(spec["min"])
+        return [f"R&D intensity {format_value(a, 'pct')} and {format_value(b, 'pct')} (last 2 years) "
+                + (f"meet the {need} required each year" if p else f"fall short of the {need} required each year "
+                   f"by {_gap(s, 'ratio')}") for a, b, p, s in zip(now, prev, passed, short)]
+    if kind == "sme_size":
+        emp, rev = _col(rows, "employees"), _col(rows, "revenue")
+        return ["SME size rule met" if p else f"{_number(e)} employees and {_money(r)} revenue exceed both SME limits"
+                for e, r, p in zip(emp, rev, passed)]
+    # any_min: either route; the shortfall is that of the nearer one
+    label = meta["label_en"]
+    return [f"{label}: met" if p else (f"{label}: not shown (data missing)" if np.isnan(s)
+                                       else f"{label}: not met, short by {_gap(s, unit)} on the nearer route")
+            for p, s in zip(passed, short)]
+
+
+# Features that summarise all criteria form one reason, which names the criteria missed.
+AGGREGATES = ("eligible", "n_met", "share_met")
+AGGREGATE_UNIT = "criteria_met"
+
+
+def _aggregate_phrases(rows: pd.DataFrame, batch_year: int, values: np.ndarray | None = None) -> list[str]:
+    """The reason of the summary features: where they lower the score, ``"misses 1 of 13 Little
+    Giant criteria: R&D intensity 2.1% is below ..."`` (the first criterion missed with its
+    shortfall); where they raise it, ``"meets 11 of 13 Little Giant criteria (misses ...)"``."""
+    names = [n for n in criteria.RULES[criteria.regime_for(batch_year)]["criteria"] if f"pass_{n}" in rows.columns]
+    if not names:
+        return _plain_phrases("n_met", _col(rows, "n_met"))
+    passed = np.column_stack([_col(rows, f"pass_{n}") >= 0.5 for n in names])
+    details = {n: None for n in names}
+    out = []
+    for i in range(len(rows)):
+        failed = [n for j, n in enumerate(names) if not passed[i, j]]
+        if not failed:
+            out.append(f"meets all {len(names)} Little Giant criteria of batch {batch_year}")
+            continue
+        if values is not None and values[i] > 0:
+            missed = ", ".join(criteria.CRITERIA[n]["label_en"] for n in failed)
+            out.append(f"meets {len(names) - len(failed)} of {len(names)} Little Giant criteria (misses {missed})")
+            continue
+        first = failed[0]
+        if details[first] is None:
+            details[first] = _criterion_phrases(first, rows, batch_year)
+        more = f" (and {', '.join(criteria.CRITERIA[n]['label_en'] for n in failed[1:])})" if len(failed) > 1 else ""
+        out.append(f"misses {len(failed)} of {len(names)} Little Giant criteria: {details[first][i]}{more}")
+    return out
+
+
+def _plain_phrases(feature: str, values: np.ndarray | pd.Series) -> list[str]:
+    label, unit = FEATURE_LABELS.get(feature, (feature.replace("_", " "), "number"))
+    if unit == "pass":
+        return [f"{label}: {'met' if v >= 0.5 else 'not met'}" if not pd.isna(v) else f"{label}: not in force"
+                for v in values]
+    if unit == "flag":
+        return [f"{label}: {format_value(v, unit)}" for v in values]
+    return [f"{label} {format_value(v, unit)}" for v in values]
+
+
+def _batch_years(table: pd.DataFrame) -> np.ndarray:
+    if "batch_year" in table.columns:
+        return table["batch_year"].to_numpy(dtype=np.int64)
+    if "year" in table.columns:
+        return table["year"].to_numpy(dtype=np.int64) + 1
+    first = criteria.RULES[DEFAULT_REGIME]["batches"][0]
+    return np.full(len(table), first, dtype=np.int64)
+
+
+def reason_units(features: Sequence[str], batch_year: int | None = None) -> dict[str, list[str]]:
+    """Features grouped into reasons: all features measuring one Little Giant criterion of the
+    batch's regime form one unit named after the criterion (e.g. ``rd_band`` gathers
+    ``rd_intensity``, ``rd_intensity_prev``, ``rd_expense``, ``pass_rd_band`` ...), so that credit
+    split among redundant features is summed again; every other feature is its own unit."""
+    regime = DEFAULT_REGIME if batch_year is None else criteria.regime_for(int(batch_year))
+    cmap = CRITERION_OF[regime]
+    units: dict[str, list[str]] = {}
+    for f in features:
+        name = AGGREGATE_UNIT if f in AGGREGATES else cmap.get(f, f)
+        units.setdefault(name, []).append(f)
+    return units
+
+
+def reason_matrix(contrib: pd.DataFrame, table: pd.DataFrame, k: int = 3
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's top-k reasons by |contribution|, as phrases.
+
+    Contributions of features measuring the same criterion are summed first
+    (:func:`reason_units`).
+
+    Args:
+        contrib: Contributions of shape (n_rows, n_features) (log-odds), rows matching
+            ``table``'s rows by position.
+        table: Feature table of the same rows (values, pass/short flags, ``batch_year``).
+        k: Reasons per row.
+
+    Returns:
+        ``(units, phrases, values)``: arrays of shape (n_rows, k): the unit names (a criterion
+        or a feature), their phrases (without the contribution) and summed contributions
+        (log-odds); empty names where a row has fewer than k non-zero units.
+    """
+    C = contrib.to_numpy(dtype=float)
+    n = len(C)
+    features = list(contrib.columns)
+    table = table.reset_index(drop=True)
+    batch = _batch_years(table)
+    names = np.full((n, k), "", dtype=object)
+    phrases = np.full((n, k), "", dtype=object)
+    values = np.zeros((n, k))
+    if n == 0 or k == 0:
+        return names, phrases, values
+    regimes = pd.Series(batch).map(lambda b: criteria.regime_for(int(b))).to_numpy()
+    for regime in np.unique(regimes):
+        rows = np.flatnonzero(regimes == regime)
+        year = int(batch[rows[0]])
+        units = reason_units(features, year)
+        unit_names = np.asarray(list(units), dtype=object)
+        members = np.zeros((len(features), len(units)))
+        col = {f: i for i, f in enumerate(features)}
+        for j, fs in enumerate(units.values()):
+            members[[col[f] for f in fs], j] = 1.0
+        U = C[rows] @ members
+        kk = min(k, U.shape[1])
+        absU = np.abs(U)
+        top = (np.argpartition(-absU, kk - 1, axis=1)[:, :kk] if kk < U.shape[1]
+               else np.tile(np.arange(U.shape[1]), (len(rows), 1)))
+        order = np.argsort(-np.take_along_axis(absU, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        used = np.take_along_axis(absU, top, axis=1) > 0
+        names[rows, :kk] = np.where(used, unit_names[top], "")
+        values[rows, :kk] = np.where(used, np.take_along_axis(U, top, axis=1), 0.0)
+        for j in np.unique(top[used]):
+            r_local, slots = np.nonzero((top == j) & used)
+            r = rows[r_local]
+            unit = unit_names[j]
+            sub = table.iloc[r]
+            if unit == AGGREGATE_UNIT:
+                phrases[r, slots] = _aggregate_phrases(sub, year, values[r, slots])
+            elif unit in criteria.RULES[regime]["criteria"]:
+                phrases[r, slots] = _criterion_phrases(unit, sub, year)
+            else:
+                vals = sub[unit].to_numpy() if unit in sub.columns else np.full(len(sub), np.nan)
+                phrases[r, slots] = _plain_phrases(unit, vals)
+    return names, phrases, values
+
+
+def top_reasons(contrib: pd.DataFrame, table: pd.DataFrame, k: int = 3) -> pd.Series:
+    """Short text of each row's top-k drivers, largest |contribution| first.
+
+    Each reason names the firm's own value and, where a Little Giant criterion of the row's
+    batch applies, its threshold and shortfall, followed by the contribution in log-odds, e.g.
+    ``"R&D intensity 2.1% is below the 3% required at revenue >= 100M yuan (-0.42 log-odds)"``.
+    Features measuring the same criterion count as one driver (:func:`reason_units`).
+    Reasons are joined by ``" | "``.
+
+    Args:
+        contrib: Contributions of shape (n_rows, n_features) in log-odds (from
+            :func:`contributions`).
+        table: The feature table the contributions were computed on (same rows, same order).
+        k: Drivers per row.
+
+    Returns:
+        Series of str with ``contrib``'s index.
+    """
+    names, phrases, values = reason_matrix(contrib, table, k)
+    texts = [" | ".join(f"{p} ({v:+.2f} log-odds)" for u, p, v in zip(nr, pr, vr) if u)
+             for nr, pr, vr in zip(names, phrases, values)]
+    return pd.Series(texts, index=contrib.index, name="reasons", dtype="str")
+
+
+# ------------------------------------------------------------------------------------------------
+# Counterfactual: what would have to change
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """A change a firm can make, on its panel rows.
+
+    Attributes:
+        name: Short key, e.g. ``rd_intensity``.
+        feature: The model feature the change moves (for monotone directions).
+        direction: +1 if the change raises that feature, -1 if it lowers it.
+        label: What the firm does, in words.
+    """
+
+    name: str
+    feature: str
+    direction: int
+    label: str
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("rd_intensity", "rd_intensity", 1, "raise R&D spending"),
+    Action("rd_staff", "rd_staff_share", 1, "add R&D staff"),
+    Action("class1_ip", "class1_ip", 1, "obtain more Class-I IP (invention patents)"),
+    Action("mb_share", "mb_share", 1, "concentrate on the main business"),
+    Action("debt_ratio", "debt_ratio", -1, "reduce debt"),
+    Action("certification", "quality_certified", 1, "obtain a management or product certification"),
+    Action("own_brand", "own_brand", 1, "establish an own brand"),
+    Action("digital_level", "digital_level", 1, "raise the digital level"),
+    Action("rd_institution", "rd_institution_level", 1, "set up or upgrade an R&D institution"),
+    Action("niche_share", "niche_market_share", 1, "grow the national niche market share"),
+)
+MUTABLE_ACTIONS = tuple(a.name for a in ACTIONS)
+# Realistic limits: the ladder of targets each change may reach, and how far it may move.
+RD_LADDER = (0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12)
+RD_MAX_RISE = 0.06  # at most +6 pp of revenue
+STAFF_LADDER = (0.05, 0.10, 0.20, 0.30, 0.50)
+STAFF_MAX_RISE = 0.20
+CLASS1_STEPS = (1, 2, 3, 5)
+MB_LADDER = (0.60, 0.70, 0.80, 0.90)
+MB_MAX_RISE = 0.25
+DEBT_LADDER = (0.70, 0.60, 0.50)
+DEBT_MAX_CUT = 0.25
+DIGITAL_MAX = 5
+NICHE_LADDER = (0.01, 0.05, 0.10, 0.15, 0.20)
+NICHE_MAX_RISE = 0.10
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step: an action taken to a given size.
+
+    Attributes:
+        action: :attr:`Action.name`.
+        before: The firm's value before (in ``unit``).
+        after: The value after.
+        unit: ``pct``, ``count``, ``level``, ``flag`` or ``institution``.
+        effort: Rungs moved on the action's ladder (1 = the nearest).
+        text: The change in words.
+    """
+
+    action: str
+    before: float
+    after: float
+    unit: str
+    effort: int
+    text: str
+
+
+@dataclass
+class Counterfactual:
+    """Outcome of :func:`counterfactual`.
+
+    Attributes:
+        firm_id, year: The firm and fiscal year (the application is for batch ``year + 1``).
+        target: Target calibrated probability (0-1).
+        probability_before, probability_after: Calibrated probabilities (0-1).
+        raw_before, raw_after: Model scores in log-odds.
+        eligible_before, eligible_after: Every Little Giant criterion of batch ``year + 1`` met.
+        reached: Whether the changes reach the goal.
+        goal: ``probability`` (target reached), ``eligible`` (became eligible), ``already``
+            (no change needed) or None (not reached).
+        changes: The changes, smallest set found first by count, then by size.
+        message: One plain sentence saying what was found.
+    """
+
+    firm_id: str
+    year: int
+    target: float
+    probability_before: float
+    probability_after: float
+    raw_before: float
+    raw_after: float
+    eligible_before: bool
+    eligible_after: bool
+    reached: bool
+    goal: str | None
+    changes: list[Change] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict (probabilities 0-1, raw scores in log-odds)."""
+        return {
+            "firm_id": self.firm_id, "year": self.year, "target": self.target,
+            "probability_before": self.probability_before, "probability_after": self.probability_after,
+            "raw_before": self.raw_before, "raw_after": self.raw_after,
+            "eligible_before": self.eligible_before, "eligible_after": self.eligible_after,
+            "reached": self.reached, "goal": self.goal, "message": self.message,
+            "changes": [{"action": c.action, "before": _finite(c.before), "after": _finite(c.after), "unit": c.unit,
+                         "text": c.text} for c in self.changes],
+        }
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _f(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# Each proposer takes the firm's rows (fiscal years <= Y, sorted, last = Y) and yields
+# (Change, edit) pairs; ``edit`` returns edited copies of the rows. Only raising moves.
+Edit = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def _last(rows: pd.DataFrame, col: str) -> float:
+    return _f(rows[col].iloc[-1])
+
+
+def _set_last(col: str, value: Any) -> Edit:
+    def edit(rows: pd.DataFrame) -> pd.DataFrame:
+        out = rows.copy()
+        out.iloc[-1, out.columns.get_loc(col)] = value
+        return out
+    return edit
+
+
+def _propose_rd(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    recent = rows.iloc[-2:]
+    revenue = recent["revenue"].to_numpy(dtype=float)
+    rd = recent["rd_expense"].to_numpy(dtype=float, na_value=np.nan)
+    if not np.all(revenue > 0):
+        return []
+    intensity = np.nan_to_num(rd / revenue, nan=0.0)
+    weaker = float(intensity.min())
+    rungs = [r for r in RD_LADDER if weaker < r - 1e-9 and r <= weaker + RD_MAX_RISE + 1e-9]
+    out = []
+    for effort, r in enumerate(rungs, start=1):
+        extra = np.maximum(r * revenue - np.nan_to_num(rd), 0.0)
+
+        def edit(frame: pd.DataFrame, r: float = r) -> pd.DataFrame:
+            res = frame.copy()
+            pos = [res.columns.get_loc("rd_expense"), res.columns.get_loc("revenue")]
+            for i in range(max(0, len(res) - 2), len(res)):
+                cur, rev = _f(res.iat[i, pos[0]]), _f(res.iat[i, pos[1]])
+                res.iat[i, pos[0]] = max(0.0 if np.isnan(cur) else cur, r * rev)
+            return res
+
+        years = "each of the last 2 years" if len(recent) == 2 else "the last year"
+        text = (f"raise R&D spending to {_pct_threshold(r)} of revenue in {years} (from {_pct(weaker)}; "
+                f"+{_money(float(extra[-1]))} in the last year)")
+        out.append((Change("rd_intensity", weaker, r, "pct", effort, text), edit))
+    return out
+
+
+def _propose_rd_staff(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    employees, staff = _last(rows, "employees"), _last(rows, "rd_staff")
+    if not employees > 0:
+        return []
+    share = 0.0 if np.isnan(staff) else staff / employees
+    rungs = [r for r in STAFF_LADDER if share < r - 1e-9 and r <= share + STAFF_MAX_RISE + 1e-9]
+    out = []
+    for effort, r in enumerate(rungs, start=1):
+        need = float(math.ceil(r * employees - 1e-9))
+        add = need - (0.0 if np.isnan(staff) else staff)
+        text = f"add {add:,.0f} R&D staff to reach {_pct_threshold(r)} of employees (from {_pct(share)})"
+        out.append((Change("rd_staff", share, r, "pct", effort, text), _set_last("rd_staff", need)))
+    return out
+
+
+def _propose_class1(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    have = _last(rows, "class1_ip")
+    out = []
+    for effort, add in enumerate(CLASS1_STEPS, start=1):
+        def edit(frame: pd.DataFrame, add: int = add) -> pd.DataFrame:
+            res = frame.copy()
+            for col in ("class1_ip", "invention_patents"):  # an invention patent is Class-I IP
+                j = res.columns.get_loc(col)
+                res.iat[-1, j] = int(res.iat[-1, j]) + add
+            return res
+
+        text = (f"obtain {add} more Class-I IP item{'s' if add > 1 else ''} such as invention patents "
+                f"({have:,.0f} -> {have + add:,.0f})")
+        out.append((Change("class1_ip", have, have + add, "count", effort, text), edit))
+    return out
+
+
+def _propose_ratio(rows: pd.DataFrame, action: str, num: str, den: str, ladder: Sequence[float], limit: float,
+                   raise_it: bool, words: str) -> list[tuple[Change, Edit]]:
+    numerator, denominator = _last(rows, num), _last(rows, den)
+    if not denominator > 0 or np.isnan(numerator):
+        return []
+    now = numerator / denominator
+    if raise_it:
+        rungs = [r for r in ladder if now < r - 1e-9 and r <= now + limit + 1e-9]
+    else:
+        rungs = [r for r in ladder if now > r + 1e-9 and r >= now - limit - 1e-9]
+    out = []
+    for effort, r in enumerate(rungs, start=1):
+        text = f"{words} to {_pct_threshold(r)} (from {_pct(now)})"
+        out.append((Change(action, now, r, "pct", effort, text), _set_last(num, r * denominator)))
+    return out
+
+
+def _propose_share(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    now = _last(rows, "niche_market_share")
+    base = 0.0 if np.isnan(now) else now
+    rungs = [r for r in NICHE_LADDER if base < r - 1e-9 and r <= base + NICHE_MAX_RISE + 1e-9]
+    return [(Change("niche_share", now, r, "pct", effort,
+                    f"grow the national niche market share to {_pct_threshold(r)} (from {format_value(now, 'pct')})"),
+             _set_last("niche_market_share", r)) for effort, r in enumerate(rungs, start=1)]
+
+
+def _propose_flag(rows: pd.DataFrame, action: str, col: str, words: str) -> list[tuple[Change, Edit]]:
+    if bool(rows[col].iloc[-1]):
+        return []
+    return [(Change(action, 0.0, 1.0, "flag", 1, words), _set_last(col, True))]
+
+
+def _propose_digital(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    now = _last(rows, "digital_level")
+    start = 1.0 if np.isnan(now) else now
+    out = []
+    for effort, level in enumerate(range(int(start) + 1, min(int(start) + 2, DIGITAL_MAX) + 1), start=1):
+        text = f"raise the digital level to {level} (from {format_value(now, 'number')})"
+        out.append((Change("digital_level", now, float(level), "level", effort, text),
+                    _set_last("digital_level", float(level))))
+    return out
+
+
+def _propose_institution(rows: pd.DataFrame) -> list[tuple[Change, Edit]]:
+    value = rows["rd_institution"].iloc[-1]
+    now = 0 if pd.isna(value) else _INSTITUTIONS.index(str(value))
+    out = []
+    for effort, level in enumerate(range(now + 1, min(now + 2, len(_INSTITUTIONS) - 1) + 1), start=1):
+        text = f"set up a {_INSTITUTIONS[level]}-level R&D institution (now: {_INSTITUTIONS[now]})"
+        out.append((Change("rd_institution", float(now), float(level), "institution", effort, text),
+                    _set_last("rd_institution", _INSTITUTIONS[level])))
+    return out
+
+
+PROPOSERS: dict[str, Callable[[pd.DataFrame], list[tuple[Change, Edit]]]] = {
+    "rd_intensity": _propose_rd,
+    "rd_staff": _propose_rd_staff,
+    "class1_ip": _propose_class1,
+    "mb_share": lambda rows: _propose_ratio(rows, "mb_share", "main_business_revenue", "revenue", MB_LADDER,
+                                            MB_MAX_RISE, True, "raise the main-business share of revenue"),
+    "debt_ratio": lambda rows: _propose_ratio(rows, "debt_ratio", "total_liabilities", "total_assets", DEBT_LADDER,
+                                              DEBT_MAX_CUT, False, "cut the debt ratio"),
+    "certification": lambda rows: _propose_flag(rows, "certification", "quality_certified",
+                                                "obtain a management or product certification"),
+    "own_brand": lambda rows: _propose_flag(rows, "own_brand", "own_brand", "establish an own brand"),
+    "digital_level": _propose_digital,
+    "rd_institution": _propose_institution,
+    "niche_share": lambda rows: _propose_share(rows),
+}
+
+
+def allowed_actions(monotone: Mapping[str, int] | None, actions: Sequence[Action] = ACTIONS) -> list[Action]:
+    """Actions whose direction agrees with the model's monotone constraints (an action that
+    moves a feature against its constraint could only lower the score, so it is dropped)."""
+    monotone = monotone or {}
+    return [a for a in actions if int(monotone.get(a.feature, 0)) != -a.direction]
+
+
+@dataclass(frozen=True)
+class _Node:
+    changes: tuple[Change, ...]
+    rows: pd.DataFrame
+    raw: float
+    prob: float
+    eligible: bool
+    n_met: float
+
+    @property
+    def key(self) -> tuple:
+        return tuple(sorted((c.action, round(c.after, 6)) for c in self.changes))
+
+    @property
+    def effort(self) -> int:
+        return sum(c.effort for c in self.changes)
+
+
+def _window(panel: pd.DataFrame, firm_id: str, year: int) -> pd.DataFrame:
+    rows = panel[(panel["firm_id"] == str(firm_id)) & panel["year"].between(year - 2, year)]
+    rows = rows.sort_values("year").reset_index(drop=True)
+    if rows.empty or int(rows["year"].iloc[-1]) != year:
+        raise ValueError(f"firm {firm_id!r} has no row for fiscal year {year}")
+    return rows
+
+
+def _local_context(context: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame | None:
+    """Only the firm's province and sector records (the rest is never read for it)."""
+    if context is None:
+        return None
+    keep = (((context["kind"] == "province") & (context["level"] == str(rows["province"].iloc[-1])))
+            | ((context["kind"] == "sector") & (context["level"] == str(rows["sector"].iloc[-1]))))
+    return context[keep]
+
+
+def _evaluate(bundle: Any, variants: list[pd.DataFrame], firm_id: str, year: int, events: pd.DataFrame | None,
+              context: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Raw score, probability, eligibility and criteria met of each variant of the firm's rows,
+    with features rebuilt for all variants in one pass (each variant as its own firm)."""
+    from lgml.features import build_features
+
+    ids = [f"{firm_id}\u241f{i}" for i in range(len(variants))]
+    panel = pd.concat([v.assign(firm_id=i) for v, i in zip(variants, ids)], ignore_index=True)
+    panel["firm_id"] = panel["firm_id"].astype("str")
+    ev = None
+    if events is not None:
+        mine = events[events["firm_id"].astype(str) == str(firm_id)]
+        ev = pd.concat([mine.assign(firm_id=i) for i in ids], ignore_index=True) if len(mine) else mine.iloc[:0]
+        ev = ev.astype({"firm_id": "str"})
+    table = build_features(panel, ev, _local_context(context, variants[0]))
+    table = table[table["year"] == year].set_index("firm_id").reindex(ids)
+    raw = bundle.predict_raw(table)
+    prob = bundle.calibrator.transform(raw) if bundle.calibrator is not None else raw
+    return (raw, prob, table["eligible"].to_numpy(dtype=float) >= 0.5, table["n_met"].to_numpy(dtype=float))
+
+
+def counterfactual(bundle: Any, panel: pd.DataFrame, firm_id: str, year: int, *,
+                   events: pd.DataFrame | None = None, context: pd.DataFrame | None = None,
+                   target: float = 0.5, goal: str = "either", max_changes: int = 3, beam_width: int = 4,
+                   actions: Sequence[Action] | None = None, feature_row: pd.DataFrame | None = None
+                   ) -> Counterfactual:
+    """The smallest set of changes to mutable inputs that lifts a firm to ``target``.
+
+    Searches with the model itself: a beam search over discrete, realistic steps (the
+    ladders and limits in this module, e.g. R&D intensity to the next of 3/4/5/6/8/10/12% of
+    revenue, at most +6 pp). Each candidate edits the firm's panel rows (years ``year - 2 ..
+    year``) and rebuilds every feature with :func:`lgml.features.build_features`, so dependent
+    features stay consistent (more R&D changes ``rd_intensity``, ``rd_2y``, the R&D rule's
+    pass flag and shortfall, the 100-point score ...). Province, sector, age, high-tech zone,
+    size and ownership are never changed; actions against the bundle's monotone constraints
+    are dropped. Fewest changes win; among those, the smallest steps, then the highest score.
+
+    Args:
+        bundle: Designation bundle.
+        panel: Canonical panel holding the firm's rows (money in yuan).
+        firm_id: The firm.
+        year: Fiscal year judged (the application is for batch ``year + 1``).
+        events: Designation events (title history), if known.
+        context: Province/sector records to build features with (the bundle's); computed from
+            ``panel`` when None.
+        target: Calibrated probability to reach (0-1).
+        goal: ``probability`` (reach ``target``), ``eligible`` (meet every criterion) or
+            ``either``.
+        max_changes: Most distinct actions combined.
+        beam_width: Partial solutions kept per depth.
+        actions: Allowed actions; default all of :data:`ACTIONS` that respect monotonicity.
+        feature_row: The firm's feature row as already built with ``context`` (saves
+            rebuilding it).
+
+    Returns:
+        A :class:`Counterfactual`; ``reached`` is false (and ``message`` says so) when no
+        feasible change exists within the limits.
+
+    Raises:
+        ValueError: The firm has no row for ``year`` or ``goal`` is unknown.
+    """
+    if goal not in ("probability", "eligible", "either"):
+        raise ValueError(f"unknown goal {goal!r}; use 'probability', 'eligible' or 'either'")
+    if context is None:
+        from lgml.features import context_tables
+
+        context = context_tables(panel, events)
+    rows = _window(panel, firm_id, year)
+    allowed = allowed_actions(bundle.metadata.get("monotone"), ACTIONS if actions is None else actions)
+    seen: set[tuple] = set()
+    nodes: list[_Node] | None = None
+    if feature_row is not None:
+        raw = bundle.predict_raw(feature_row.iloc[[0]])
+        prob = bundle.calibrator.transform(raw) if bundle.calibrator is not None else raw
+        start = _Node((), rows, float(raw[0]), float(prob[0]), bool(feature_row["eligible"].iloc[0] >= 0.5),
+                      float(feature_row["n_met"].iloc[0]))
+    else:  # score the firm as it is in the same pass as its first changes
+        blank = _Node((), rows, np.nan, np.nan, False, np.nan)
+        start, *nodes = _scored(bundle, [((), rows), *_children([blank], allowed, seen)], firm_id, year, events,
+                                context)
+    if _goal_met(start, start, goal, target) or (goal == "eligible" and start.eligible):
+        return _result(start, start, firm_id, year, target, "already")
+    beam, best = [start], start
+    for _depth in range(max_changes):
+        if nodes is None:
+            children = _children(beam, allowed, seen)
+            nodes = _scored(bundle, children, firm_id, year, events, context) if children else []
+        winners = [n for n in nodes if _goal_met(n, start, goal, target)]
+        if winners:
+            win = min(winners, key=lambda n: (n.effort, -n.raw))
+            return _result(start, win, firm_id, year, target, _goal_met(win, start, goal, target))
+        # Keep the best partial solutions by score; criteria met break near-ties (the calibrated
+        # probability can be flat, so the raw log-odds lead).
+        nodes.sort(key=lambda n: (-(n.raw + 0.05 * n.n_met), n.effort))
+        beam = [n for n in nodes if n.raw > start.raw + 1e-9 or n.n_met > start.n_met][:beam_width]
+        nodes = None
+        if not beam:
+            break
+        if beam[0].raw > best.raw:
+            best = beam[0]
+    return _result(start, best, firm_id, year, target, None, max_changes=max_changes)
+
+
+def _scored(bundle: Any, children: list[tuple[tuple[Change, ...], pd.DataFrame]], firm_id: str, year: int,
+            events: pd.DataFrame | None, context: pd.DataFrame | None) -> list[_Node]:
+    raw, prob, elig, met = _evaluate(bundle, [c[1] for c in children], firm_id, year, events, context)
+    return [_Node(ch, r, float(a), float(p), bool(e), float(m))
+            for (ch, r), a, p, e, m in zip(children, raw, prob, elig, met)]
+
+
+def _goal_met(node: _Node, start: _Node, goal: str, target: float) -> str | None:
+    if goal in ("probability", "either") and node.prob >= target:
+        return "probability"
+    if goal in ("eligible", "either") and node.eligible and not start.eligible:
+        return "eligible"
+    return None
+
+
+def _children(parents: list[_Node], allowed: Sequence[Action], seen: set[tuple]
+              ) -> list[tuple[tuple[Change, ...], pd.DataFrame]]:
+    """Every parent extended by one new action at each of its sizes (each change set once)."""
+    out = []
+    for node in parents:
+        taken = {c.action for c in node.changes}
+        for action in allowed:
+            if action.name in taken:
+                continue
+            for change, edit in PROPOSERS[action.name](node.rows):
+                key = tuple(sorted([*node.key, (change.action, round(change.after, 6))]))
+                if key not in seen:
+                    seen.add(key)
+                    out.append(((*node.changes, change), edit(node.rows)))
+    return out
+
+
+def _plural(phrase: str) -> str:
+    """``"lifts the ..."`` -> ``"lift the ..."`` (the verb after a plural subject)."""
+    verb, _, rest = phrase.partition(" ")
+    return f"{verb.removesuffix('s')} {rest}"
+
+
+def _result(start: _Node, end: _Node, firm_id: str, year: int, target: float, goal: str | None,
+            max_changes: int = 0) -> Counterfactual:
+    changes = list(end.changes) if goal is not None else list(end.changes)
+    if goal == "already":
+        message = (f"Already at {100 * start.prob:.1f}%, at or above the {100 * target:.0f}% target"
+                   + ("; meets every criterion." if start.eligible else "."))
+        changes = []
+    elif goal is not None:
+        what = (f"lifts the probability from {100 * start.prob:.1f}% to {100 * end.prob:.1f}% "
+                f"(target {100 * target:.0f}%)" if goal == "probability"
+                else f"makes the firm meet every criterion (probability {100 * start.prob:.1f}% -> "
+                     f"{100 * end.prob:.1f}%)")
+        verb = f"{len(changes)} change " + what if len(changes) == 1 else f"{len(changes)} changes " + _plural(what)
+        message = f"{verb}: " + "; ".join(c.text for c in changes) + "."
+    else:
+        best = (f" The best found, {'; '.join(c.text for c in changes)}, reaches {100 * end.prob:.1f}%."
+                if changes else " No change within the limits raises the model's score.")
+        message = (f"No feasible change: no combination of up to {max_changes} changes to mutable inputs within "
+                   f"realistic limits lifts the probability from {100 * start.prob:.1f}% to {100 * target:.0f}% "
+                   f"or makes the firm eligible.{best}")
+    return Counterfactual(
+        firm_id=str(firm_id), year=int(year), target=float(target),
+        probability_before=start.prob, probability_after=end.prob if goal != "already" else start.prob,
+        raw_before=start.raw, raw_after=end.raw if goal != "already" else start.raw,
+        eligible_before=start.eligible, eligible_after=end.eligible if goal != "already" else start.eligible,
+        reached=goal is not None, goal=goal, changes=changes, message=message)
+
+
+# ------------------------------------------------------------------------------------------------
+# One firm, everything a reader needs
+# ------------------------------------------------------------------------------------------------
+
+# Contract columns that may be blank, with what a blank costs.
+_NULLABLE_EFFECTS = {
+    "rd_expense": "R&D rules and the R&D part of the score cannot be shown",
+    "rd_staff": "R&D staff share (equity route, score) cannot be shown",
+    "equity_financing": "counted as no new equity",
+    "niche_market_share": "niche market share rule cannot be shown",
+    "digital_level": "digital level (information systems rule, score) cannot be shown",
+    "ownership": "ownership treated as unknown",
+}
+
+
+def bundle_context(bundle: Any) -> pd.DataFrame | None:
+    """The province/sector records a bundle was trained with, or None if it has none.
+
+    Taken from ``bundle.context`` (the bundle's ``context.parquet``), else looked up as
+    ``context.csv`` in the bundle folder or a ``context`` list of records in its metadata
+    (columns of :func:`lgml.features.context_tables`).
+    """
+    from lgml import io
+
+    loaded = getattr(bundle, "context", None)
+    if isinstance(loaded, pd.DataFrame):
+        return loaded
+    for name in ("context.parquet", "context.csv"):
+        path = bundle.path / name
+        if path.is_file():
+            frame = io.read_table(path)
+            return frame.astype({"kind": "str", "level": "str", "year": "int64",
+                                 "designated_share": "float64", "pool_share": "float64"})
+    records = bundle.metadata.get("context")
+    if records:
+        frame = pd.DataFrame.from_records(records)
+        return frame.astype({"kind": "str", "level": "str", "year": "int64"})
+    return None
+
+
+def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any]]:
+    """Every Little Giant criterion of batch ``year + 1`` for one firm, judged on fiscal year
+    ``year`` (with ``year - 1`` and ``year - 2`` for two-year rules).
+
+    Args:
+        firm_rows: The firm's panel rows (contract columns, money in yuan).
+        year: Fiscal year judged.
+
+    Returns:
+        One dict per criterion in rule order: ``criterion``, ``dimension``, ``dimension_label``
+        (bilingual), ``label_en``, ``label_zh``, ``status`` (``pass``, ``fail`` or ``missing``),
+        ``shortfall`` (criterion units, see :data:`lgml.criteria.CRITERIA`; None when passed or
+        unknown) and ``text`` (:func:`lgml.criteria.shortfall_text`).
+    """
+    batch = year + 1
+    inputs = criteria.criteria_inputs(firm_rows)
+    inputs = pd.concat([inputs, criteria.srdi_score(inputs)], axis=1)
+    row = inputs[inputs["year"] == year]
+    if row.empty:
+        raise ValueError(f"no row for fiscal year {year}")
+    checked_rows = criteria.check(row, batch)
+    checked = checked_rows.iloc[0]
+    values = row.iloc[0].to_dict()
+    judged = pd.concat([row, checked_rows], axis=1)
+    out = []
+    for name in criteria.RULES[criteria.regime_for(batch)]["criteria"]:
+        meta = criteria.CRITERIA[name]
+        short = float(checked[f"short_{name}"])
+        passed = bool(checked[f"pass_{name}"])
+        status = "pass" if passed else ("missing" if np.isnan(short) else "fail")
+        if passed:  # say what was met, with the firm's value
+            text = _criterion_phrases(name, judged, batch)[0]
+        else:
+            text = criteria.shortfall_text(name, values.get(meta["inputs"][0]), short, values, batch_year=batch)
+        out.append({"criterion": name, "dimension": meta["dimension"],
+                    "dimension_label": group_label(meta["dimension"]),
+                    "label_en": meta["label_en"], "label_zh": meta["label_zh"], "status": status,
+                    "shortfall": None if passed or np.isnan(short) else short, "text": text})
+    return out
+
+
+def data_quality(firm_rows: pd.DataFrame, feature_row: pd.Series, year: int, features: Sequence[str]) -> list[str]:
+    """Plain notes on what is missing for one firm: blank contract fields of ``year``, absent
+    prior years, features the model sees as missing."""
+    notes = []
+    last = firm_rows[firm_rows["year"] == year].iloc[0]
+    for col, effect in _NULLABLE_EFFECTS.items():
+        if col in last.index and pd.isna(last[col]):
+            notes.append(f"{col} is blank in {year}: {effect}")
+    have = set(firm_rows["year"].astype(int))
+    absent = [y for y in (year - 1, year - 2) if y not in have]
+    if absent:
+        notes.append(f"no row for {', '.join(map(str, absent))}: two-year rules (R&D in each of 2 years, "
+                     "2-year growth) cannot be shown")
+    missing = [f for f in features if f in feature_row.index and pd.isna(feature_row[f])
+               and not f.startswith(("pass_", "short_"))]
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        notes.append(f"{len(missing)} model input(s) missing (the model treats them as unknown): {shown}")
+    return notes
+
+
+def model_info(bundle: Any) -> dict[str, Any]:
+    """Name, version and provenance of a bundle, for report footers."""
+    meta = bundle.metadata
+    versions = meta.get("package_versions") or {}
+    return {
+        "name": getattr(bundle.config, "name", bundle.path.name), "task": bundle.task,
+        "version": str(meta.get("version") or meta.get("registered_version") or versions.get("lgml") or "unknown"),
+        "model_sha256": (meta.get("model_sha256") or "")[:12], "git_commit": meta.get("git_commit"),
+        "trained_at": meta.get("trained_at") or meta.get("created_at"), "path": str(bundle.path),
+        "n_features": len(bundle.features), "calibration": getattr(bundle.calibrator, "method", None),
+    }
+
+
+def growth_prediction(growth_bundle: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """Expected revenue growth of the next year for the rows of ``table`` (one row), from a
+    growth bundle: ``log_growth`` (log ratio), ``growth_pct`` (percent) and, when the bundle
+    has quantile models, the 10%-90% interval in percent."""
+    value = float(growth_bundle.predict(table)[0])
+    out: dict[str, Any] = {"log_growth": value, "growth_pct": 100 * math.expm1(value)}
+    if getattr(growth_bundle, "quantile_boosters", None):
+        lo, hi = growth_bundle.predict_interval(table)[0]
+        out.update(p10_pct=100 * math.expm1(float(lo)), p90_pct=100 * math.expm1(float(hi)))
+    return out
+
+
+def province_percentile(probability: float, peers: np.ndarray) -> float:
+    """Percent of ``peers`` (probabilities of the firms of the same province and year) scoring
+    at or below ``probability``; NaN without peers."""
+    peers = np.asarray(peers, dtype=float)
+    peers = peers[~np.isnan(peers)]
+    if not len(peers):
+        return float("nan")
+    return float(100.0 * np.mean(peers <= probability + 1e-12))
+
+
+def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataFrame, *,
+                     peers: np.ndarray | None = None, events: pd.DataFrame | None = None,
+                     context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
+                     k: int = 10, counterfactual_on: bool = True) -> dict[str, Any]:
+    """Everything the per-firm report shows, as plain JSON-compatible data.
+
+    Args:
+        bundle: Designation bundle.
+        feature_row: The firm's feature row (a one-row feature table).
+        firm_rows: The firm's panel rows (fiscal years up to the row's ``year``).
+        peers: Probabilities of the firms of the same province and year (for the percentile).
+        events: Designation events (for the counterfactual's title history).
+        context: Province/sector records the features were built with.
+        growth_bundle: Optional growth bundle.
+        target: Counterfactual target probability (0-1).
+        k: Reasons listed.
+        counterfactual_on: Search for a counterfactual.
+
+    Returns:
+        Dict with ``firm_id``, ``year``, ``batch_year``, ``province``, ``sector``,
+        ``probability`` (0-1), ``raw_score`` and ``base_value`` (log-odds), ``base_probability``,
+        ``percentile_in_province``, ``n_peers``, ``contributions`` (feature -> log-odds),
+        ``contributions_pp`` (feature -> probability points), ``groups`` / ``groups_pp``,
+        ``group_labels``, ``reasons`` (list of dicts: ``feature``, ``text``, ``log_odds``, ``pp``),
+        ``criteria`` (:func:`criteria_checklist`), ``eligible``, ``counterfactual``, ``growth``,
+        ``data_quality`` and ``model``.
+    """
+    row = feature_row.iloc[[0]]
+    contrib, base = contributions(bundle, row)
+    raw = float(base[0] + contrib.iloc[0].sum())
+    calibrate = bundle.calibrator.transform
+    prob = float(calibrate(np.array([raw]))[0])
+    points = probability_points(contrib, base, calibrate)
+    groups = group_contributions(contrib, bundle.metadata.get("feature_groups") or None)
+    groups_pp = group_contributions(points, bundle.metadata.get("feature_groups") or None)
+    units, phrases, values = reason_matrix(contrib, row, k)
+    members = reason_units(bundle.features, int(row["batch_year"].iloc[0]))
+    reasons = [{"unit": u, "features": members[u], "text": p, "log_odds": float(v),
+                "pp": float(points.iloc[0][members[u]].sum())}
+               for u, p, v in zip(units[0], phrases[0], values[0]) if u]
+    firm_id, year = str(row["firm_id"].iloc[0]), int(row["year"].iloc[0])
+    cf = None
+    if counterfactual_on:
+        cf = counterfactual(bundle, firm_rows, firm_id, year, events=events, context=context, target=target,
+                            feature_row=row).to_dict()
+    peers = np.asarray([] if peers is None else peers, dtype=float)
+    series = contrib.iloc[0]
+    return {
+        "firm_id": firm_id, "year": year, "batch_year": year + 1,
+        "province": str(row["province"].iloc[0]), "sector": str(row["sector"].iloc[0]),
+        "probability": prob, "raw_score": raw, "base_value": float(base[0]),
+        "base_probability": float(calibrate(base[:1])[0]),
+        "percentile_in_province": province_percentile(prob, peers), "n_peers": int(np.sum(~np.isnan(peers))),
+        "contributions": {f: float(v) for f, v in series.items()},
+        "contributions_pp": {f: float(v) for f, v in points.iloc[0].items()},
+        "feature_values": {f: _jsonable_value(row[f].iloc[0]) for f in bundle.features if f in row.columns},
+        "feature_labels": {f: feature_label(f) for f in bundle.features},
+        "groups": {g: float(v) for g, v in groups.iloc[0].items()},
+        "groups_pp": {g: float(v) for g, v in groups_pp.iloc[0].items()},
+        "group_labels": {g: group_label(g) for g in groups.columns},
+        "reasons": reasons,
+        "criteria": criteria_checklist(firm_rows, year),
+        "eligible": bool(row["eligible"].iloc[0] >= 0.5) if "eligible" in row.columns else None,
+        "counterfactual": cf,
+        "growth": growth_prediction(growth_bundle, row) if growth_bundle is not None else None,
+        "data_quality": data_quality(firm_rows, row.iloc[0], year, bundle.features),
+        "model": model_info(bundle),
+    }
+
+
+def _jsonable_value(x: Any) -> Any:
+    if x is None or (not isinstance(x, str) and pd.isna(x)):
+        return None
+    if isinstance(x, (np.integer, np.floating, float, int)):
+        return float(x)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    return str(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration for the command line: score a year, pick firms, explain them
+# ------------------------------------------------------------------------------------------------
+
+
+def year_table(panel: pd.DataFrame, year: int, events: pd.DataFrame | None, context: pd.DataFrame | None,
+               provinces: Sequence[str] | None = None) -> pd.DataFrame:
+    """Feature rows of fiscal year ``year`` (application to batch ``year + 1``).
+
+    Only the years ``year - 2 .. year`` are read (every feature looks back at most two years),
+    optionally only for firms of ``provinces``.
+
+    Returns:
+        Feature table (see :func:`lgml.features.build_features`) with one row per firm that has
+        a row for ``year``, index reset.
+    """
+    from lgml.features import build_features
+
+    window = panel[panel["year"].between(year - 2, year)]
+    if provinces is not None:
+        window = window[window["province"].astype(str).isin([str(p) for p in provinces])]
+    table = build_features(window, events, context)
+    return table[table["year"] == year].reset_index(drop=True)
+
+
+def latest_year(panel: pd.DataFrame, firm_id: str | None = None) -> int:
+    """The last fiscal year of the panel (or of one firm).
+
+    Raises:
+        ValueError: The firm is not in the panel.
+    """
+    rows = panel if firm_id is None else panel[panel["firm_id"] == str(firm_id)]
+    if rows.empty:
+        raise ValueError(f"firm {firm_id!r} is not in the input")
+    return int(rows["year"].max())
+
+
+def top_per_province(table: pd.DataFrame, probability: np.ndarray, n: int) -> dict[str, list[int]]:
+    """Positions (into ``table``) of the ``n`` most likely candidates of each province,
+    provinces in name order; firms holding a valid title are not candidates."""
+    frame = pd.DataFrame({"province": table["province"].astype(str).to_numpy(), "p": probability,
+                          "pos": np.arange(len(table))})
+    if "holds_title" in table.columns:
+        frame = frame[~table["holds_title"].to_numpy(dtype=bool)]
+    frame = frame.sort_values(["province", "p"], ascending=[True, False], kind="stable")
+    return {prov: grp["pos"].head(n).tolist() for prov, grp in frame.groupby("province", sort=True)}
+
+
+def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, probability: np.ndarray,
+                      positions: Sequence[int], *, events: pd.DataFrame | None = None,
+                      context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
+                      k: int = 10, notes: Sequence[str] = (),
+                      progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """:func:`firm_explanation` for the rows ``positions`` of a scored year table.
+
+    Args:
+        bundle: Designation bundle.
+        panel: Canonical panel (for each firm's rows and the counterfactual).
+        table: Year table from :func:`year_table`.
+        probability: Calibrated probabilities of ``table``'s rows, shape (n_rows,).
+        positions: Rows to explain.
+        events, context, growth_bundle, target, k: See :func:`firm_explanation`.
+        notes: Data-quality notes added to every firm (e.g. about the context used).
+        progress: Called with 1 after each firm.
+
+    Returns:
+        One explanation dict per position, in order.
+    """
+    candidates = (~table["holds_title"].to_numpy(dtype=bool) if "holds_title" in table.columns
+                  else np.ones(len(table), bool))
+    provinces = table["province"].astype(str).to_numpy()
+    year = int(table["year"].iloc[0]) if len(table) else 0
+    by_firm = panel[panel["year"].between(year - 2, year)].groupby("firm_id", sort=False)
+    out = []
+    for pos in positions:
+        row = table.iloc[[pos]]
+        firm_id = str(row["firm_id"].iloc[0])
+        peers = probability[candidates & (provinces == provinces[pos])]
+        data = firm_explanation(bundle, row, by_firm.get_group(firm_id), peers=peers, events=events, context=context,
+                                growth_bundle=growth_bundle, target=target, k=k)
+        if not candidates[pos]:
+            data["data_quality"].insert(0, "the firm holds a valid Little Giant title, so it is not a candidate "
+                                           "for this batch; the percentile compares it with the candidates")
+        data["data_quality"].extend(notes)
+        out.append(data)
+        if progress is not None:
+            progress(1)
+    return out

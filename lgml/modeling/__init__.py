@@ -1,0 +1,1 @@
+"""Training, calibration, evaluation and model bundles (``lgml train``)."""

@@ -1,0 +1,358 @@
+"""Model bundles: a trained model and everything needed to score with it, as plain files.
+
+A bundle is a folder::
+
+    model.txt            LightGBM text model (point model)
+    model_p10.txt        growth only, optional: 10% quantile model
+    model_p90.txt        growth only, optional: 90% quantile model
+    calibration.json     calibrator (isotonic thresholds / Platt coefficients / none)
+    context.parquet      optional: province/sector records the features were built with
+    metadata.json        task, features, dtypes, category levels, groups, hashes, versions
+    evaluation.json      test metrics (see lgml.modeling.evaluate)
+    config.yaml          the resolved training config
+    plots/*.png          evaluation plots
+
+It is written atomically (a temporary folder beside the target, then renamed) and loaded with
+sha256 checks. Nothing is pickled.
+
+Example:
+    >>> bundle = load_bundle("models/lgml-designation")  # doctest: +SKIP
+    >>> p = bundle.predict(feature_table)  # calibrated probabilities, shape (n,)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgml.config import TrainConfig
+from lgml.modeling.calibrate import Calibrator, calibrator_from_dict
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.txt"
+CONTEXT_FILE = "context.parquet"
+QUANTILE_FILES = {"p10": "model_p10.txt", "p90": "model_p90.txt"}
+REQUIRED_METADATA = ("task", "features", "categorical_levels")
+VERSIONED_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "lgml")
+
+
+class BundleError(RuntimeError):
+    """A bundle folder is incomplete, altered or unreadable."""
+
+
+class BundleInputError(ValueError):
+    """A table cannot be scored by a bundle: missing columns, unseen category levels or
+    non-numeric values. The message lists every problem with row counts."""
+
+
+class BundleVersionWarning(UserWarning):
+    """A bundle was saved with different package versions than those installed."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a bundle depends on, plus Python."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """Commit of the working tree holding the lgml package (``+dirty`` if modified), or None."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}+dirty" if dirty else commit
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _figure_png(figure: Any) -> bytes:
+    if isinstance(figure, (bytes, bytearray)):
+        return bytes(figure)
+    buf = _io.BytesIO()
+    figure.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``target``, replacing any previous bundle."""
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    old.rmdir()
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_bundle(
+    directory: str | os.PathLike,
+    *,
+    booster: Any,
+    calibrator: Calibrator | None,
+    metadata: dict,
+    evaluation: dict,
+    config: TrainConfig,
+    plots: dict[str, Any],
+    quantile_boosters: dict[str, Any] | None = None,
+    context: pd.DataFrame | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write a bundle folder atomically.
+
+    Args:
+        directory: Bundle folder, e.g. ``models/lgml-designation``.
+        booster: Trained ``lightgbm.Booster`` (log-odds for designation, log growth for growth).
+        calibrator: Fitted calibrator for designation; None for growth.
+        metadata: At least ``task``, ``features`` (ordered names) and ``categorical_levels``;
+            usually also ``dtypes``, ``feature_groups``, ``monotone``, ``data_hash``, ``seed``.
+            Package versions, the config hash, the git commit and the models' sha256 are added.
+        evaluation: JSON-compatible metrics (NaN is written as null).
+        config: The resolved training config.
+        plots: ``name -> matplotlib Figure or PNG bytes``; written as ``plots/<name>.png``.
+        quantile_boosters: Growth only: ``{"p10": Booster, "p90": Booster}``.
+        context: Province/sector records (:func:`lgml.features.context_tables`) of the
+            training panel, so that scoring builds the same features; ``context.parquet``.
+        overwrite: Replace an existing bundle; if false an existing folder raises.
+
+    Returns:
+        The bundle folder.
+
+    Raises:
+        FileExistsError: The folder exists and ``overwrite`` is false.
+        ValueError: ``metadata`` lacks a required key or a quantile name is unknown.
+    """
+    directory = Path(directory)
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata lacks {missing}")
+    unknown = sorted(set(quantile_boosters or {}) - set(QUANTILE_FILES))
+    if unknown:
+        raise ValueError(f"unknown quantile model(s) {unknown}; allowed: {sorted(QUANTILE_FILES)}")
+    if directory.exists() and not overwrite:
+        raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    try:
+        booster.save_model(tmp / MODEL_FILE)
+        hashes = {MODEL_FILE: sha256_file(tmp / MODEL_FILE)}
+        for name, model in sorted((quantile_boosters or {}).items()):
+            model.save_model(tmp / QUANTILE_FILES[name])
+            hashes[QUANTILE_FILES[name]] = sha256_file(tmp / QUANTILE_FILES[name])
+        if context is not None:
+            context.to_parquet(tmp / CONTEXT_FILE, index=False)
+            hashes[CONTEXT_FILE] = sha256_file(tmp / CONTEXT_FILE)
+        _write_json(tmp / "calibration.json", calibrator.to_dict() if calibrator is not None else {"method": None})
+        meta = {**metadata, "config_hash": config.config_hash(), "package_versions": package_versions(),
+                "git_commit": git_commit(), "sha256": hashes, "model_sha256": hashes[MODEL_FILE]}
+        _write_json(tmp / "metadata.json", _jsonable(meta))
+        _write_json(tmp / "evaluation.json", _jsonable(evaluation))
+        (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        if plots:
+            (tmp / "plots").mkdir()
+            for name, figure in plots.items():
+                (tmp / "plots" / f"{name}.png").write_bytes(_figure_png(figure))
+        _replace_dir(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote bundle %s", directory)
+    return directory
+
+
+def _jsonable(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays and NaN/inf (-> None) for strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+@dataclass
+class Bundle:
+    """A loaded model bundle. Build with :func:`load_bundle`.
+
+    Attributes:
+        booster: LightGBM point model.
+        calibrator: Fitted calibrator (designation) or None (growth).
+        metadata: Contents of ``metadata.json``.
+        evaluation: Contents of ``evaluation.json``.
+        config: The training config.
+        path: Bundle folder.
+        quantile_boosters: ``{"p10": Booster, "p90": Booster}`` when present.
+        context: Province/sector records of the training panel, or None.
+    """
+
+    booster: Any
+    calibrator: Calibrator | None
+    metadata: dict
+    evaluation: dict
+    config: TrainConfig
+    path: Path
+    quantile_boosters: dict[str, Any] = field(default_factory=dict)
+    context: pd.DataFrame | None = None
+
+    @property
+    def task(self) -> str:
+        """``designation`` or ``growth``."""
+        return self.metadata["task"]
+
+    @property
+    def features(self) -> list[str]:
+        """Model input columns, in model order."""
+        return list(self.metadata["features"])
+
+    @property
+    def categorical_levels(self) -> dict[str, list[str]]:
+        """Fixed category levels of the categorical inputs."""
+        return {k: list(v) for k, v in self.metadata["categorical_levels"].items()}
+
+    def prepare(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Model input frame from a feature table (see :func:`lgml.features.build_features`).
+
+        Selects and orders the feature columns by name, casts categoricals to the stored levels
+        and every other feature to float.
+
+        Args:
+            table: DataFrame of shape (n_rows, >= n_features); extra columns are ignored.
+
+        Returns:
+            DataFrame of shape (n_rows, n_features), a new frame.
+
+        Raises:
+            BundleInputError: Missing columns, unseen category levels (with counts) or values
+                that are not numbers. Nothing is silently turned into NaN.
+        """
+        from lgml.modeling.data import model_frame
+
+        try:
+            return model_frame(table, self.features, self.categorical_levels)
+        except BundleInputError as exc:
+            raise BundleInputError(f"bundle {self.path.name}: {exc}") from None
+
+    def predict_raw(self, table: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated model output of shape (n_rows,): log-odds for designation, expected
+        log growth ``log(revenue[t+1] / revenue[t])`` for growth."""
+        X = self.prepare(table)
+        if self.task == "designation":
+            return self.booster.predict(X, raw_score=True)
+        return self.booster.predict(X)
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of designation in the next batch (designation), or expected
+        log growth (growth); shape (n_rows,)."""
+        raw = self.predict_raw(table)
+        if self.task == "designation":
+            return self.calibrator.transform(raw)
+        return raw
+
+    def predict_interval(self, table: pd.DataFrame) -> np.ndarray:
+        """Growth only: 10% and 90% quantiles of log growth, shape (n_rows, 2), columns
+        (p10, p90), with p10 <= p90.
+
+        Raises:
+            BundleError: The bundle has no quantile models.
+        """
+        if set(self.quantile_boosters) != set(QUANTILE_FILES):
+            raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
+        X = self.prepare(table)
+        lo, hi = (self.quantile_boosters[k].predict(X) for k in ("p10", "p90"))
+        return np.column_stack([np.minimum(lo, hi), np.maximum(lo, hi)])
+
+
+def _check_versions(saved: dict[str, str | None], path: Path) -> None:
+    now = package_versions()
+    diff = {k: (v, now.get(k)) for k, v in saved.items() if k != "python" and now.get(k) != v}
+    if diff:
+        text = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(diff.items()))
+        warnings.warn(f"bundle {path} was saved with other package versions: {text}", BundleVersionWarning,
+                      stacklevel=3)
+
+
+def load_bundle(directory: str | os.PathLike) -> Bundle:
+    """Load a bundle folder, verifying the model files' sha256.
+
+    Warns with :class:`BundleVersionWarning` when package versions differ from the saved ones.
+
+    Raises:
+        BundleError: A file is missing or a model file does not match its recorded sha256.
+    """
+    import lightgbm as lgb
+
+    path = Path(directory)
+    needed = (MODEL_FILE, "calibration.json", "metadata.json", "evaluation.json", "config.yaml")
+    absent = [n for n in needed if not (path / n).is_file()]
+    if absent:
+        raise BundleError(f"{path} is not a complete bundle: missing {', '.join(absent)}")
+    metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
+    hashes = metadata.get("sha256") or {MODEL_FILE: metadata.get("model_sha256")}
+    for name, expected in hashes.items():
+        if not (path / name).is_file():
+            raise BundleError(f"{path}: {name} is listed in metadata.json but missing")
+        if sha256_file(path / name) != expected:
+            raise BundleError(f"{path}: {name} does not match its sha256 in metadata.json (altered?)")
+    _check_versions(metadata.get("package_versions", {}), path)
+    cal = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
+    quantiles = {k: lgb.Booster(model_file=str(path / f)) for k, f in QUANTILE_FILES.items() if f in hashes}
+    return Bundle(
+        booster=lgb.Booster(model_file=str(path / MODEL_FILE)),
+        calibrator=calibrator_from_dict(cal) if cal.get("method") else None,
+        metadata=metadata,
+        evaluation=json.loads((path / "evaluation.json").read_text(encoding="utf-8")),
+        config=TrainConfig.from_file(path / "config.yaml"),
+        path=path,
+        quantile_boosters=quantiles,
+        context=pd.read_parquet(path / CONTEXT_FILE) if (path / CONTEXT_FILE).is_file() else None,
+    )

@@ -1,0 +1,195 @@
+"""``lgml train`` as one function: config in, model bundle and evaluation out.
+
+Steps: load (simulate or read) -> features -> split -> train -> calibrate on the validation
+batches -> baselines -> evaluate on the test batches -> plots -> save the bundle.
+
+Example:
+    >>> from lgml.config import TrainConfig
+    >>> result = train_from_config(TrainConfig.from_file("configs/designation.yaml"))  # doctest: +SKIP
+    >>> result.evaluation["populations"]["pool"]["model"]["auc"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lgml.config import TrainConfig
+from lgml.features import context_tables
+from lgml.modeling import baselines, calibrate, evaluate, plots
+from lgml.modeling.bundle import save_bundle
+from lgml.modeling.data import ModelData, Source, load_source, model_data, model_frame
+from lgml.modeling.train import FitResult, fit_model
+
+log = logging.getLogger(__name__)
+
+TARGET_DOC = {
+    "designation": "probability of designation in the next batch (batch_year); raw output in log-odds",
+    "growth": "log(revenue[t+1] / revenue[t]), revenue in yuan",
+}
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_from_config`.
+
+    Attributes:
+        bundle_path: The written bundle folder.
+        evaluation: Contents of ``evaluation.json``.
+        fit: The trained models.
+        seconds: Wall time per step.
+    """
+
+    bundle_path: Path
+    evaluation: dict
+    fit: FitResult
+    seconds: dict[str, float]
+
+
+def _levels(features: list[str]) -> dict[str, list[str]]:
+    from lgml.features import categorical_levels
+
+    return {k: v for k, v in categorical_levels().items() if k in features}
+
+
+def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """Raw point predictions: log-odds (designation) or log growth (growth), shape (n,)."""
+    if task == "designation":
+        return fit.booster.predict(frame, raw_score=True)
+    return fit.booster.predict(frame)
+
+
+def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator, levels: dict) -> dict:
+    """Every scorer's predictions on the test rows: ``{name: {"p": ..., optional "rank": ...}}``."""
+    train, valid, test = (data.sets[k] for k in ("train", "valid", "test"))
+    raw = predict_model(fit, model_frame(test, data.features, levels), config.task)
+    numeric = [f for f in data.features if f not in levels]
+    linear = baselines.LinearBaseline(config.task, numeric, levels, random_state=config.seed)
+    linear.fit(train, train["target"].to_numpy())
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    if config.task == "designation":
+        rules = baselines.RuleBaseline().fit(valid, valid["target"].to_numpy())
+        scores["model"] = {"p": calibrator.transform(raw), "rank": raw}
+        scores["rules"] = {"p": rules.predict_proba(test), "rank": rules.score(test)}
+        scores["logistic"] = {"p": linear.predict(test)}
+    else:
+        scores["model"] = {"p": raw}
+        scores["linear"] = {"p": linear.predict(test)}
+    if "oracle" in test.columns:
+        scores["oracle"] = {"p": test["oracle"].to_numpy(dtype=float)}
+    return scores
+
+
+def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator) -> dict:
+    """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
+    from lgml.features import FEATURE_GROUPS
+
+    return {
+        "task": config.task,
+        "name": config.name,
+        "target": TARGET_DOC[config.task],
+        "features": data.features,
+        "dtypes": {f: "category" if f in levels else "float64" for f in data.features},
+        "categorical_levels": levels,
+        "feature_groups": {f: FEATURE_GROUPS[f] for f in data.features if f in FEATURE_GROUPS},
+        "monotone": dict(config.monotone),
+        "calibration": calibrator.method if calibrator is not None else None,
+        "data_hash": data.data_hash,
+        "seed": config.seed,
+        "split": config.split.model_dump(),
+        "rows": {k: int(len(v)) for k, v in data.sets.items()},
+        "positives": ({k: int(v["target"].sum()) for k, v in data.sets.items()}
+                      if config.task == "designation" else None),
+        "best_iteration": fit.best_iteration,
+        "n_trees": fit.booster.num_trees(),
+        "level_adjust": config.level_adjust.model_dump() if config.level_adjust.by else None,
+        "lightgbm_params": fit.params,
+        "quantile_models": sorted(fit.quantile_boosters),
+        "tuning": fit.tuning,
+        "train_seconds": fit.seconds,
+    }
+
+
+def _calibration_summary(test: pd.DataFrame, raw_p: np.ndarray, cal_p: np.ndarray, method: str) -> dict:
+    y = test["target"].to_numpy()
+    return {"method": method, "fitted_on": "valid",
+            "test_ece_uncalibrated": evaluate.expected_calibration_error(y, raw_p),
+            "test_ece_calibrated": evaluate.expected_calibration_error(y, cal_p)}
+
+
+def _figures(task: str, test: pd.DataFrame, scores: dict) -> dict:
+    y = test["target"].to_numpy()
+    if task == "growth":
+        return {"growth": plots.growth_figure(y, {k: v["p"] for k, v in scores.items()})}
+    probs = {k: v["p"] for k, v in scores.items()}
+    ranks = {k: v.get("rank", v["p"]) for k, v in scores.items()}
+    return {"calibration": plots.calibration_figure(y, probs), "roc": plots.roc_figure(y, ranks),
+            "pr": plots.pr_figure(y, ranks)}
+
+
+def train_from_config(config: TrainConfig, *, overwrite: bool = False,
+                      on_step: Callable[[str], None] | None = None, source: Source | None = None) -> TrainResult:
+    """Train, calibrate, evaluate and save the bundle ``config.models_dir / config.name``.
+
+    Args:
+        config: Training config.
+        overwrite: Replace an existing bundle.
+        on_step: Called with a short description as each step starts (progress display).
+        source: Already loaded inputs to use instead of ``config.data`` (e.g. one simulated
+            panel shared by several configs).
+
+    Raises:
+        FileExistsError: The bundle exists and ``overwrite`` is false (checked first).
+    """
+    target = config.bundle_dir
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter(), None]
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        if clock[1] is not None:
+            seconds[clock[1]] = now - clock[0]
+        clock[:] = [now, name]
+        log.info("%s", name)
+        if on_step is not None:
+            on_step(name)
+
+    step("load data")
+    source = load_source(config.data) if source is None else source
+    step("build features")
+    data = model_data(source, config)
+    levels = _levels(data.features)
+    step("train LightGBM")
+    fit = fit_model(data, config, levels)
+    step("calibrate")
+    calibrator = None
+    if config.task == "designation":
+        valid = data.sets["valid"]
+        raw_valid = fit.booster.predict(model_frame(valid, data.features, levels), raw_score=True)
+        calibrator = calibrate.make_calibrator(config.calibration).fit(raw_valid, valid["target"].to_numpy())
+    step("baselines and evaluation")
+    scores = score_test(data, config, fit, calibrator, levels)
+    test = data.sets["test"]
+    report = evaluate.evaluate(config.task, test, scores, config.gates)
+    if calibrator is not None:
+        report["calibration"] = _calibration_summary(test, calibrate.sigmoid(scores["model"]["rank"]),
+                                                     scores["model"]["p"], calibrator.method)
+    report["train_seconds"] = fit.seconds
+    step("plots")
+    figures = _figures(config.task, test, scores)
+    step("save bundle")
+    path = save_bundle(target, booster=fit.booster, calibrator=calibrator,
+                       metadata=metadata_for(data, config, fit, levels, calibrator), evaluation=report,
+                       config=config, plots=figures, quantile_boosters=fit.quantile_boosters,
+                       context=context_tables(source.panel, source.events), overwrite=overwrite)
+    plots.close(figures)
+    step("done")
+    return TrainResult(path, report, fit, seconds)

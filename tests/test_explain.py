@@ -1,0 +1,419 @@
+"""Explanations: exact contributions, groups, probability points, reasons, counterfactuals, and
+the ``explain`` / ``report`` commands.
+
+One small designation model is trained per session on the simulated default (3,000 firms).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lgml import criteria, explain as ex, io
+from lgml.cli import app
+from lgml.features import FEATURE_GROUPS, GROUPS, build_features, context_tables
+from lgml.modeling.bundle import load_bundle
+from lgml.report.model import global_importance, psi_table, reference_profile
+
+TRAIN_CONFIG = """
+task: designation
+name: explain-test
+seed: 5
+data: {{simulate: {{firms: {firms}, seed: 11}}}}
+split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
+lightgbm: {{num_threads: 2, num_boost_round: 60, learning_rate: 0.1, num_leaves: 15, min_child_samples: 40,
+            early_stopping_rounds: 20}}
+monotone: {{rd_intensity: 1, class1_ip: 1, debt_ratio: -1}}
+calibration: isotonic
+mlflow: {{enabled: false}}
+models_dir: '{models}'
+"""
+XSS = "<script>alert(1)</script>"
+_TRAINED: dict[str, Path] = {}  # one model per session, also when other modules import these fixtures
+
+
+def _train(sim, config_path: Path) -> Path:
+    """Train with the training API (features, split, LightGBM with early stopping), calibrate on
+    the validation batches, evaluate against the rule baseline and the oracle, save a bundle."""
+    from lgml.config import TrainConfig
+    from lgml.features import categorical_levels
+    from lgml.modeling.baselines import RuleBaseline
+    from lgml.modeling.bundle import save_bundle
+    from lgml.modeling.calibrate import make_calibrator
+    from lgml.modeling.data import Source, model_data, model_frame
+    from lgml.modeling.evaluate import evaluate
+    from lgml.modeling.train import fit_model
+
+    config = TrainConfig.from_file(config_path)
+    levels = categorical_levels()
+    data = model_data(Source(sim.panel, sim.events, sim.truth), config)
+    fit = fit_model(data, config, levels)
+    valid, test = data.sets["valid"], data.sets["test"]
+
+    def raw(rows: pd.DataFrame) -> np.ndarray:
+        return fit.booster.predict(model_frame(rows, data.features, levels), raw_score=True)
+
+    calibrator = make_calibrator(config.calibration).fit(raw(valid), valid["target"].to_numpy())
+    rules = RuleBaseline().fit(valid, valid["target"].to_numpy())
+    scores = {"model": {"p": calibrator.transform(raw(test))},
+              "rules": {"p": rules.predict_proba(test), "rank": rules.score(test)},
+              "oracle": {"p": test["oracle"].to_numpy(dtype=float)}}
+    meta = {"task": "designation", "features": data.features, "categorical_levels": levels,
+            "monotone": config.monotone, "feature_groups": {f: FEATURE_GROUPS[f] for f in data.features}}
+    return save_bundle(config.bundle_dir, booster=fit.booster, calibrator=calibrator, metadata=meta,
+                       evaluation=evaluate("designation", test, scores, config.gates), config=config, plots={},
+                       context=context_tables(sim.panel, sim.events))
+
+
+@pytest.fixture(scope="session")
+def data_dir(small_sim, tmp_path_factory) -> Path:
+    if "data" not in _TRAINED:
+        folder = tmp_path_factory.mktemp("explain-data")
+        io.write_table(small_sim.panel, folder / "panel.parquet")
+        io.write_table(small_sim.events, folder / "events.parquet")
+        _TRAINED["data"] = folder
+    return _TRAINED["data"]
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(small_sim, tmp_path_factory) -> Path:
+    if "designation" not in _TRAINED:
+        folder = tmp_path_factory.mktemp("explain-models")
+        config_path = folder / "designation.yaml"
+        config_path.write_text(TRAIN_CONFIG.format(firms=3000, models=folder.as_posix()), encoding="utf-8")
+        _TRAINED["designation"] = _train(small_sim, config_path)
+    return _TRAINED["designation"]
+
+
+GROWTH_CONFIG = """
+task: growth
+name: explain-growth
+seed: 5
+data: {{simulate: {{firms: 3000, seed: 11}}}}
+split: {{train_until: 2022, valid: [2023], test: [2024]}}
+lightgbm: {{num_threads: 2, num_boost_round: 10, learning_rate: 0.3, num_leaves: 7, early_stopping_rounds: 5}}
+mlflow: {{enabled: false}}
+models_dir: '{models}'
+"""
+
+
+@pytest.fixture(scope="session")
+def growth_dir(small_sim, tmp_path_factory) -> Path:
+    from lgml.config import TrainConfig
+    from lgml.features import categorical_levels
+    from lgml.modeling.bundle import save_bundle
+    from lgml.modeling.data import Source, model_data
+    from lgml.modeling.train import fit_model
+
+    folder = tmp_path_factory.mktemp("explain-growth")
+    config = TrainConfig.from_yaml(GROWTH_CONFIG.format(models=folder.as_posix()))
+    data = model_data(Source(small_sim.panel, small_sim.events, None), config)
+    fit = fit_model(data, config, categorical_levels())
+    meta = {"task": "growth", "features": data.features, "categorical_levels": categorical_levels()}
+    return save_bundle(config.bundle_dir, booster=fit.booster, calibrator=None, metadata=meta, evaluation={},
+                       config=config, plots={}, quantile_boosters=fit.quantile_boosters)
+
+
+@pytest.fixture(scope="session")
+def bundle(bundle_dir):
+    return load_bundle(bundle_dir)
+
+
+@pytest.fixture(scope="session")
+def context(bundle) -> pd.DataFrame:
+    context = ex.bundle_context(bundle)
+    assert context is not None, "the bundle should carry the province/sector records it was trained with"
+    return context
+
+
+@pytest.fixture(scope="session")
+def table(small_sim, context) -> pd.DataFrame:
+    return build_features(small_sim.panel, small_sim.events, context)
+
+
+@pytest.fixture(scope="session")
+def candidates(table) -> pd.DataFrame:
+    rows = table[(table["batch_year"].between(2023, 2025)) & ~table["holds_title"]]
+    return rows.sample(n=min(3000, len(rows)), random_state=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contributions, groups, probability points
+# ---------------------------------------------------------------------------------------------
+
+
+def test_contributions_add_up_to_the_raw_score(bundle, candidates):
+    contrib, base = ex.contributions(bundle, candidates)
+    assert list(contrib.columns) == bundle.features
+    assert contrib.index.equals(candidates.index)
+    assert base.shape == (len(candidates),)
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy() + base, bundle.predict_raw(candidates), atol=1e-6)
+
+
+def test_tabulated_treeshap_equals_lightgbm_pred_contrib(bundle, candidates):
+    X = bundle.prepare(candidates)
+    assert X["ownership"].isna().any() and X.select_dtypes("category").shape[1] == 4
+    fast = ex.fast_contributions(bundle.booster, X)
+    assert fast is not None
+    np.testing.assert_allclose(fast, bundle.booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
+
+
+def test_additivity_failure_raises(bundle, candidates, monkeypatch):
+    real = bundle.booster.predict
+
+    def skewed(X, **kwargs):
+        out = real(X, **kwargs)
+        return out + 0.01 if kwargs.get("raw_score") else out
+
+    monkeypatch.setattr(bundle.booster, "predict", skewed)
+    with pytest.raises(ex.AdditivityError):
+        ex.contributions(bundle, candidates.head(5))
+
+
+def test_group_sums_equal_the_sum_of_their_features(bundle, candidates):
+    contrib, _ = ex.contributions(bundle, candidates)
+    groups = ex.group_contributions(contrib)
+    assert list(groups.columns) == list(GROUPS)
+    for group in GROUPS:
+        members = [f for f in contrib.columns if FEATURE_GROUPS[f] == group]
+        np.testing.assert_allclose(groups[group], contrib[members].sum(axis=1), atol=1e-12)
+    np.testing.assert_allclose(groups.sum(axis=1), contrib.sum(axis=1), atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["proportional", "sequential"])
+def test_probability_points_sum_to_the_probability_difference(bundle, candidates, method):
+    contrib, base = ex.contributions(bundle, candidates)
+    calibrate = bundle.calibrator.transform
+    points = ex.probability_points(contrib, base, calibrate, method=method)
+    expected = 100 * (calibrate(base + contrib.sum(axis=1).to_numpy()) - calibrate(base))
+    np.testing.assert_allclose(points.sum(axis=1).to_numpy(), expected, atol=1e-9)
+    if method == "proportional":  # signs kept: calibration never decreases
+        assert (np.sign(points.to_numpy()) * np.sign(contrib.to_numpy()) >= 0).all()
+
+
+def test_grouped_importance_ranks_innovation_and_specialization_above_region_and_sector(bundle, candidates):
+    contrib, _ = ex.contributions(bundle, candidates)
+    _, by_group = global_importance(contrib)
+    for strong in ("innovation", "specialization"):
+        for weak in ("region", "sector"):
+            assert by_group[strong] > by_group[weak], by_group.to_dict()
+
+
+def test_top_reasons_name_values_thresholds_and_units(bundle, candidates):
+    contrib, _ = ex.contributions(bundle, candidates)
+    reasons = ex.top_reasons(contrib, candidates, k=3)
+    assert reasons.index.equals(candidates.index)
+    assert reasons.str.contains("log-odds").all()
+    assert (reasons.str.count(" [|] ") <= 2).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# A firm failing only the R&D rule
+# ---------------------------------------------------------------------------------------------
+
+
+HAND_BUILT = {
+    "firm_id": "HAND-RD", "year": [2021, 2022, 2023], "province": "Jiangsu", "sector": "35", "founded_year": 2005,
+    "in_hightech_zone": True, "ownership": "private", "employees": 300, "rd_staff": 60.0,
+    "revenue": [150e6, 170e6, 200e6], "main_business_revenue": [135e6, 153e6, 180e6],
+    "net_profit": [18e6, 20.4e6, 24e6], "total_assets": 320e6, "total_liabilities": 120e6,
+    "rd_expense": [3e6, 3.4e6, 4e6],  # 2% of revenue: the R&D rule needs 3% at revenue >= 100M
+    "equity_financing": 0.0, "invention_patents": 15, "class1_ip": [14, 17, 20], "class2_ip": 30,
+    "niche_years": [8, 9, 10], "niche_market_share": 0.15, "own_brand": True, "quality_certified": True,
+    "digital_level": 4.0, "rd_institution": "provincial", "key_customers": 5, "foundation_field": True,
+    "strategic_industry": True, "srdi_provincial": True,
+}
+
+
+@pytest.fixture(scope="session")
+def rd_only_firm(small_sim) -> tuple[pd.DataFrame, str]:
+    """A hand-built firm, strong on everything but R&D (2% of revenue in 2021-2023), in the
+    contract's dtypes; for batch 2024 it fails the R&D rule and nothing else."""
+    template = small_sim.panel.iloc[:3].reset_index(drop=True)
+    columns = {}
+    for name, dtype in template.dtypes.items():
+        value = HAND_BUILT[name]
+        values = value if isinstance(value, list) else [value] * 3
+        columns[name] = pd.Series(values, dtype=dtype)
+    panel = pd.DataFrame(columns)[list(template.columns)]
+    inputs = criteria.criteria_inputs(panel)
+    checked = criteria.check(inputs[inputs["year"] == 2023], 2024)
+    failed = [c.removeprefix("pass_") for c in checked.columns if c.startswith("pass_") and not checked[c].iloc[0]]
+    assert failed == ["rd_band"]
+    return panel, "HAND-RD"
+
+
+def test_a_firm_failing_only_the_rd_rule_gets_it_as_top_negative_reason(bundle, rd_only_firm, context):
+    panel, firm_id = rd_only_firm
+    table = ex.year_table(panel, 2023, None, context)
+    contrib, _ = ex.contributions(bundle, table)
+    units, phrases, values = ex.reason_matrix(contrib, table, k=len(bundle.features))
+    negative = [(u, p) for u, p, v in zip(units[0], phrases[0], values[0]) if u and v < 0]
+    unit, text = negative[0]
+    assert unit == "rd_band", negative[:3]
+    assert text == "R&D intensity 2.0% is below the 3% required at revenue >= 100M yuan"
+    assert "R&D intensity 2.0% is below the 3%" in ex.top_reasons(contrib, table, k=len(bundle.features)).iloc[0]
+
+
+def test_counterfactual_for_the_rd_firm_raises_rd(bundle, rd_only_firm, context):
+    panel, firm_id = rd_only_firm
+    result = ex.counterfactual(bundle, panel, firm_id, 2023, context=context, target=0.99)
+    assert result.reached, result.message
+    assert [c.action for c in result.changes] == ["rd_intensity"], result.message
+    assert result.changes[0].after == pytest.approx(0.03)
+    assert result.eligible_after and not result.eligible_before
+    assert result.probability_after > result.probability_before
+
+
+def test_counterfactual_rebuilds_dependent_features(bundle, rd_only_firm):
+    panel, firm_id = rd_only_firm
+    rows = ex._window(panel, firm_id, 2023)
+    change, edit = ex.PROPOSERS["rd_intensity"](rows)[0]
+    edited = build_features(edit(rows), None)
+    last = edited[edited["year"] == 2023].iloc[0]
+    assert last["rd_intensity"] == pytest.approx(0.03)
+    assert last["rd_intensity_prev"] == pytest.approx(0.03)
+    assert last["pass_rd_band"] == 1.0 and last["short_rd_band"] == 0.0
+
+
+def test_counterfactual_says_plainly_when_nothing_is_feasible(bundle, small_sim, table, context):
+    row = table[(table["year"] == 2023) & ~table["holds_title"]].sort_values("score_total").iloc[0]
+    result = ex.counterfactual(bundle, small_sim.panel, row["firm_id"], 2023, events=small_sim.events,
+                               context=context, target=0.999, goal="probability", max_changes=1)
+    assert not result.reached
+    assert result.message.startswith("No feasible change")
+
+
+def test_counterfactual_never_touches_immutable_inputs():
+    names = {a.feature for a in ex.ACTIONS}
+    assert not names & {"province", "sector", "firm_age", "in_hightech_zone", "ownership", "size_band"}
+    assert [a.name for a in ex.allowed_actions({"debt_ratio": 1})] == [a.name for a in ex.ACTIONS
+                                                                       if a.name != "debt_ratio"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Drift
+# ---------------------------------------------------------------------------------------------
+
+
+def test_psi_is_zero_against_itself_and_grows_with_a_shift(bundle, candidates):
+    ref = reference_profile(candidates, bundle.features)
+    same = psi_table(ref, candidates)
+    assert same["psi"].max() < 1e-9
+    shifted = candidates.assign(rd_intensity=candidates["rd_intensity"] * 3)
+    assert psi_table(ref, shifted).set_index("feature").loc["rd_intensity", "psi"] > 0.25
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def _some_firm(table) -> str:
+    rows = table[(table["year"] == 2025) & ~table["holds_title"]]
+    return str(rows.sort_values("score_total").iloc[-1]["firm_id"])
+
+
+@pytest.mark.parametrize("fmt", ["html", "md", "json"])
+def test_cli_explain_writes_each_format(bundle_dir, data_dir, table, tmp_path, fmt):
+    firm = _some_firm(table)
+    out = tmp_path / f"firm.{fmt}"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                                 "--events", str(data_dir / "events.parquet"), "--firm", firm, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    if fmt == "json":
+        data = json.loads(text)
+        for key in ("probability", "raw_score", "base_value", "contributions", "groups", "reasons", "counterfactual"):
+            assert key in data
+        assert sum(data["contributions"].values()) + data["base_value"] == pytest.approx(data["raw_score"], abs=1e-6)
+        assert set(data["groups"]) == set(GROUPS)
+    elif fmt == "html":
+        assert text.count("data:image/png;base64,") >= 2
+        assert "http://" not in text and "https://" not in text
+    else:
+        assert f"## Firm {firm}" in text
+
+
+def test_cli_explain_errors(bundle_dir, data_dir, tmp_path):
+    base = ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet")]
+    out = tmp_path / "x.html"
+    assert runner.invoke(app, [*base, "--firm", "NO-SUCH-FIRM", "--out", str(out)]).exit_code == 1
+    assert not out.exists()
+    out.write_text("keep")
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(out)]).exit_code == 1
+    assert out.read_text() == "keep"
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(tmp_path / "x.pdf")]).exit_code == 1
+    assert runner.invoke(app, ["explain", "--model", str(tmp_path), "--input", str(data_dir / "panel.parquet"),
+                               "--top", "1", "--out", str(tmp_path / "y.html")]).exit_code == 1
+
+
+def test_cli_explain_escapes_firm_ids(bundle_dir, small_sim, table, tmp_path):
+    firm = _some_firm(table)
+    panel = small_sim.panel.copy()
+    panel["firm_id"] = panel["firm_id"].replace({firm: XSS})
+    io.write_table(panel, tmp_path / "panel.parquet")
+    out = tmp_path / "xss.html"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
+                                 "--firm", XSS, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html
+    md = tmp_path / "xss.md"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
+                                 "--firm", XSS, "--out", str(md), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "<script" not in md.read_text(encoding="utf-8")
+
+
+def test_cli_explain_top_per_province(bundle_dir, data_dir, tmp_path):
+    out = tmp_path / "top.json"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                                 "--events", str(data_dir / "events.parquet"), "--top", "1", "--per-province",
+                                 "--year", "2024", "--target", "0.05", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    firms = json.loads(out.read_text(encoding="utf-8"))["firms"]
+    provinces = [f["province"] for f in firms]
+    assert len(provinces) == len(set(provinces)) > 5
+    assert all(f["year"] == 2024 for f in firms)
+
+
+def test_cli_report(bundle_dir, data_dir, tmp_path):
+    out = tmp_path / "model.html"
+    args = ["report", "--model", str(bundle_dir), "--data", str(data_dir / "panel.parquet"),
+            "--events", str(data_dir / "events.parquet"), "--sample", "800", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 4
+    assert "Metrics by province" in html and "model &gt; rules" in html
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1
+    js = tmp_path / "model.json"
+    result = runner.invoke(app, ["report", "--model", str(bundle_dir), "--sample", "500", "--out", str(js)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert data["group_importance"] and data["drift"] is None
+
+
+def test_cli_explain_with_a_growth_model(bundle_dir, growth_dir, data_dir, table, tmp_path):
+    out = tmp_path / "growth.json"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--growth-model", str(growth_dir),
+                                 "--input", str(data_dir / "panel.parquet"), "--firm", _some_firm(table),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    growth = json.loads(out.read_text(encoding="utf-8"))["growth"]
+    assert growth["p10_pct"] <= growth["p90_pct"]
+    assert -100 < growth["growth_pct"] < 1000
+    swapped = runner.invoke(app, ["explain", "--model", str(growth_dir), "--input", str(data_dir / "panel.parquet"),
+                                  "--firm", _some_firm(table), "--out", str(tmp_path / "g.json")])
+    assert swapped.exit_code == 1
