@@ -22,7 +22,14 @@ demo: install
 	$(BIN)/lgml simulate --firms 20000 --seed 0 --out $(DEMO) --overwrite --report
 	$(BIN)/lgml validate $(DEMO)/panel.parquet --events $(DEMO)/events.parquet
 	$(BIN)/lgml check $(DEMO)/panel.parquet --year 2025 --out $(DEMO)/check_2025.csv --overwrite
-	$(BIN)/lgml features $(DEMO)/panel.parquet --events $(DEMO)/events.parquet --out $(DEMO)/features.parquet --overwrite
+	$(BIN)/lgml train --config configs/designation.yaml --overwrite
+	$(BIN)/lgml train --config configs/growth.yaml --overwrite
+	$(BIN)/lgml score --model models/lgml-designation --growth-model models/lgml-growth \
+	  --input $(DEMO)/panel.parquet --events $(DEMO)/events.parquet --output $(DEMO)/scores.parquet --overwrite
+	$(BIN)/lgml report --model models/lgml-designation --data $(DEMO)/panel.parquet --events $(DEMO)/events.parquet \
+	  --out $(DEMO)/model_report.html --overwrite
+	$(BIN)/lgml explain --model models/lgml-designation --growth-model models/lgml-growth --top 1 \
+	  --input $(DEMO)/panel.parquet --events $(DEMO)/events.parquet --out $(DEMO)/top_firm.html --overwrite
 
 test: install
 	$(BIN)/python -m pytest -q tests --nbmake notebooks
