@@ -117,8 +117,6 @@ class LightGBMConfig(_Frozen):
                                                     "default auc (designation) or l2 (growth).")
     negative_rate: float = Field(1.0, gt=0, le=1, description="Designation: share of negatives outside the "
                                  "provincial pool kept for training (weighted 1/rate).")
-    recent_from: int | None = Field(None, description="Up-weight training batches from this year on.")
-    recent_weight: float = Field(1.0, gt=0, description="Weight of batches from recent_from on.")
     deterministic: bool = True
     force_row_wise: bool = True
     num_threads: int = Field(2, ge=1)
@@ -126,8 +124,7 @@ class LightGBMConfig(_Frozen):
     def params(self, task: str, seed: int) -> dict[str, Any]:
         """LightGBM ``params`` for ``task`` (without monotone constraints or the class weight,
         which depend on the data)."""
-        skip = {"num_boost_round", "early_stopping_rounds", "imbalance", "metric", "negative_rate",
-                "recent_from", "recent_weight"}
+        skip = {"num_boost_round", "early_stopping_rounds", "imbalance", "metric", "negative_rate"}
         out = {k: v for k, v in self.model_dump().items() if k not in skip}
         out.update(objective="binary" if task == "designation" else "regression",
                    metric=self.metric or ("auc" if task == "designation" else "l2"),
@@ -150,10 +147,11 @@ class LevelAdjustConfig(_Frozen):
 
 class IntervalsConfig(_Frozen):
     """Growth only: 10% and 90% quantile models of log growth, trained like the point model but
-    on a per-round row sample (``bagging_fraction``) to bound their cost."""
+    on a seeded share ``row_rate`` of the training rows (quantile leaves are refitted on every
+    row they hold, which makes these models slower than the point model)."""
 
     enabled: bool = True
-    bagging_fraction: float = Field(0.3, gt=0, le=1)
+    row_rate: float = Field(0.3, gt=0, le=1)
 
 
 class TuningConfig(_Frozen):
@@ -164,7 +162,9 @@ class TuningConfig(_Frozen):
 
 
 class GatesConfig(_Frozen):
-    """Quality gates checked on the test batches; a failing gate fails ``lgml train``."""
+    """Quality gates checked on the test batches; a failing gate fails ``lgml train`` (the
+    bundle is still written, for inspection). ``beat_rules``: the model's AUC must exceed the
+    rule check's in both populations (designation), or its R² the linear baseline's (growth)."""
 
     auc_min: float | None = Field(None, ge=0, le=1)
     ece_max: float | None = Field(None, ge=0, le=1)

@@ -25,6 +25,7 @@ split: {{train_until: 2023, valid: [2024], test: [2025]}}
 lightgbm: {{num_leaves: 7, min_child_samples: 20, num_boost_round: 60, early_stopping_rounds: 20,
             imbalance: is_unbalance, negative_rate: 0.5, num_threads: 1}}
 monotone: {{rd_intensity: 1}}
+level_adjust: {{by: province, rounds: 3, min_child_samples: 20}}
 calibration: isotonic
 gates: {{beat_rules: false}}
 mlflow: {{enabled: false}}
@@ -36,6 +37,8 @@ seed: 7
 data: {{simulate: {{firms: {FIRMS}, seed: 5}}}}
 split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
 lightgbm: {{num_leaves: 7, min_child_samples: 50, num_boost_round: 40, early_stopping_rounds: 10, num_threads: 1}}
+extra_features: [holds_title]
+intervals: {{row_rate: 0.5}}
 gates: {{beat_rules: false}}
 mlflow: {{enabled: false}}
 """
@@ -94,7 +97,7 @@ def test_cli_writes_the_bundle(cli_run):
     assert result.exit_code == 0, result.output
     folder = work / "models" / "t-designation"
     for name in ("model.txt", "calibration.json", "metadata.json", "evaluation.json", "config.yaml",
-                 "plots/calibration.png", "plots/roc.png", "plots/pr.png"):
+                 "context.parquet", "plots/calibration.png", "plots/roc.png", "plots/pr.png"):
         assert (folder / name).is_file(), name
     assert not [p for p in (work / "models").iterdir() if p.name.startswith(".")]  # no temp folders left
     for scorer in ("model", "rules", "logistic", "oracle"):
@@ -121,6 +124,18 @@ def test_cli_refuses_to_overwrite_and_reports_config_errors(cli_run, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_cli_exits_1_when_a_gate_fails(tmp_path):
+    text = (DESIGNATION.replace("gates: {beat_rules: false}", "gates: {auc_min: 0.9999, beat_rules: false}")
+            .replace("num_boost_round: 60", "num_boost_round: 5"))
+    (tmp_path / "gated.yaml").write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        result = CliRunner().invoke(app, ["train", "--config", "gated.yaml", "--no-track"])
+    assert result.exit_code == 1
+    assert "Quality gates failed: auc_all >= auc_min" in result.output
+    assert (tmp_path / "models" / "t-designation" / "model.txt").is_file()  # kept for inspection
+
+
 def test_calibration_lowers_ece_on_held_out_batches(designation_bundle):
     # is_unbalance inflates the raw probabilities; isotonic fitted on 2024 fixes them for 2025.
     cal = designation_bundle.evaluation["calibration"]
@@ -145,6 +160,16 @@ def test_bundle_round_trip_gives_identical_predictions(designation_bundle, small
     np.testing.assert_array_equal(again.predict(table), p)
     assert b.metadata["model_sha256"] == bundle_mod.sha256_file(b.path / "model.txt")
     assert b.features == b.metadata["features"] and b.task == "designation"
+
+
+def test_level_rounds_split_only_on_province(designation_bundle):
+    from lgml.modeling.train import split_features
+
+    b = designation_bundle
+    meta = b.metadata
+    assert meta["best_iteration"] < meta["n_trees"] <= meta["best_iteration"] + 3
+    assert split_features(b.booster, b.features, first_tree=meta["best_iteration"]) == {"province"}
+    assert isinstance(b.context, pd.DataFrame) and set(b.context["kind"]) == {"province", "sector"}
 
 
 def test_same_config_twice_gives_identical_model(cli_run, tmp_path):
@@ -190,6 +215,7 @@ def test_growth_bundle_with_intervals(growth_run):
     cfg, result = growth_run
     b = load_bundle(result.bundle_path)
     assert b.task == "growth" and b.calibrator is None
+    assert b.features[-1] == "holds_title" and "holds_title" not in b.metadata["feature_groups"]
     assert (b.path / "model_p10.txt").is_file() and (b.path / "model_p90.txt").is_file()
     ev = result.evaluation
     assert set(ev["populations"]["all"]) == {"model", "linear", "oracle"}
@@ -204,3 +230,44 @@ def test_growth_bundle_with_intervals(growth_run):
     assert interval.shape == (len(table), 2) and (interval[:, 0] <= interval[:, 1]).all()
     inside = ((point >= interval[:, 0]) & (point <= interval[:, 1])).mean()
     assert inside > 0.8
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt", "none"])
+def test_calibrators_round_trip_through_json(method):
+    from lgml.modeling.calibrate import calibrator_from_dict, make_calibrator
+
+    rng = np.random.default_rng(0)
+    raw = rng.normal(-3, 1.5, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(0.5 * raw - 1)))).astype(int)
+    cal = make_calibrator(method).fit(raw, y)
+    again = calibrator_from_dict(json.loads(json.dumps(cal.to_dict())))
+    np.testing.assert_array_equal(again.transform(raw), cal.transform(raw))
+    p = cal.transform(raw)
+    assert ((p >= 0) & (p <= 1)).all()
+    if method != "none":  # fitted calibrators match the observed rate
+        assert abs(p.mean() - y.mean()) < 0.01
+
+
+def test_metrics_on_known_cases():
+    from lgml.modeling.evaluate import expected_calibration_error, topk_precision
+
+    y = np.array([0, 0, 1, 1, 0, 1])
+    groups = pd.DataFrame({"province": ["A", "A", "A", "B", "B", "B"], "batch_year": 2025})
+    # A has 1 positive: its top-1 is the positive; B has 2: its top-2 hold one of them.
+    score = np.array([0.1, 0.2, 0.9, 0.3, 0.8, 0.7])
+    assert topk_precision(y, score, groups) == pytest.approx(2 / 3)
+    # Bins {0.1, 0.2}, {0.3, 0.4}, {0.5, 0.6}: |0 - 0.15|, |1 - 0.35|, |0.5 - 0.55|.
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert expected_calibration_error(y, p, n_bins=3) == pytest.approx((0.15 + 0.65 + 0.05) / 3)
+    assert expected_calibration_error(y.astype(float), y.astype(float), n_bins=2) == 0
+
+
+def test_optuna_tuning_runs_and_is_recorded(designation_data):
+    from lgml.modeling.pipeline import _levels
+    from lgml.modeling.train import fit_model
+
+    cfg, data = designation_data
+    cfg = cfg.model_copy(update={"tuning": cfg.tuning.model_copy(update={"n_trials": 2})})
+    fit = fit_model(data, cfg, _levels(data.features))
+    assert fit.tuning["n_trials"] == 2 and set(fit.tuning["best_params"]) >= {"num_leaves", "min_child_samples"}
+    assert fit.params["num_leaves"] == fit.tuning["best_params"]["num_leaves"]

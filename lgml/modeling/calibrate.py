@@ -69,7 +69,8 @@ class PlattCalibrator:
 
 class IsotonicCalibrator:
     """Isotonic regression of the label on log-odds, piecewise linear between thresholds and
-    flat beyond them.
+    flat beyond them. Probabilities are kept within ``[1 / (2n), 1 - 1 / (2n)]`` for ``n``
+    fitting rows: a block without a single positive says the rate is small, not zero.
 
     Attributes:
         x_: Log-odds thresholds, increasing, shape (m,).
@@ -84,8 +85,9 @@ class IsotonicCalibrator:
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
         iso.fit(np.asarray(raw, dtype=float), np.asarray(y, dtype=float))
+        eps = 0.5 / max(len(raw), 1)
         self.x_ = np.asarray(iso.X_thresholds_, dtype=float)
-        self.y_ = np.asarray(iso.y_thresholds_, dtype=float)
+        self.y_ = np.clip(np.asarray(iso.y_thresholds_, dtype=float), eps, 1 - eps)
         return self
 
     def transform(self, raw: np.ndarray) -> np.ndarray:

@@ -30,9 +30,9 @@ def calibration_figure(y: np.ndarray, probs: Mapping[str, np.ndarray], n_bins: i
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo = 1.0
     for name, p in probs.items():
-        curve = calibration_curve(y, p, n_bins)
-        ax.plot(curve["predicted"], curve["observed"].clip(lower=1e-5), marker="o", ms=3, label=name)
-        lo = min(lo, float(curve["predicted"].clip(lower=1e-5).min()))
+        curve = calibration_curve(y, p, n_bins).clip(lower=1e-5)  # log axes: zero rates drawn at 1e-5
+        ax.plot(curve["predicted"], curve["observed"], marker="o", ms=3, label=name)
+        lo = min(lo, float(curve["predicted"].min()))
     ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8, ls="--", label="perfect")
     ax.set(xscale="log", yscale="log", xlabel="predicted probability (mean per bin)",
            ylabel="observed designation rate", title=f"Calibration, {n_bins} equal-frequency bins")

@@ -55,8 +55,7 @@ def sample_weights(rows: pd.DataFrame, lgbm: LightGBMConfig, task: str, seed: in
 
     Designation negatives outside the provincial pool are nearly all easy; keeping a seeded
     share ``lgbm.negative_rate`` of them with weight ``1 / rate`` leaves the expected loss (and
-    so the probabilities) unchanged while cutting training time. Batches from
-    ``lgbm.recent_from`` on are up-weighted by ``lgbm.recent_weight``.
+    so the probabilities) unchanged while cutting training time.
 
     Returns:
         (keep mask of shape (n,), weights of shape (n_kept,)).
@@ -69,8 +68,6 @@ def sample_weights(rows: pd.DataFrame, lgbm: LightGBMConfig, task: str, seed: in
         drawn = np.random.default_rng(seed).random(n) < lgbm.negative_rate
         keep = ~easy | drawn
         weight = np.where(easy, 1.0 / lgbm.negative_rate, 1.0)
-    if lgbm.recent_from is not None:
-        weight = weight * np.where(rows["batch_year"].to_numpy() >= lgbm.recent_from, lgbm.recent_weight, 1.0)
     return keep, weight[keep]
 
 
@@ -90,6 +87,13 @@ def lgb_params(config: TrainConfig, features: list[str], y_train: np.ndarray, ov
     return params
 
 
+def dataset_params(config: TrainConfig) -> dict:
+    """Parameters fixed when a Dataset is binned (they cannot change afterwards)."""
+    return {"max_bin": config.lightgbm.max_bin, "verbosity": -1, "seed": config.seed,
+            # Tuning and level rounds change min_child_samples on the same binned data.
+            "feature_pre_filter": False}
+
+
 def _datasets(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]):
     import lightgbm as lgb
 
@@ -98,9 +102,10 @@ def _datasets(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]
     kept = train[keep]
     X_train = model_frame(kept, data.features, levels)
     dtrain = lgb.Dataset(X_train, kept["target"].to_numpy(float), weight=weight,
-                         categorical_feature=[c for c in data.features if c in levels], free_raw_data=False)
+                         categorical_feature=[c for c in data.features if c in levels],
+                         params=dataset_params(config), free_raw_data=False)
     dvalid = lgb.Dataset(model_frame(valid, data.features, levels), valid["target"].to_numpy(float),
-                         reference=dtrain, free_raw_data=False)
+                         reference=dtrain, params=dataset_params(config), free_raw_data=False)
     return dtrain, dvalid, kept["target"].to_numpy()
 
 
@@ -142,48 +147,85 @@ def fit_model(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]
     log.info("trained %s: %d rounds in %.1fs", config.task, best_iteration, seconds["fit"])
     if config.level_adjust.by is not None:
         start = time.perf_counter()
-        booster = adjust_levels(booster, dvalid, config, data.features, levels)
+        booster = adjust_levels(booster, dvalid, config, data.features, levels, params)
         seconds["level_adjust"] = time.perf_counter() - start
     quantiles = {}
     if config.task == "growth" and config.intervals.enabled:
         start = time.perf_counter()
-        qparams = {**params, "bagging_fraction": config.intervals.bagging_fraction,
-                   "bagging_freq": max(params["bagging_freq"], 1)}
-        quantiles = fit_quantiles(qparams, dtrain, dvalid, config.lightgbm)
+        quantiles = fit_quantiles(params, row_subset(dtrain, config.intervals.row_rate, config),
+                                  dvalid, config.lightgbm)
         seconds["quantiles"] = time.perf_counter() - start
     seconds["total"] = sum(seconds.values())
     return FitResult(booster, params, best_iteration, quantiles, tuning, seconds)
 
 
-def level_params(config: TrainConfig, features: list[str]) -> dict:
-    """Parameters of the level-adjustment rounds: every feature but ``level_adjust.by`` gets a
+def level_params(config: TrainConfig, features: list[str], base: dict, n_levels: int) -> dict:
+    """Parameters of the level-adjustment rounds, from the point model's ``base`` parameters
+    (objective and class weighting included): every feature but ``level_adjust.by`` gets a
     zero split-gain multiplier (``feature_contri``), so the extra trees split only on it."""
     adjust = config.level_adjust
-    base = config.lightgbm.params(config.task, config.seed)
     keep = ("objective", "metric", "seed", "deterministic", "force_row_wise", "num_threads", "verbosity",
-            "max_bin", "cat_smooth", "max_cat_to_onehot")
-    return {**{k: base[k] for k in keep},
+            "max_bin", "is_unbalance", "scale_pos_weight")
+    return {**{k: base[k] for k in keep if k in base},
             "learning_rate": adjust.learning_rate, "num_leaves": 31, "min_child_samples": adjust.min_child_samples,
-            "lambda_l2": adjust.lambda_l2, "cat_l2": adjust.lambda_l2, "max_cat_threshold": 64,
-            "min_data_per_group": adjust.min_child_samples, "feature_fraction": 1.0, "bagging_freq": 0,
+            # One-vs-rest splits: each split isolates a level, shrunk by lambda_l2. (Many-vs-many
+            # splits skip levels whose hessian sum is below cat_smooth: most levels at ~1% rates.)
+            "lambda_l2": adjust.lambda_l2, "max_cat_to_onehot": n_levels + 1,
+            "feature_fraction": 1.0, "bagging_freq": 0,
             "feature_contri": [1.0 if f == adjust.by else 0.0 for f in features]}
 
 
-def adjust_levels(booster, dvalid, config: TrainConfig, features: list[str], levels: dict[str, list[str]]):
-    """Append ``level_adjust.rounds`` trees fitted on the validation batches that split only on
-    ``level_adjust.by``: per-level offsets (log-odds for designation) on top of the model.
+def adjust_levels(booster, dvalid, config: TrainConfig, features: list[str], levels: dict[str, list[str]],
+                  params: dict):
+    """Append up to ``level_adjust.rounds`` trees fitted on the validation batches that split
+    only on ``level_adjust.by``: per-level offsets (log-odds for designation) on top of the model.
+    Fewer trees are added when no split gains (too few validation rows per level).
 
     The booster's earlier trees are unchanged; SHAP contributions of the new trees fall on the
     ``by`` feature, so explanations stay additive.
+
+    Raises:
+        RuntimeError: A new tree splits on another feature (never expected).
     """
     import lightgbm as lgb
 
-    if config.level_adjust.by not in features:
-        raise ValueError(f"level_adjust.by={config.level_adjust.by!r} is not a model feature")
+    by = config.level_adjust.by
+    if by not in features:
+        raise ValueError(f"level_adjust.by={by!r} is not a model feature")
     data = lgb.Dataset(dvalid.data, dvalid.get_label(), categorical_feature=[c for c in features if c in levels],
-                       free_raw_data=False)
-    return lgb.train(level_params(config, features), data, num_boost_round=config.level_adjust.rounds,
-                     init_model=booster, keep_training_booster=False)
+                       params=dataset_params(config), free_raw_data=False)
+    n_before = booster.num_trees()
+    adjusted = lgb.train(level_params(config, features, params, len(levels[by])), data, num_boost_round=config.level_adjust.rounds,
+                         init_model=booster, keep_training_booster=False)
+    used = split_features(adjusted, features, first_tree=n_before)
+    if used - {by}:
+        raise RuntimeError(f"level rounds split on {sorted(used - {by})}, not only on {by}")
+    log.info("level adjustment by %s: %d trees", by, adjusted.num_trees() - n_before)
+    return adjusted
+
+
+def split_features(booster, features: list[str], first_tree: int = 0) -> set[str]:
+    """Names of the features the trees from ``first_tree`` on split on."""
+    used: set[str] = set()
+    for tree in booster.dump_model()["tree_info"][first_tree:]:
+        stack = [tree["tree_structure"]]
+        while stack:
+            node = stack.pop()
+            if "split_feature" in node:
+                used.add(features[node["split_feature"]])
+                stack += [node["left_child"], node["right_child"]]
+    return used
+
+
+def row_subset(dtrain, rate: float, config: TrainConfig):
+    """A Dataset of a seeded share ``rate`` of ``dtrain``'s rows, binned like ``dtrain``."""
+    import lightgbm as lgb
+
+    if rate >= 1:
+        return dtrain
+    take = np.sort(np.random.default_rng(config.seed).choice(dtrain.num_data(), int(rate * dtrain.num_data()),
+                                                             replace=False))
+    return dtrain.subset(take, params=dataset_params(config))
 
 
 def fit_quantiles(params: dict, dtrain, dvalid, lgbm: LightGBMConfig) -> dict[str, Any]:
@@ -192,6 +234,7 @@ def fit_quantiles(params: dict, dtrain, dvalid, lgbm: LightGBMConfig) -> dict[st
     for name, alpha in QUANTILES.items():
         qparams = {**params, "objective": "quantile", "alpha": alpha, "metric": "quantile"}
         booster = _boost(qparams, dtrain, dvalid, lgbm.num_boost_round, lgbm.early_stopping_rounds)
+        log.info("quantile model %s: %d rounds", name, booster.best_iteration)
         out[name] = booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
     return out
 
