@@ -570,10 +570,12 @@ def calibration_report(sim: Simulation) -> pd.DataFrame:
     n_early = int((ev["batch_year"] <= 2020).sum())
     rows.append(("province shares of batches 1-2: distance to official table (TVD)", "0",
                  tvd, 0.0, max(0.08, 3 / np.sqrt(max(n_early, 1)))))
-    region = ev.loc[ev["batch_year"] <= 2021, "firm_id"].map(firm["province"]).astype(object).map(
-        lambda p: PROVINCES[p][2]).value_counts(normalize=True)
+    early3 = ev.loc[ev["batch_year"] <= 2021, "firm_id"].map(firm["province"]).astype(object)
+    region = early3.map(lambda p: PROVINCES[p][2]).value_counts(normalize=True)
     for name, share in PUBLISHED["region_share_2021"].items():
-        rows.append((f"{name} share of batches 2019-2021", f"{share:.0%}", float(region.get(name, 0)), share - 0.07, share + 0.07))
+        slack = max(0.07, 3 * np.sqrt(share * (1 - share) / max(len(early3), 1)))
+        rows.append((f"{name} share of batches 2019-2021", f"{share:.0%}", float(region.get(name, 0)),
+                     share - slack, share + slack))
 
     held = panel[(panel["year"] == 2024) & panel["firm_id"].isin(titles_held(ev, 2024))]
     d = PUBLISHED["designated_2024"]
