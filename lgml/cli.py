@@ -19,6 +19,8 @@ app = typer.Typer(
 log = logging.getLogger("lgml")
 
 Units = Annotated[Literal["yuan", "wan"], typer.Option("--units", help="Money units of the input: 'yuan' or 'wan' (万元, x10,000).")]
+Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 
 
 @app.callback()
@@ -81,7 +83,7 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    encoding: Encoding = None,
 ) -> None:
     """Check a firm-year panel (and events) against the input contract; exit 1 if it breaks it."""
     from lgml import validate as v
@@ -102,8 +104,8 @@ def features(
     out: Annotated[Path, typer.Option("--out", help="Feature table to write (.parquet or .csv).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    encoding: Encoding = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write point-in-time training features: one row per firm and application (batch) year."""
     from rich.console import Console
@@ -133,8 +135,8 @@ def check(
     year: Annotated[int, typer.Option("--year", help="Batch (application) year; fiscal year YEAR-1 is judged.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-firm table to write (.csv or .parquet).")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    encoding: Encoding = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Check every firm against the Little Giant criteria of batch YEAR and explain shortfalls."""
     from rich.console import Console
@@ -211,14 +213,14 @@ def explain(
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    encoding: Encoding = None,
     growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")] = None,
     top: Annotated[Optional[int], typer.Option("--top", min=1, help="Explain the N most likely firms.")] = None,
     per_province: Annotated[bool, typer.Option("--per-province", help="With --top: N per province.")] = False,
     target: Annotated[float, typer.Option("--target", min=0.0, max=1.0,
                                           help="Probability the what-if search aims for.")] = 0.5,
     reasons: Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")] = 8,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Explain firms: probability, drivers, criteria checklist and what would have to change.
 
@@ -327,9 +329,9 @@ def report(
                                                             help="Events of --reference.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="html or json (default: from --out).")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    encoding: Encoding = None,
     sample: Annotated[int, typer.Option("--sample", min=100, help="Rows sampled for the importance plots.")] = 4_000,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Model report: evaluation vs baselines and oracle, curves, global importance, metrics by
     province and sector, and drift (PSI) of --data against the training reference.
@@ -406,7 +408,7 @@ def score(
     engine: Annotated[Literal["local", "dask"], typer.Option("--engine", help="Score in this process or on Dask.")] = "local",
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler (tcp://host:8786); default a local cluster.")] = None,
     units: Units = "yuan",
-    encoding: Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")] = None,
+    encoding: Encoding = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="Per-province summary to write (.csv or .parquet).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
