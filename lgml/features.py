@@ -73,6 +73,8 @@ def _criteria_feature_groups() -> dict[str, str]:
 
 
 FEATURE_GROUPS: dict[str, str] = {**BASE_GROUPS, **_criteria_feature_groups()}
+# Flags a config may add as model inputs (``extra_features``), with the dimension they explain under.
+FLAG_GROUPS: dict[str, str] = {"holds_title": "specialization"}
 
 
 def size_band(employees: pd.Series, revenue: pd.Series) -> pd.Series:
@@ -109,9 +111,6 @@ def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     out.loc[agg.index, "holds_title"] = agg["holds"].to_numpy()
     out.loc[agg.index, "ever_revoked"] = agg["revoked"].to_numpy()
     return out
-
-
-CONTEXT_COLUMNS = ("kind", "level", "year", "designated_share", "pool_share")
 
 
 def context_tables(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -215,7 +215,8 @@ def test_growth_bundle_with_intervals(growth_run):
     cfg, result = growth_run
     b = load_bundle(result.bundle_path)
     assert b.task == "growth" and b.calibrator is None
-    assert b.features[-1] == "holds_title" and "holds_title" not in b.metadata["feature_groups"]
+    assert b.features[-1] == "holds_title" and b.metadata["feature_groups"]["holds_title"] == "specialization"
+    assert set(b.metadata["feature_groups"]) == set(b.features)
     assert (b.path / "model_p10.txt").is_file() and (b.path / "model_p90.txt").is_file()
     ev = result.evaluation
     assert set(ev["populations"]["all"]) == {"model", "linear", "oracle"}

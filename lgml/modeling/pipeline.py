@@ -88,7 +88,7 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
 
 def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator) -> dict:
     """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
-    from lgml.features import FEATURE_GROUPS
+    from lgml.features import FEATURE_GROUPS, FLAG_GROUPS
 
     return {
         "task": config.task,
@@ -97,7 +97,7 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "features": data.features,
         "dtypes": {f: "category" if f in levels else "float64" for f in data.features},
         "categorical_levels": levels,
-        "feature_groups": {f: FEATURE_GROUPS[f] for f in data.features if f in FEATURE_GROUPS},
+        "feature_groups": {f: {**FEATURE_GROUPS, **FLAG_GROUPS}[f] for f in data.features},
         "monotone": dict(config.monotone),
         "calibration": calibrator.method if calibrator is not None else None,
         "data_hash": data.data_hash,
