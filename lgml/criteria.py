@@ -28,7 +28,7 @@ domestically" alternative to a 10% niche market share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -261,8 +261,9 @@ def _growth(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
         return np.where(prev > 0, _ratio(cur, prev) - 1.0, np.nan)
 
 
-def _prior_rows(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the same firm's years t-1 and t-2 (-1 where that year is absent).
+def year_rows(panel: pd.DataFrame, offsets: Sequence[int] = (1, 2)) -> list[np.ndarray]:
+    """Row positions of the same firm's year ``t - k`` for each ``k`` of ``offsets`` (-1 where
+    that year is absent; a negative ``k`` looks ahead).
 
     Raises:
         ValueError: (firm_id, year) is not unique.
@@ -270,25 +271,26 @@ def _prior_rows(panel: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     codes = pd.factorize(panel["firm_id"])[0].astype(np.int64)
     year = panel["year"].to_numpy(dtype=np.int64)
     if len(year) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    # One integer key per (firm, year); each firm's block has room for the two years before its
-    # first so that t-1 and t-2 never reach into another firm's block.
+        return [np.empty(0, np.int64) for _ in offsets]
+    # One integer key per (firm, year); each firm's block has room for the years before its first
+    # and after its last so that t - k never reaches into another firm's block.
+    reach = max(abs(k) for k in offsets) if offsets else 0
     lo = year.min()
-    span = year.max() - lo + 3
-    key = codes * span + (year - lo + 2)
+    span = year.max() - lo + 2 * reach + 1
+    key = codes * span + (year - lo + reach)
     index = pd.Index(key)
     if not index.is_unique:
         dup = panel.iloc[np.flatnonzero(index.duplicated())[:3]]
         pairs = ", ".join(f"({f}, {y})" for f, y in zip(dup["firm_id"], dup["year"]))
         raise ValueError(f"(firm_id, year) must be unique; duplicated: {pairs}")
-    return index.get_indexer(key - 1), index.get_indexer(key - 2)
+    return [index.get_indexer(key - k) for k in offsets]
 
 
 def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where(pos >= 0, values[pos], np.nan)
 
 
-def criteria_inputs(panel: pd.DataFrame) -> pd.DataFrame:
+def criteria_inputs(panel: pd.DataFrame, prior: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Point-in-time quantities the criteria need, one row per firm-year.
 
     Row t uses only the same firm's fiscal years t, t-1 and t-2, matched by exact
@@ -297,6 +299,7 @@ def criteria_inputs(panel: pd.DataFrame) -> pd.DataFrame:
     Args:
         panel: DataFrame of shape (n_firm_years, ...) in the input contract
             (:data:`lgml.schema.PANEL_NAMES`), many firms and years in any row order; money in yuan.
+        prior: The positions of years t-1 and t-2 (:func:`year_rows`), when already known.
 
     Returns:
         DataFrame with the index and row order of ``panel``: ``firm_id``, ``year``, then
@@ -331,7 +334,7 @@ def criteria_inputs(panel: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in _PANEL_NEEDS if c not in panel.columns]
     if missing:
         raise KeyError(f"criteria_inputs needs the contract columns {missing}")
-    pos1, pos2 = _prior_rows(panel)
+    pos1, pos2 = year_rows(panel, (1, 2)) if prior is None else prior
     rev, rd, mb, profit, equity = (_floats(panel, c) for c in
                                    ("revenue", "rd_expense", "main_business_revenue", "net_profit", "equity_financing"))
     rd_int = _ratio(rd, rev)

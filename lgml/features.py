@@ -87,11 +87,11 @@ def size_band(employees: pd.Series, revenue: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical(band, categories=SIZE_BANDS), index=employees.index)
 
 
-def _lag(panel: pd.DataFrame, cols: list[str], k: int) -> pd.DataFrame:
-    """Values of ``cols`` in year ``t - k`` of the same firm, aligned to ``panel``'s rows."""
-    prior = panel[["firm_id", "year", *cols]].assign(year=panel["year"] + k)
-    out = panel[["firm_id", "year"]].merge(prior, on=["firm_id", "year"], how="left")
-    return out[cols].set_axis(panel.index)
+def _lag(panel: pd.DataFrame, cols: list[str], pos: np.ndarray) -> pd.DataFrame:
+    """Values of ``cols`` at row positions ``pos`` (the same firm's year ``t - k``, from
+    :func:`lgml.criteria.year_rows`; -1 gives NaN), aligned to ``panel``'s rows."""
+    return pd.DataFrame({c: criteria._take(panel[c].to_numpy(dtype=float, na_value=np.nan), pos) for c in cols},
+                        index=panel.index)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -153,11 +153,18 @@ def _join_context(panel: pd.DataFrame, context: pd.DataFrame, by: str, col: str)
     ref = context[context["kind"] == by].pivot(index="year", columns="level", values=col)
     if ref.empty:
         return pd.Series(np.nan, index=panel.index)
-    years = np.clip(panel["year"].to_numpy(), ref.index.min(), ref.index.max())
-    ref = ref.reindex(range(ref.index.min(), ref.index.max() + 1)).ffill()
-    values = ref.stack().rename(col).reset_index()
-    key = pd.DataFrame({"year": years, "level": panel[by].astype(str).to_numpy()})
-    return key.merge(values, on=["year", "level"], how="left")[col].set_axis(panel.index).astype(float)
+    first, last = int(ref.index.min()), int(ref.index.max())
+    table = ref.reindex(range(first, last + 1)).ffill().to_numpy(dtype=float)
+    table = np.column_stack([table, np.full(len(table), np.nan)])  # level code -1 (unknown) -> NaN
+    years = np.clip(panel["year"].to_numpy(dtype=np.int64), first, last) - first
+    values = panel[by]
+    if isinstance(values.dtype, pd.CategoricalDtype):  # map the few categories, not every row
+        where = ref.columns.get_indexer(values.cat.categories.astype(str))
+        codes = values.cat.codes.to_numpy()
+        levels = np.where(codes >= 0, where[codes], -1)
+    else:
+        levels = ref.columns.get_indexer(values.astype(str))
+    return pd.Series(table[years, levels], index=panel.index)
 
 
 def _empty_events() -> pd.DataFrame:
@@ -169,11 +176,13 @@ def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFr
     """Pass flags and shortfalls of the regime in force for each row's batch (NaN for
     criteria outside that regime), plus ``eligible``, ``n_met`` and ``share_met``."""
     parts = []
-    regimes = batch_year.map(criteria.regime_for)
+    regimes = batch_year.map({y: criteria.regime_for(int(y)) for y in batch_year.unique()})
     for regime in regimes.unique():
         rows = regimes.index[regimes == regime]
         year = int(batch_year.loc[rows].iloc[0])
         parts.append(criteria.check(inputs.loc[rows], year))
+    if not parts:  # no rows
+        parts.append(pd.DataFrame(index=inputs.index, columns=["eligible", "n_met", "n_criteria"], dtype=float))
     checked = pd.concat(parts).reindex(inputs.index)
     names = [c for c in FEATURE_GROUPS if c.startswith(("pass_", "short_"))]
     out = checked.reindex(columns=names)
@@ -187,7 +196,7 @@ def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFr
 
 
 def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
-                   context: pd.DataFrame | None = None) -> pd.DataFrame:
+                   context: pd.DataFrame | None = None, *, rows: np.ndarray | None = None) -> pd.DataFrame:
     """Build the feature table from a canonical panel and designation events.
 
     Args:
@@ -197,22 +206,37 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
         context: Province and sector records from :func:`context_tables`; by default they are
             computed from ``panel`` and ``events`` (training). Scoring passes the training
             bundle's records so that features do not depend on which firms are scored together.
+        rows: Boolean mask over ``panel``'s rows (positional): build the feature rows of these
+            firm-years only. The other rows still supply the lags (years t-1, t-2) and the
+            growth target (t+1), so every selected row is identical to its row in the full
+            table. Scoring uses it to skip the rows that only hold history.
 
     Returns:
-        DataFrame of shape (n_firm_years, n_columns): the keys ``firm_id``, ``year`` (fiscal
+        DataFrame of shape (n_firm_years, n_columns) (the selected rows only with ``rows``): the keys ``firm_id``, ``year`` (fiscal
         year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_GROUPS`; the flags
         ``holds_title`` and ``in_pool``; the targets ``designated_next`` (1.0 if designated
         in batch t + 1, NaN for title holders and for batches the events do not cover) and
         ``growth_next`` (log(revenue[t+1] / revenue[t]), NaN without a next year).
     """
-    panel = panel.sort_values(["firm_id", "year"]).reset_index(drop=True)
+    order = np.lexsort((panel["year"].to_numpy(), panel["firm_id"].to_numpy(dtype=object)))
+    if rows is not None:
+        rows = np.asarray(rows, dtype=bool)
+        if rows.shape != (len(panel),):
+            raise ValueError(f"rows must be a boolean mask of the panel's {len(panel)} rows, not shape {rows.shape}")
+    panel = panel.iloc[order].reset_index(drop=True)
     has_events = events is not None
     events = events if has_events else _empty_events()
     context = context_tables(panel, events) if context is None else context
-    inputs = criteria.criteria_inputs(panel)
+    pos1, pos2, pos_next = criteria.year_rows(panel, (1, 2, -1))
+    inputs = criteria.criteria_inputs(panel, prior=(pos1, pos2))
+    lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], pos1)
+    lag2 = _lag(panel, ["class1_ip", "revenue"], pos2)
+    growth_next = np.log(_ratio(_lag(panel, ["revenue"], pos_next)["revenue"], panel["revenue"]).where(lambda s: s > 0))
+    if rows is not None:  # the history rows have done their part
+        keep = rows[order]
+        panel, inputs, lag1, lag2, growth_next = (
+            x[keep].reset_index(drop=True) for x in (panel, inputs, lag1, lag2, growth_next))
     batch_year = panel["year"] + 1
-    lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], 1)
-    lag2 = _lag(panel, ["class1_ip", "revenue"], 2)
     out = pd.DataFrame({
         "firm_id": panel["firm_id"], "year": panel["year"], "batch_year": batch_year,
         "mb_share": inputs["mb_share"], "mb_growth_2y": inputs["mb_growth_2y"],
@@ -259,7 +283,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     out["holds_title"] = history["holds_title"]
     out["in_pool"] = panel["srdi_provincial"].astype(bool)
     out["designated_next"] = _designated_next(out, events, has_events)
-    out["growth_next"] = np.log(_ratio(_lag(panel, ["revenue"], -1)["revenue"], panel["revenue"]).where(lambda s: s > 0))
+    out["growth_next"] = growth_next
     return out[[*KEYS, *FEATURE_GROUPS, *FLAGS, *TARGETS]]
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -60,6 +61,8 @@ OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 WRITE_ROWS = 100_000  # rows per output row group / CSV block
 GROUP_PREFIX = "shap_"
 MIN_FLUSH_ROWS = 100_000  # spilled rows buffered before writing (about 30 MB)
+IN_MEMORY_ROWS = 1_000_000  # window rows (about 300 MB) held in memory instead of bucket files
+ONE_PASS_FACTOR = 2  # Parquet inputs up to this many times IN_MEMORY_ROWS are read into memory once
 SPILL_COMPRESSION = "lz4"  # bucket files are read once, soon: speed over size
 
 
@@ -201,10 +204,10 @@ def feature_rows(panel: pd.DataFrame, *, events: pd.DataFrame | None = None,
     """
     from lgml.features import build_features
 
-    table = build_features(scoring_window(canonical_rows(panel), year), events, context)
-    years = table["year"].to_numpy()
-    target = year if year is not None else table.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
-    return table[years == target].reset_index(drop=True)
+    window = scoring_window(canonical_rows(panel), year)
+    years = window["year"].to_numpy()
+    target = year if year is not None else window.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
+    return build_features(window, events, context, rows=years == target)
 
 
 def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
@@ -405,6 +408,8 @@ class TableSource:
         headers: Column headers as in the file.
         encoding: CSV encoding (detected unless given); None for Parquet.
         rows: Number of rows (Parquet metadata); None for CSV.
+        table: The whole input as an Arrow table once :meth:`loaded` (small Parquet inputs are
+            read once instead of once per pass); None while streamed from the files.
     """
 
     path: Path
@@ -413,6 +418,20 @@ class TableSource:
     headers: tuple[str, ...]
     encoding: str | None = None
     rows: int | None = None
+    table: Any = None
+
+    def loaded(self) -> TableSource:
+        """This Parquet source read into memory, or itself when its files cannot be joined
+        into one table (they are then read file by file, each in its own schema)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            tables = [pq.read_table(f) for f in self.files]
+            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+        except (OSError, ValueError, pa.ArrowException):
+            return self
+        return dataclasses.replace(self, table=table)
 
     @property
     def sep(self) -> str:
@@ -506,6 +525,11 @@ def iter_chunks(source: TableSource, chunk_rows: int, columns: Sequence[str] | N
     """
     import pyarrow as pa
 
+    if source.table is not None:
+        table = source.table.select(list(columns)) if columns else source.table
+        for start in range(0, table.num_rows, chunk_rows):
+            yield table.slice(start, chunk_rows)
+        return
     if source.kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -608,7 +632,7 @@ class KeyIndex:
     def firms(self) -> int:
         return self.latest.num_rows
 
-    @property
+    @functools.cached_property
     def years(self) -> tuple[float, float]:
         """First and last fiscal year any scored window holds."""
         import pyarrow.compute as pc
@@ -671,13 +695,16 @@ def window_mask(keys: Any, index: KeyIndex) -> np.ndarray:
     import pyarrow.compute as pc
 
     year = keys.column("year").to_numpy()
-    if index.year is not None:
-        target = np.full(len(year), float(index.year))
-    else:
-        where = pc.index_in(keys.column("firm_id"), value_set=index.latest.column("firm_id"))
-        target = index.latest.column("year").take(where).to_numpy()
     unreadable = np.isnan(year) | keys.column("firm_id").is_null().to_numpy(zero_copy_only=False)
-    return unreadable | ((year <= target) & (year >= target - LOOKBACK))
+    if index.year is not None:
+        return unreadable | ((year <= index.year) & (year >= index.year - LOOKBACK))
+    first, last = index.years
+    keep = unreadable | ((year >= first) & (year <= last))  # a cheap bound before the look-up
+    candidates = np.flatnonzero(keep & ~unreadable)
+    where = pc.index_in(keys.column("firm_id").take(candidates), value_set=index.latest.column("firm_id"))
+    target = index.latest.column("year").take(where).to_numpy()
+    keep[candidates] = (year[candidates] <= target) & (year[candidates] >= target - LOOKBACK)
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,18 +747,20 @@ def merge_problems(problems: Sequence[Problem]) -> list[Problem]:
 
 
 class BucketWriter:
-    """K Parquet files in ``folder``, one per bucket, filled chunk by chunk.
+    """K Parquet files in ``folder``, one per bucket, filled chunk by chunk; or, with
+    ``folder=None``, K DataFrames held in memory (small inputs scored in this process).
 
     Rows are buffered (as Arrow) until ``flush_rows`` are held, then each bucket's rows are
     written as one row group, so that many small chunks do not make many tiny row groups.
     """
 
-    def __init__(self, folder: Path, n_buckets: int, flush_rows: int):
+    def __init__(self, folder: Path | None, n_buckets: int, flush_rows: int):
         self.folder = folder
         self.n_buckets = n_buckets
         self.flush_rows = flush_rows
         self.schema = spill_schema()
         self._writers: dict[int, Any] = {}
+        self._held: dict[int, list[Any]] = {}
         self._buffers: dict[int, list[Any]] = {}
         self._buffered = 0
 
@@ -742,6 +771,9 @@ class BucketWriter:
         """Add contract rows (canonical dtypes) to their buckets."""
         import pyarrow as pa
 
+        if self.folder is None:
+            self._hold(frame)
+            return
         buckets = bucket_of(frame["firm_id"], self.n_buckets)
         order = np.argsort(buckets, kind="stable")
         table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False).take(order)
@@ -762,13 +794,24 @@ class BucketWriter:
             self._writers[b].write_table(pa.concat_tables(parts))
         self._buffers, self._buffered = {}, 0
 
-    def close(self) -> list[Path]:
-        """Flush and close every file; the bucket files written, in bucket order."""
+    def _hold(self, frame: pd.DataFrame) -> None:
+        if self.n_buckets == 1:
+            self._held.setdefault(0, []).append(frame)
+            return
+        buckets = bucket_of(frame["firm_id"], self.n_buckets)
+        for b in np.unique(buckets):
+            self._held.setdefault(int(b), []).append(frame[buckets == b])
+
+    def close(self) -> list[Path] | list[pd.DataFrame]:
+        """Flush and close every file; the bucket files written (or the frames held), in
+        bucket order."""
         try:
             self.flush()
         finally:
             for writer in self._writers.values():
                 writer.close()
+        if self.folder is None:
+            return [pd.concat(self._held.pop(b), ignore_index=True) for b in sorted(self._held)]
         return [self.path(b) for b in sorted(self._writers)]
 
 
@@ -835,11 +878,11 @@ def duplicate_problems(frame: pd.DataFrame) -> list[Problem]:
 # Pass 2: engines
 
 
-def read_bucket(path: Path) -> pd.DataFrame:
-    """A bucket file as canonical contract rows."""
+def read_bucket(bucket: Path | pd.DataFrame) -> pd.DataFrame:
+    """A bucket (file, or frame held in memory) as canonical contract rows."""
     import pyarrow.parquet as pq
 
-    return canonical_rows(pq.read_table(path).to_pandas())
+    return canonical_rows(pq.read_table(bucket).to_pandas() if isinstance(bucket, Path) else bucket)
 
 
 def _part_path(folder: Path, i: int) -> Path:
@@ -897,14 +940,21 @@ class ScoringJob:
         return self.predict(self.features(frame), bundle, growth)
 
 
-def score_local(buckets: Sequence[Path], out: Path, job: ScoringJob, bundle: Any, growth: Any,
-                progress: Callable[[int], None] | None = None) -> None:
-    """Score bucket after bucket in this process; one scored part file per bucket in ``out``."""
-    for i, path in enumerate(buckets):
+def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, bundle: Any,
+                growth: Any, progress: Callable[[int], None] | None = None) -> list[pd.DataFrame]:
+    """Score bucket after bucket in this process: one scored part file per bucket in ``out``,
+    or, with ``out=None``, the scored parts returned."""
+    parts = []
+    for i, bucket in enumerate(buckets):
         release_memory()
-        _write_part(job.score(read_bucket(path), bundle, growth), _part_path(out, i))
+        scored = job.score(read_bucket(bucket), bundle, growth)
+        if out is None:
+            parts.append(scored)
+        else:
+            _write_part(scored, _part_path(out, i))
         if progress is not None:
             progress(i + 1)
+    return parts
 
 
 def _score_partition(frame: pd.DataFrame, job: ScoringJob) -> pd.DataFrame:
@@ -1102,6 +1152,11 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         history = _load_events(events, encoding)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
         source = open_source(input, encoding)
+        # A small Parquet input is read once rather than once per pass (with ``year``, the
+        # streamed passes skip row groups outside the window instead).
+        if (engine == "local" and year is None and source.rows is not None
+                and source.rows <= ONE_PASS_FACTOR * IN_MEMORY_ROWS):
+            source = source.loaded()
         keys = key_headers(source.headers)
         context = bundle_context(bundle)
         if context is None:
@@ -1112,8 +1167,13 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         # Without the bundle's context, the fallback context needs every row of the input.
         keep = index if context is not None else None
         window_rows = keep.window_rows if keep is not None else (source.rows or 0)
-        rows_read, buckets = _spill_pass(source, keep, keys, work, n_buckets(window_rows, chunk_rows),
-                                         chunk_rows, units, report)
+        # A window that fits in memory stays there and is scored in this process as one
+        # bucket; larger ones are spilled to bucket files of about chunk_rows rows.
+        in_memory = engine == "local" and 0 < window_rows <= IN_MEMORY_ROWS
+        rows_read, buckets = _spill_pass(source, keep, keys, None if in_memory else work,
+                                         1 if in_memory else n_buckets(window_rows, chunk_rows), chunk_rows,
+                                         units, report)
+        source = dataclasses.replace(source, table=None)  # the input held in memory is done with
         release_memory()
         job = ScoringJob(_identity(bundle), _identity(growth) if growth is not None else None, history,
                          context if context is not None else _input_context(buckets, history), year, explain,
@@ -1126,9 +1186,11 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         if engine == "dask":
             score_dask(buckets, parts, job, bundle, growth, scheduler)
             report("score", len(buckets), len(buckets))
+            scored = read_parts(parts)
         else:
-            score_local(buckets, parts, job, bundle, growth, progress=lambda n: report("score", n, len(buckets)))
-        scored = read_parts(parts)
+            held = score_local(buckets, None if in_memory else parts, job, bundle, growth,
+                               progress=lambda n: report("score", n, len(buckets)))
+            scored = pd.concat(held, ignore_index=True) if in_memory else read_parts(parts)
         if scored.empty:
             raise ScoreError(f"no firm of {source.path} could be scored")
         final = _finish(rank_scores(scored), bundle, growth, notice)
@@ -1196,11 +1258,15 @@ def _key_pass(source: TableSource, keys: tuple[str | None, str | None], year: in
     return index
 
 
-def _spill_pass(source: TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None], work: Path,
-                buckets: int, chunk_rows: int, units: str, report: Progress) -> tuple[int, list[Path]]:
-    """Pass 1 into ``work/buckets``: rows read and the bucket files."""
-    folder = work / "buckets"
-    folder.mkdir()
+def _spill_pass(source: TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
+                work: Path | None, buckets: int, chunk_rows: int, units: str,
+                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+    """Pass 1 into ``work/buckets`` (or into memory when ``work`` is None): rows read and the
+    buckets (files or frames)."""
+    folder = None
+    if work is not None:
+        folder = work / "buckets"
+        folder.mkdir()
     writer = BucketWriter(folder, buckets, flush_rows=max(chunk_rows, MIN_FLUSH_ROWS))
     read = [0]
 
@@ -1216,13 +1282,13 @@ def _spill_pass(source: TableSource, index: KeyIndex | None, keys: tuple[str | N
     return read[0], files
 
 
-def _input_context(buckets: Sequence[Path], events: pd.DataFrame | None) -> pd.DataFrame:
+def _input_context(buckets: Sequence[Path] | Sequence[pd.DataFrame], events: pd.DataFrame | None) -> pd.DataFrame:
     """Fallback for bundles without context: province/sector records of the whole input."""
     import pyarrow.parquet as pq
 
     from lgml.features import context_tables
 
     cols = ["firm_id", "year", "province", "sector", "srdi_provincial"]
-    slim = pd.concat([canonical_rows(pq.read_table(b, columns=cols).to_pandas()) for b in buckets],
-                     ignore_index=True)
+    slim = pd.concat([canonical_rows(pq.read_table(b, columns=cols).to_pandas() if isinstance(b, Path) else b[cols])
+                      for b in buckets], ignore_index=True)
     return context_tables(slim, events)

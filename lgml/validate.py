@@ -492,6 +492,14 @@ def _map_distinct(raw: pd.Series, parse: Callable[[object], object], levels: Seq
     """Codes into ``levels`` (-1 = missing) by parsing each distinct value of ``raw`` once,
     which is fast when a million rows hold a few hundred distinct values; also the mask of
     values ``parse`` rejected (returned None for)."""
+    if isinstance(raw.dtype, pd.CategoricalDtype):  # Parquet dictionaries: parse the categories only
+        categories = pd.Series(raw.cat.categories)
+        text = _as_text(categories) if _is_text(categories) else categories
+        position = {level: i for i, level in enumerate(levels)}
+        lookup = np.array([-1 if pd.isna(t) else position.get(parse(t), -1) for t in text] + [-1], dtype=np.int64)
+        given = np.append(text.notna().to_numpy(), False)
+        codes = raw.cat.codes.to_numpy()  # -1 (missing) picks the trailing entries
+        return lookup[codes], given[codes] & (lookup[codes] < 0)
     source = _as_text(raw) if _is_text(raw) else raw
     codes, uniques = pd.factorize(source)
     position = {level: i for i, level in enumerate(levels)}

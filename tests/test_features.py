@@ -123,3 +123,18 @@ def test_context_after_its_last_year_carries_the_latest_record(small_sim):
     row_2022 = table[(table["year"] == 2022)].groupby("province", observed=True)["province_pool_share"].first()
     row_2025 = table[(table["year"] == 2025)].groupby("province", observed=True)["province_pool_share"].first()
     pd.testing.assert_series_equal(row_2022, row_2025.reindex(row_2022.index), check_names=False)
+
+
+def test_selected_rows_equal_their_rows_in_the_full_table(small_sim, table):
+    """``rows`` builds only some firm-years; the others still supply lags and the growth target."""
+    panel = small_sim.panel.sample(frac=1.0, random_state=2)
+    rows = (panel["year"] == 2023).to_numpy() | (panel.index.to_numpy() % 7 == 0)
+    picked = F.build_features(panel, small_sim.events, rows=rows)
+    keys = panel.loc[rows, ["firm_id", "year"]]
+    expected = table.merge(keys, on=["firm_id", "year"]).sort_values(["firm_id", "year"]).reset_index(drop=True)
+    assert len(picked) == rows.sum() == len(expected)
+    assert picked["class1_growth_2y"].notna().any() and picked["growth_next"].notna().any()
+    pd.testing.assert_frame_equal(picked, expected)
+    with pytest.raises(ValueError, match="boolean mask"):
+        F.build_features(panel, small_sim.events, rows=rows[:-1])
+    assert F.build_features(panel, small_sim.events, rows=np.zeros(len(panel), bool)).empty

@@ -84,10 +84,17 @@ def _by_firm(frame: pd.DataFrame) -> pd.DataFrame:
 # Streaming and batch independence
 
 
-def test_chunked_equals_unchunked(models, data, reference, tmp_path, monkeypatch):
+@pytest.mark.parametrize("spill", [False, True], ids=["in-memory", "bucket-files"])
+def test_chunked_equals_unchunked(models, data, reference, tmp_path, monkeypatch, spill):
     monkeypatch.setattr(sc, "MIN_BUCKET_ROWS", 2000)  # several buckets, a firm's years in different chunks
-    chunked = _score(models, data, tmp_path / "chunked.parquet", chunk_rows=997)
+    if spill:  # the path of windows too large for memory
+        monkeypatch.setattr(sc, "IN_MEMORY_ROWS", 0)
+    stages: dict[str, tuple[int, int | None]] = {}
+    chunked = _score(models, data, tmp_path / "chunked.parquet", chunk_rows=997,
+                     progress=lambda stage, done, total: stages.__setitem__(stage, (done, total)))
     pd.testing.assert_frame_equal(chunked, reference)
+    assert stages["score"] == ((5, 5) if spill else (1, 1))  # 9,000 window rows in buckets of about 2,000
+    assert stages["read"][0] == len(pd.read_parquet(data["parquet"], columns=["year"]))
     assert reference["firm_id"].is_unique and len(reference) == 3000
     assert reference["year"].eq(2025).all() and reference["batch_year"].eq(2026).all()
 
@@ -146,6 +153,11 @@ def test_folder_of_yearly_files_skips_years_outside_the_window(models, data, sma
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
     in_window = small_sim.panel["year"].between(2019, 2021).sum()
     assert yearly.rows_read == in_window < mixed.rows_read == len(small_sim.panel)
+    # Without a year, the small folder is read into memory once, files joined into one table.
+    latest = sc.score_file(models["designation"], folder, tmp_path / "c.parquet")
+    sc.score_file(models["designation"], data["parquet"], tmp_path / "d.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c.parquet"), pd.read_parquet(tmp_path / "d.parquet"))
+    assert latest.rows_read == len(small_sim.panel) and latest.scored == small_sim.panel["firm_id"].nunique()
 
 
 def test_bundle_without_context_falls_back_to_the_whole_input(models, data, tmp_path, monkeypatch, caplog):

@@ -509,3 +509,22 @@ def test_summary_names_size_years_provinces_and_gaps():
     assert "provinces: 1 (largest: Jiangsu 100%)" in text
     assert "provincial SRDI: 100.0%" in text and "rd_staff 100.0%" in text
     assert v.summary(v.conform_panel(panel()).iloc[:0]) == "0 firm-years"
+
+
+def test_category_columns_read_as_categoricals_parse_like_text():
+    """Parquet dictionary columns arrive as pandas categoricals: only their categories are
+    parsed, with the same result and the same problems as plain text."""
+    text = panel().astype({"province": object, "ownership": object})
+    text.loc[1, "province"] = " 江苏省 "
+    text.loc[2, "province"] = "NA"  # a missing-value token: missing, not unknown
+    text.loc[3, "province"] = "火星省"
+    text.loc[4, "ownership"] = "民营"
+    as_categories = text.astype({"province": "category", "ownership": "category"})
+    from_text, from_categories = problems_of(text), problems_of(as_categories)
+    assert from_categories == from_text
+    assert {(p.column, p.rule) for p in from_text} == {("province", v.CATEGORY_RULES["province"]),
+                                                      ("province", "must not be missing")}
+    assert [p.count for p in from_text] == [1, 1]
+    clean = text.drop(index=[2, 3])
+    pd.testing.assert_frame_equal(v.conform_panel(clean.astype({"province": "category", "ownership": "category"})),
+                                  v.conform_panel(clean))
