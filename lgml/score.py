@@ -48,7 +48,7 @@ import pandas as pd
 
 from lgml import io
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, dtype_of
-from lgml.validate import ContractError, Problem, conform_panel, standardize
+from lgml.validate import ContractError, Problem, conform_panel
 
 log = logging.getLogger(__name__)
 
@@ -176,15 +176,18 @@ def canonical_rows(panel: pd.DataFrame) -> pd.DataFrame:
     return panel.astype(casts) if casts else panel
 
 
-def scoring_window(panel: pd.DataFrame, year: int | None) -> pd.DataFrame:
+def scoring_window(panel: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows features need: each scored firm's scored year ``t`` (its latest, or ``year``
-    for firms with a row in it) and the years ``t-1``, ``t-2``."""
+    for firms with a row in it) and the years ``t-1``, ``t-2``; and the mask of the scored
+    rows among them."""
     years = panel["year"].to_numpy()
     if year is not None:
         firms = panel["firm_id"].to_numpy()[years == year]
-        return panel[(years <= year) & (years >= year - LOOKBACK) & panel["firm_id"].isin(firms).to_numpy()]
+        window = panel[(years <= year) & (years >= year - LOOKBACK) & panel["firm_id"].isin(firms).to_numpy()]
+        return window, window["year"].to_numpy() == year
     target = panel.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
-    return panel[years >= target - LOOKBACK]
+    keep = years >= target - LOOKBACK
+    return panel[keep], years[keep] == target[keep]
 
 
 def feature_rows(panel: pd.DataFrame, *, events: pd.DataFrame | None = None,
@@ -204,10 +207,8 @@ def feature_rows(panel: pd.DataFrame, *, events: pd.DataFrame | None = None,
     """
     from lgml.features import build_features
 
-    window = scoring_window(canonical_rows(panel), year)
-    years = window["year"].to_numpy()
-    target = year if year is not None else window.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
-    return build_features(window, events, context, rows=years == target)
+    window, scored = scoring_window(canonical_rows(panel), year)
+    return build_features(window, events, context, rows=scored)
 
 
 def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
@@ -561,19 +562,12 @@ def iter_chunks(source: TableSource, chunk_rows: int, columns: Sequence[str] | N
 
 
 def key_headers(headers: Sequence[str]) -> tuple[str | None, str | None]:
-    """The input headers that :func:`lgml.validate.standardize` reads as ``firm_id`` and ``year``.
+    """The input headers that :func:`lgml.validate.standardize` reads as ``firm_id`` and ``year``
+    (the same header matching: aliases, unit suffixes, case; the first of repeated ones)."""
+    from lgml.validate import header_positions
 
-    One probe row gives each header a distinct number-like value; the parsed ``firm_id`` and
-    ``year`` then say which header each came from, so headers map exactly as they will when
-    the chunks are standardized (aliases, unit suffixes, case).
-    """
-    probe = pd.DataFrame([[str(1000 + i) for i in range(len(headers))]], columns=list(headers))
-    frame, _ = standardize(probe, "panel")
-    found: list[str | None] = []
-    for name in ("firm_id", "year"):
-        value = frame[name].iloc[0]
-        found.append(None if pd.isna(value) else headers[int(float(value)) - 1000])
-    return found[0], found[1]
+    found = header_positions(headers, "panel")
+    return tuple(headers[found[name][0]] if name in found else None for name in ("firm_id", "year"))
 
 
 def raw_keys(chunk: Any, firm_header: str, year_header: str) -> Any:
@@ -646,7 +640,8 @@ class KeyIndex:
 def _latest(tables: list[Any]) -> Any:
     import pyarrow as pa
 
-    merged = pa.concat_tables(tables).group_by("firm_id").aggregate([("year", "max")])
+    # Single-threaded: Arrow's threaded hash aggregation is several times slower on these keys.
+    merged = pa.concat_tables(tables).group_by("firm_id", use_threads=False).aggregate([("year", "max")])
     return merged.select(["firm_id", "year_max"]).rename_columns(["firm_id", "year"])
 
 
@@ -852,7 +847,7 @@ def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str, sou
     for chunk in chunks:
         release_memory()
         try:
-            frame = conform_panel(chunk.to_pandas(), units, source=source)
+            frame = conform_panel(chunk.to_pandas(), units, source=source, sort=False)  # features sort
         except ContractError as exc:
             if any(not p.examples for p in exc.problems):
                 raise ContractError(merge_problems(problems + exc.problems), source) from None

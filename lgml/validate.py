@@ -196,22 +196,26 @@ def check_events(events: pd.DataFrame, panel: pd.DataFrame | None = None) -> lis
     return _check_events(events, panel, {})
 
 
-def conform_panel(df: pd.DataFrame, units: str = "yuan", *, source: str = "the panel") -> pd.DataFrame:
+def conform_panel(df: pd.DataFrame, units: str = "yuan", *, source: str = "the panel",
+                  sort: bool = True) -> pd.DataFrame:
     """Standardize and check a panel already in memory.
 
     Args:
         df: Panel as held by the caller, shape (n_firm_years, n_columns). Not modified.
         units: Money units of ``df``: ``"yuan"`` or ``"wan"`` (万元).
         source: Name of the panel in the error report.
+        sort: Sort the rows by ``firm_id, year``; False keeps the caller's row order (callers
+            that sort later save the time).
 
     Returns:
-        The canonical panel in yuan, sorted by ``firm_id, year``, with a fresh RangeIndex.
+        The canonical panel in yuan, sorted by ``firm_id, year`` (unless ``sort`` is False),
+        with a fresh RangeIndex.
 
     Raises:
         ContractError: With every problem found.
         ValueError: ``units`` is not ``"yuan"`` or ``"wan"``.
     """
-    return _conform(df, "panel", units, None, source)
+    return _conform(df, "panel", units, None, source, sort=sort)
 
 
 def load_panel(path: str | os.PathLike, units: str = "yuan", encoding: str | None = None) -> pd.DataFrame:
@@ -281,7 +285,7 @@ def summary(panel: pd.DataFrame) -> str:
 
 
 def _conform(
-    df: pd.DataFrame, table: str, units: str, panel: pd.DataFrame | None, source: str
+    df: pd.DataFrame, table: str, units: str, panel: pd.DataFrame | None, source: str, sort: bool = True
 ) -> pd.DataFrame:
     frame, problems, rejected = _standardize(df, table, units)
     if table == "panel":
@@ -291,6 +295,8 @@ def _conform(
     if problems:
         order = {c.name: i for i, c in enumerate(TABLES[table])}  # group a column's problems
         raise ContractError(sorted(problems, key=lambda p: order.get(p.column, len(order))), source)
+    if not sort:
+        return frame.reset_index(drop=True)
     return frame.sort_values(list(KEYS[table]), kind="stable").reset_index(drop=True)
 
 
@@ -380,6 +386,12 @@ def _header_unit(unit: str) -> str | None:
     if "元" in text or text in ("yuan", "rmb", "cny"):
         return "yuan"
     return None
+
+
+def header_positions(headers: Sequence[Hashable], table: str = "panel") -> dict[str, list[int]]:
+    """Positions of the headers that :func:`standardize` reads as each contract column of
+    ``table`` (several when a column is given twice; the first is used)."""
+    return _map_headers(pd.Index(headers), TABLES[table], table, "yuan", 0)[0]
 
 
 def _map_headers(

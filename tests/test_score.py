@@ -375,3 +375,12 @@ def test_wrong_task_and_missing_year_exit_1(models, data, tmp_path):
                                   "--output", out, "--year", "2031"])
     assert no_year.exit_code == 1 and "has a row for fiscal year 2031" in no_year.output
     assert not Path(out).exists() and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("headers, expected", [
+    (["\ufeff 企业代码 ", "Year", "营业收入（万元）"], ("\ufeff 企业代码 ", "Year")),
+    (["年度", "x", "firm_id", "年份"], ("firm_id", "年度")),  # the first of two year headers
+    (["x", "营业收入"], (None, None)),
+])
+def test_key_headers_match_headers_as_the_contract_does(headers, expected):
+    assert sc.key_headers(headers) == expected

@@ -528,3 +528,10 @@ def test_category_columns_read_as_categoricals_parse_like_text():
     clean = text.drop(index=[2, 3])
     pd.testing.assert_frame_equal(v.conform_panel(clean.astype({"province": "category", "ownership": "category"})),
                                   v.conform_panel(clean))
+
+
+def test_conform_without_sort_keeps_the_row_order():
+    shuffled = panel().sample(frac=1, random_state=3)
+    kept = v.conform_panel(shuffled, sort=False)
+    assert list(zip(kept["firm_id"], kept["year"])) == list(zip(shuffled["firm_id"], shuffled["year"]))
+    pd.testing.assert_frame_equal(kept.sort_values(["firm_id", "year"]).reset_index(drop=True), v.conform_panel(shuffled))
