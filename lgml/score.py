@@ -1245,7 +1245,9 @@ def _key_pass(source: TableSource, keys: tuple[str | None, str | None], year: in
         done[0] += n
         report("keys", done[0], source.rows)
 
-    key_chunks = (raw_keys(c, *keys) for c in iter_chunks(source, chunk_rows, columns=keys))
+    # Two key columns of an input held in memory are small: one chunk.
+    rows = max(source.table.num_rows, 1) if source.table is not None else chunk_rows
+    key_chunks = (raw_keys(c, *keys) for c in iter_chunks(source, rows, columns=keys))
     index = build_key_index(key_chunks, year, advance)
     if not index.scored_firms:
         what = f"a row for fiscal year {year}" if year is not None else "a readable firm_id and year"
