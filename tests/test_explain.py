@@ -163,6 +163,93 @@ def test_tabulated_treeshap_equals_lightgbm_pred_contrib(bundle, candidates):
     np.testing.assert_allclose(fast, bundle.booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
 
 
+def _evaluation_paths(forest) -> dict[str, int]:
+    splits = forest.units["splits"]
+    return {"subtree tables": int((splits > 0).sum()), "leaf tables": int((splits == 0).sum()),
+            "run-time leaves": len(forest.leaves["m"])}
+
+
+@pytest.mark.parametrize("settings, path", [
+    ({}, "subtree tables"),
+    ({"FAST_SHAP_BYTE_COST": 0.0}, "subtree tables"),
+    ({"FAST_SHAP_MAX_KEY_BITS": 4}, "leaf tables"),
+    ({"FAST_SHAP_MAX_KEY_BITS": 4}, "run-time leaves"),
+    ({"FAST_SHAP_MAX_KEY_BITS": 0}, "run-time leaves"),
+    ({"FAST_SHAP_TREE_BYTES": 2_000, "FAST_SHAP_BYTE_COST": 0.0}, "run-time leaves"),
+])
+def test_each_evaluation_path_equals_lightgbm_pred_contrib(bundle, candidates, monkeypatch, settings, path):
+    """Subtree tables, single-leaf tables and leaves evaluated by quadrature at run time (long
+    paths) each reproduce pred_contrib, with categorical splits and missing values."""
+    for name, value in settings.items():
+        monkeypatch.setattr(ex, name, value)
+    monkeypatch.setattr(bundle.booster, "_lgml_forest", False, raising=False)  # rebuilt with the settings
+    X = bundle.prepare(candidates)
+    fast = ex.fast_contributions(bundle.booster, X)
+    assert _evaluation_paths(ex._forest_of(bundle.booster))[path] > 0
+    np.testing.assert_allclose(fast, bundle.booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
+
+
+def test_fast_treeshap_takes_a_matrix_and_does_not_depend_on_threads(bundle, candidates):
+    import numba
+
+    X = bundle.prepare(candidates)
+    from_frame = ex.fast_contributions(bundle.booster, X)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        from_matrix = ex.fast_contributions(bundle.booster, ex._lightgbm_matrix(bundle.booster, X))
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(from_frame, from_matrix)
+    with pytest.raises(ValueError, match="feature columns"):
+        ex.fast_contributions(bundle.booster, np.zeros((3, X.shape[1] - 1)))
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows with NaNs, exact zeros and a 100-level categorical."""
+    rng = np.random.default_rng(3)
+    n = 4_000
+    X = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(14)})
+    X["x0"] = X["x0"].mask(rng.random(n) < 0.1)
+    X["sparse"] = np.where(rng.random(n) < 0.3, 0.0, rng.normal(size=n))
+    X["code"] = pd.Categorical(rng.integers(0, 100, n))
+    numeric = X.drop(columns="code").fillna(0.0).to_numpy()
+    y = (numeric @ rng.normal(size=numeric.shape[1]) + rng.normal(size=100)[X["code"].cat.codes]
+         + np.sin(3 * numeric[:, 1]) * numeric[:, 2] + rng.normal(scale=0.3, size=n))
+    return X, y
+
+
+def _fit(data: tuple[pd.DataFrame, np.ndarray], **params):
+    import lightgbm as lgb
+
+    X, y = data
+    params = {"objective": "regression", "num_leaves": 31, "min_data_in_leaf": 5, "verbose": -1, "num_threads": 2,
+              "seed": 1, **params}
+    label = np.arange(len(y)) % params["num_class"] if "num_class" in params else y
+    return lgb.train(params, lgb.Dataset(X, label), num_boost_round=12)
+
+
+@pytest.mark.parametrize("params", [{}, {"zero_as_missing": True}, {"num_leaves": 60, "min_data_in_leaf": 2}])
+def test_fast_treeshap_with_zero_as_missing_wide_categoricals_and_large_trees(synthetic, params):
+    booster = _fit(synthetic, **params)
+    X, _ = synthetic
+    fast = ex.fast_contributions(booster, X)
+    assert fast is not None
+    forest = ex._forest_of(booster)
+    assert (forest.nodes["cat_words"] > 1).any()  # categories beyond 63 in a split
+    if params.get("zero_as_missing"):
+        assert (forest.nodes["kind"] == 1).any()
+    np.testing.assert_allclose(fast, booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("params", [{"num_leaves": 80, "min_data_in_leaf": 2},
+                                    {"objective": "multiclass", "num_class": 3}])
+def test_models_beyond_the_kernels_are_left_to_lightgbm(synthetic, params):
+    booster = _fit(synthetic, **params)
+    assert ex.fast_contributions(booster, synthetic[0]) is None
+
+
 def test_additivity_failure_raises(bundle, candidates, monkeypatch):
     real = bundle.booster.predict
 
