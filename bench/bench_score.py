@@ -1,6 +1,6 @@
 """Scoring throughput against raw LightGBM prediction, and peak memory on a 10,000,000-row panel.
 
-Usage: python bench/bench_score.py [--firms 100000] [--big-rows 10000000] [--explain-firms 5000]
+Usage: python bench/bench_score.py [--firms 100000] [--big-rows 10000000] [--explain-firms N]
 
 1. Trains a designation model of exactly ``--rounds`` trees (31 leaves), or with ``--config``
    one through the training API as ``lgml train`` would (not timed).
@@ -10,7 +10,8 @@ Usage: python bench/bench_score.py [--firms 100000] [--big-rows 10000000] [--exp
    divides its throughput (scored rows per second, one row per firm) by the throughput of
    ``Booster.predict`` on the very same scored rows already in memory as a float matrix.
    No events are given, so every scored row is predicted.
-3. explain_ratio: the same with ``--explain`` on ``--explain-firms`` firms.
+3. explain_ratio: the same with ``--explain`` (exact TreeSHAP grouped by dimension, top three
+   reasons as text), on the same panel unless ``--explain-firms`` picks its first N firms.
 4. peak_rss_mb: ``lgml score`` in a subprocess on a ``--big-rows`` panel (the simulated panel
    replicated under new firm ids, written row group by row group, never all in memory), its
    peak resident memory (the kernel's high-water mark of the child, and psutil samples of
@@ -182,7 +183,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300, help="trees of the fixed benchmark model")
     parser.add_argument("--config", type=Path, default=None,
                         help="train with this training config instead (e.g. configs/designation.yaml)")
-    parser.add_argument("--explain-firms", type=int, default=5_000)
+    parser.add_argument("--explain-firms", type=int, default=None, help="firms explained (default: all)")
     parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the memory panel (0 skips)")
     parser.add_argument("--chunk-rows", type=int, default=sc.DEFAULT_CHUNK_ROWS)
     parser.add_argument("--repeat", type=int, default=3)
@@ -213,9 +214,12 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"score: {len(sim.panel):,} firm-years -> {len(scores):,} scored rows; end to end {rate:,.0f} rows/s, "
           f"raw Booster.predict {raw:,.0f} rows/s")
 
-    small = sim.panel[sim.panel["firm_id"].isin(sim.panel["firm_id"].drop_duplicates().head(args.explain_firms))]
-    write_panel(small, work / "small.parquet")
-    explain_rate, explained = e2e_rate(bundle_dir, work / "small.parquet", work / "explained.parquet", 1,
+    small, small_path = sim.panel, work / "panel.parquet"
+    if args.explain_firms is not None:
+        small = sim.panel[sim.panel["firm_id"].isin(sim.panel["firm_id"].drop_duplicates().head(args.explain_firms))]
+        small_path = work / "small.parquet"
+        write_panel(small, small_path)
+    explain_rate, explained = e2e_rate(bundle_dir, small_path, work / "explained.parquet", args.repeat,
                                        explain=True)
     explain_raw = raw_predict_rate(bundle, small, explained, args.repeat)
     print(f"explain: {len(explained):,} scored rows; end to end {explain_rate:,.0f} rows/s, "

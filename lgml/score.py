@@ -62,6 +62,7 @@ WRITE_ROWS = 100_000  # rows per output row group / CSV block
 GROUP_PREFIX = "shap_"
 MIN_FLUSH_ROWS = 100_000  # spilled rows buffered before writing (about 30 MB)
 IN_MEMORY_ROWS = 1_000_000  # window rows (about 300 MB) held in memory instead of bucket files
+IN_MEMORY_BUCKETS = 4  # buckets of a window held in memory
 ONE_PASS_FACTOR = 2  # Parquet inputs up to this many times IN_MEMORY_ROWS are read into memory once
 SPILL_COMPRESSION = "lz4"  # bucket files are read once, soon: speed over size
 
@@ -268,13 +269,14 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
     })
     candidates = table[~holders]
     probability = np.full(len(table), np.nan)
+    raw = bundle.predict_raw(candidates) if len(candidates) else np.empty(0)
     if len(candidates):
-        probability[~holders] = bundle.predict(candidates)
+        probability[~holders] = bundle.calibrator.transform(raw)
     out["probability"] = probability
     if growth is not None:
         out = out.assign(**_growth_columns(growth, table))
     if explain:
-        out = out.assign(**_explain_columns(bundle, candidates, ~holders, len(table)))
+        out = out.assign(**_explain_columns(bundle, candidates, ~holders, len(table), raw))
     return out
 
 
@@ -286,14 +288,15 @@ def _growth_columns(growth: Any, table: pd.DataFrame) -> dict[str, np.ndarray]:
     return cols
 
 
-def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n: int) -> dict[str, Any]:
+def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n: int,
+                     raw: np.ndarray) -> dict[str, Any]:
     """``shap_<dimension>`` (log-odds summed per criterion dimension) and ``reasons`` (top 3)
     for the candidate rows, NaN/empty for the others."""
     from lgml.explain import contributions, group_contributions, top_reasons
 
     groups_map = bundle.metadata.get("feature_groups") or None
     if len(candidates):
-        contrib, _ = contributions(bundle, candidates)
+        contrib, _ = contributions(bundle, candidates, raw=raw)
         groups = group_contributions(contrib, groups_map)
         reasons = top_reasons(contrib, candidates, k=3).to_numpy(dtype=object)
     else:
@@ -938,17 +941,35 @@ class ScoringJob:
 def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, bundle: Any,
                 growth: Any, progress: Callable[[int], None] | None = None) -> list[pd.DataFrame]:
     """Score bucket after bucket in this process: one scored part file per bucket in ``out``,
-    or, with ``out=None``, the scored parts returned."""
-    parts = []
-    for i, bucket in enumerate(buckets):
-        release_memory()
-        scored = job.score(read_bucket(bucket), bundle, growth)
+    or, with ``out=None``, the scored parts returned.
+
+    Two buckets are in flight: while one is predicted on a worker thread (LightGBM and the
+    TreeSHAP kernels run without the GIL, on every core), the next one is read and turned into
+    features, so the cores do not wait for each other.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts: list[pd.DataFrame] = []
+
+    def done(i: int, scored: pd.DataFrame) -> None:
         if out is None:
             parts.append(scored)
         else:
             _write_part(scored, _part_path(out, i))
         if progress is not None:
             progress(i + 1)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lgml-predict") as pool:
+        pending = None
+        for i, bucket in enumerate(buckets):
+            release_memory()
+            table = job.features(read_bucket(bucket))
+            if pending is not None:
+                done(pending[0], pending[1].result())
+            pending = (i, pool.submit(job.predict, table, bundle, growth))
+            del table
+        if pending is not None:
+            done(pending[0], pending[1].result())
     return parts
 
 
@@ -1162,12 +1183,14 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         # Without the bundle's context, the fallback context needs every row of the input.
         keep = index if context is not None else None
         window_rows = keep.window_rows if keep is not None else (source.rows or 0)
-        # A window that fits in memory stays there and is scored in this process as one
-        # bucket; larger ones are spilled to bucket files of about chunk_rows rows.
+        # A window that fits in memory stays there and is scored in this process; larger ones
+        # are spilled to bucket files of about chunk_rows rows.
         in_memory = engine == "local" and 0 < window_rows <= IN_MEMORY_ROWS
-        rows_read, buckets = _spill_pass(source, keep, keys, None if in_memory else work,
-                                         1 if in_memory else n_buckets(window_rows, chunk_rows), chunk_rows,
-                                         units, report)
+        buckets_wanted = n_buckets(window_rows, chunk_rows)
+        if in_memory:  # a few, so that predictions overlap features (see score_local)
+            buckets_wanted = min(IN_MEMORY_BUCKETS, math.ceil(window_rows / MIN_BUCKET_ROWS))
+        rows_read, buckets = _spill_pass(source, keep, keys, None if in_memory else work, buckets_wanted,
+                                         chunk_rows, units, report)
         source = dataclasses.replace(source, table=None)  # the input held in memory is done with
         release_memory()
         job = ScoringJob(_identity(bundle), _identity(growth) if growth is not None else None, history,

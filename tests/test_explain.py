@@ -299,6 +299,168 @@ def test_top_reasons_name_values_thresholds_and_units(bundle, candidates):
     assert (reasons.str.count(" [|] ") <= 2).all()
 
 
+def test_top_reasons_join_the_reasons_of_reason_matrix(bundle, table):
+    """Rows of every rule regime, some with fewer non-zero units than k (or none), joined as
+    each row's reasons one by one would be."""
+    rows = table.sample(n=600, random_state=3)
+    contrib, _ = ex.contributions(bundle, rows)
+    contrib.iloc[:20] = 0.0
+    contrib.iloc[20:60, 2:] = 0.0
+    for k in (1, 3, 5):
+        names, phrases, values = ex.reason_matrix(contrib, rows, k)
+        expected = [" | ".join(f"{p} ({v:+.2f} log-odds)" for u, p, v in zip(nr, pr, vr) if u)
+                    for nr, pr, vr in zip(names, phrases, values)]
+        reasons = ex.top_reasons(contrib, rows, k)
+        assert reasons.index.equals(rows.index)
+        assert reasons.tolist() == expected
+        assert (reasons.iloc[:20] == "").all()
+
+
+def _summary_reason_one_by_one(row: pd.DataFrame, batch_year: int, value: float) -> str:
+    names = [n for n in criteria.RULES[criteria.regime_for(batch_year)]["criteria"] if f"pass_{n}" in row.columns]
+    failed = [n for n in names if not row[f"pass_{n}"].iloc[0] >= 0.5]
+    labels = [criteria.CRITERIA[n]["label_en"] for n in failed]
+    if not failed:
+        return f"meets all {len(names)} Little Giant criteria of batch {batch_year}"
+    if value > 0:
+        return f"meets {len(names) - len(failed)} of {len(names)} Little Giant criteria (misses {', '.join(labels)})"
+    more = f" (and {', '.join(labels[1:])})" if len(failed) > 1 else ""
+    detail = ex._criterion_phrases(failed[0], row, batch_year)[0]
+    return f"misses {len(failed)} of {len(names)} Little Giant criteria: {detail}{more}"
+
+
+@pytest.mark.parametrize("batch_year", [2020, 2024, 2026])
+def test_summary_reason_of_rows_grouped_by_the_criteria_they_meet(table, batch_year):
+    rows = table[table["batch_year"] == batch_year].sample(n=400, random_state=batch_year).reset_index(drop=True)
+    rows.loc[::7, "pass_sme_size"] = np.nan  # missing: not met
+    values = np.where(np.arange(len(rows)) % 3 == 0, 0.2, -0.2)
+    phrases = ex._aggregate_phrases(rows, batch_year, values)
+    names = [n for n in criteria.RULES[criteria.regime_for(batch_year)]["criteria"]]
+    patterns = {tuple(p) for p in (rows[[f"pass_{n}" for n in names]].to_numpy() >= 0.5)}
+    assert len(patterns) >= 5
+    expected = [_summary_reason_one_by_one(rows.iloc[[i]], batch_year, values[i]) for i in range(len(rows))]
+    assert list(phrases) == expected
+
+
+NAN = np.nan
+HAND_ROWS = pd.DataFrame({
+    "revenue": [150e6, 150e6, 80e6, 80e6, 30e6, 30e6, NAN, 150e6],
+    "rd_intensity": [0.021, 0.05, 0.07, 0.05, 0.01, 0.2, 0.02, NAN],
+    "rd_intensity_prev": [0.025, 0.04, 0.065, NAN, 0.01, 0.1, 0.02, NAN],
+    "equity_2y": [0, 0, 0, 0, 90e6, NAN, 0, 0],
+    "rd_2y": [3e6, 7e6, 10e6, 4e6, 31e6, 1.2e6, 1e6, NAN],
+    "rd_staff_share": [0.1, 0.2, 0.3, 0.4, 0.55, NAN, 0.1, 0.1],
+    "pass_rd_band": [0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+    "employees": [300, 1200, 50, 1000, NAN, 10, 2000, 999],
+    "pass_sme_size": [1, 0, 1, 1, 1, 1, 0, 1],
+    "mb_share": [0.65, 0.95, NAN, 0.7, 0.3, 1.0, 0.8, 0.899],
+    "pass_mb_share": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0],
+    "short_mb_share": [0.05, 0.0, NAN, 0.0, 0.4, 0.0, 0.0, 0.001],
+    "debt_ratio": [0.75, 0.0, NAN, 0.7, 0.9, -0.0, 0.71, 0.2],
+    "pass_debt_ratio": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+    "short_debt_ratio": [0.05, 0.0, NAN, 0.0, 0.2, 0.0, 0.01, 0.0],
+    "rd_institution_level": [0, 1, 2, 3, NAN, 7, 1, 0],
+    "pass_rd_institution": [0, 1, 1, 1, 0, 1, 1, 0],
+    "pass_growth": [1, 0, 0, 1, 0, 1, 0, 1],
+    "short_growth": [0, 0.02, NAN, 0, 0.5, 0, 0.001, 0],
+    "pass_rd_intensity": [0, 1, 1, 0, 0, 1, 0, 0],
+    "short_rd_intensity": [0.009, 0, 0, NAN, 0.02, 0, 0.01, NAN],
+    "pass_own_brand": [1, 0, 1, 0, 1, 0, 1, NAN],
+})
+GROWTH = "2-year average growth of main-business revenue or net profit"
+MUNICIPAL = "at least a municipal-level one"
+HAND_PHRASES = {
+    ("rd_band", 2024): [
+        "R&D intensity 2.1% is below the 3% required at revenue >= 100M yuan",
+        "R&D intensity 4.0% (weaker of the last 2 years) meets the 3% required at revenue >= 100M yuan",
+        "R&D intensity 6.5% (weaker of the last 2 years) meets the 6% required at revenue 50-100M yuan",
+        "R&D intensity 5.0% is below the 6% required at revenue 50-100M yuan",
+        "revenue 30M yuan: the equity route of the R&D rule is met",
+        "revenue 30M yuan is under 50M yuan: the equity route needs new equity over 2 years >= 80M yuan (has "
+        "missing), R&D over 2 years >= 30M yuan (has 1.2M yuan), R&D staff share >= 50.0% (has missing)",
+        "R&D intensity 2.0%; revenue missing, so the R&D band is unknown",
+        "R&D intensity of the last 2 years not known; 3% required at revenue >= 100M yuan",
+    ],
+    ("sme_size", 2024): [
+        "SME size rule met", "1,200 employees and 150M yuan revenue exceed both SME limits", "SME size rule met",
+        "SME size rule met", "SME size rule met", "SME size rule met",
+        "2,000 employees and nan yuan revenue exceed both SME limits", "SME size rule met",
+    ],
+    ("mb_share", 2024): [
+        "main-business share 65.0% is below the 70% required (short by 5.0 pp)",
+        "main-business share 95.0% meets the 70% required", "main-business share missing; at least 70% required",
+        "main-business share 70.0% meets the 70% required",
+        "main-business share 30.0% is below the 70% required (short by 40.0 pp)",
+        "main-business share 100.0% meets the 70% required", "main-business share 80.0% meets the 70% required",
+        "main-business share 89.9% is below the 70% required (short by 0.1 pp)",
+    ],
+    ("debt_ratio", 2026): [
+        "debt ratio 75.0% is above the 75% allowed (over by 5.0 pp)", "debt ratio 0.0% is within the 75% allowed",
+        "debt ratio missing; at most 75% required", "debt ratio 70.0% is within the 75% allowed",
+        "debt ratio 90.0% is above the 75% allowed (over by 20.0 pp)", "debt ratio -0.0% is within the 75% allowed",
+        "debt ratio 71.0% is above the 75% allowed (over by 1.0 pp)", "debt ratio 20.0% is within the 75% allowed",
+    ],
+    ("rd_institution", 2024): [
+        f"R&D institution: none; required: {MUNICIPAL}",
+        f"R&D institution: municipal; meets the requirement of {MUNICIPAL}",
+        f"R&D institution: provincial; meets the requirement of {MUNICIPAL}",
+        f"R&D institution: national; meets the requirement of {MUNICIPAL}",
+        f"R&D institution: missing; required: {MUNICIPAL}",
+        f"R&D institution: 7; meets the requirement of {MUNICIPAL}",
+        f"R&D institution: municipal; meets the requirement of {MUNICIPAL}",
+        f"R&D institution: none; required: {MUNICIPAL}",
+    ],
+    ("growth", 2020): [
+        f"{GROWTH}: met", f"{GROWTH}: not met, short by 2.0 pp on the nearer route",
+        f"{GROWTH}: not shown (data missing)", f"{GROWTH}: met",
+        f"{GROWTH}: not met, short by 50.0 pp on the nearer route", f"{GROWTH}: met",
+        f"{GROWTH}: not met, short by 0.1 pp on the nearer route", f"{GROWTH}: met",
+    ],
+    ("rd_intensity", 2026): [
+        "R&D intensity 2.1% and 2.5% (last 2 years) fall short of the 3% required each year by 0.9 pp",
+        "R&D intensity 5.0% and 4.0% (last 2 years) meet the 3% required each year",
+        "R&D intensity 7.0% and 6.5% (last 2 years) meet the 3% required each year",
+        "R&D intensity 5.0% and missing (last 2 years) fall short of the 3% required each year by nan pp",
+        "R&D intensity 1.0% and 1.0% (last 2 years) fall short of the 3% required each year by 2.0 pp",
+        "R&D intensity 20.0% and 10.0% (last 2 years) meet the 3% required each year",
+        "R&D intensity 2.0% and 2.0% (last 2 years) fall short of the 3% required each year by 1.0 pp",
+        "R&D intensity missing and missing (last 2 years) fall short of the 3% required each year by nan pp",
+    ],
+    ("own_brand", 2024): ["own brand: held (required)", "no own brand (required)"] * 4,
+}
+
+
+@pytest.mark.parametrize("name,batch_year", list(HAND_PHRASES))
+def test_criterion_phrases_of_hand_built_rows(name, batch_year):
+    assert list(ex._criterion_phrases(name, HAND_ROWS, batch_year)) == HAND_PHRASES[name, batch_year]
+    half = ex._criterion_phrases(name, HAND_ROWS.iloc[1::2], batch_year)
+    assert list(half) == HAND_PHRASES[name, batch_year][1::2]
+
+
+def test_log_odds_texts_match_python_formatting():
+    rng = np.random.default_rng(0)
+    halves = np.arange(-2000, 2001) / 200  # k/200: as close to a half-hundredth as floats get
+    values = np.concatenate([
+        rng.normal(0, 1, 2000), rng.normal(0, 1e-3, 200), halves, np.nextafter(halves, np.inf),
+        np.nextafter(halves, -np.inf), [0.0, -0.0, 1e-300, -1e-300, 0.005, -0.005, 0.015, 2.675, 1e7, -3e9],
+        [np.nan, np.inf, -np.inf],
+    ])
+    assert list(ex._log_odds_texts(values)) == [f" ({v:+.2f} log-odds)" for v in values]
+
+
+def test_each_formats_each_value_as_one_by_one():
+    def text(v):
+        return f"<{ex.format_value(v, 'category')}>"
+
+    floats = np.array([1.0, -0.0, 0.0, np.nan, 2.5, 1.0, np.nan, -0.0, 1e-20])
+    cases = [floats, floats.astype(np.float32), np.array([3, 1, 3, -2]), np.array([True, False, True]),
+             np.array(["a", None, 1, 1.0, True], dtype=object), np.array([], dtype=float)]
+    for values in cases:
+        assert list(ex._each(values, text)) == [text(v) for v in values]
+    category = pd.Categorical(["b", None, "a", "b", None], categories=["a", "b", "c"])
+    assert list(ex._each(category, repr)) == [repr(v) for v in category.to_numpy()]
+
+
 # ---------------------------------------------------------------------------------------------
 # A firm failing only the R&D rule
 # ---------------------------------------------------------------------------------------------
@@ -504,3 +666,14 @@ def test_cli_explain_with_a_growth_model(bundle_dir, growth_dir, data_dir, table
     swapped = runner.invoke(app, ["explain", "--model", str(growth_dir), "--input", str(data_dir / "panel.parquet"),
                                   "--firm", _some_firm(table), "--out", str(tmp_path / "g.json")])
     assert swapped.exit_code == 1
+
+
+def test_contributions_check_additivity_against_a_given_raw_score(bundle, candidates):
+    rows = candidates.head(300)
+    raw = bundle.predict_raw(rows)
+    contrib, base = ex.contributions(bundle, rows, raw=raw)
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy() + base, raw, atol=1e-9)
+    with pytest.raises(ex.AdditivityError):
+        ex.contributions(bundle, rows, raw=raw + 0.01)
+    with pytest.raises(ValueError, match="one value per row"):
+        ex.contributions(bundle, rows, raw=raw[:-1])
