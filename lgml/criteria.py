@@ -613,7 +613,8 @@ def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
     >= 60M yuan over 2 years. Award shortcuts are not observed. Thresholds in :data:`SRDI`.
 
     Args:
-        inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs`.
+        inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs`; a ``score_total``
+            column, when present, is used instead of computing :func:`srdi_score` again.
 
     Returns:
         Boolean Series ``srdi_eligible`` with the index of ``inputs``; missing data fail.
@@ -626,7 +627,8 @@ def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
                   & _compare(get("rd_intensity"), ">=", hard["rd_intensity_min"])
                   & (_compare(get("revenue"), ">=", hard["revenue_min"])
                      | _compare(equity, ">=", hard["or_equity_2y_min"])))
-    score = srdi_score(inputs)["score_total"].to_numpy(dtype=float)
+    score = (inputs["score_total"] if "score_total" in inputs.columns
+             else srdi_score(inputs)["score_total"]).to_numpy(dtype=float)
     qualifies = (_compare(score, ">=", SRDI["score_min"])
                  | _compare(get("rd_2y") / 2, ">=", shortcut["rd_avg_2y_min"])
                  | _compare(equity, ">=", shortcut["equity_2y_min"]))

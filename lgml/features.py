@@ -275,6 +275,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
         "srdi_provincial": panel["srdi_provincial"].astype(float),
     })
     scores = criteria.srdi_score(inputs)
+    inputs = inputs.assign(score_total=scores["score_total"])  # computed once for all the checks below
     out = out.assign(**{c: scores[c].astype(float) for c in scores.columns},
                      srdi_eligible=criteria.srdi_eligible(inputs).astype(float))
     out = pd.concat([out, _criteria_features(inputs, batch_year)], axis=1)

@@ -62,7 +62,7 @@ WRITE_ROWS = 100_000  # rows per output row group / CSV block
 GROUP_PREFIX = "shap_"
 MIN_FLUSH_ROWS = 100_000  # spilled rows buffered before writing (about 30 MB)
 IN_MEMORY_ROWS = 1_000_000  # window rows (about 300 MB) held in memory instead of bucket files
-IN_MEMORY_BUCKETS = 4  # buckets of a window held in memory
+IN_MEMORY_BUCKETS = 1  # buckets of a window held in memory
 ONE_PASS_FACTOR = 2  # Parquet inputs up to this many times IN_MEMORY_ROWS are read into memory once
 SPILL_COMPRESSION = "lz4"  # bucket files are read once, soon: speed over size
 
