@@ -608,8 +608,8 @@ def _kernels() -> dict[str, Callable]:
 
     # The kernels' parallel loop names resolve here, at compile time.
     globals()["prange"] = numba.prange
-    return {"tables": numba.njit(parallel=True, nogil=True, cache=True)(_tables_kernel),
-            "shap": numba.njit(parallel=True, nogil=True, cache=True)(_shap_kernel)}
+    return {"tables": numba.njit(parallel=True, cache=True)(_tables_kernel),
+            "shap": numba.njit(parallel=True, cache=True)(_shap_kernel)}
 
 
 def _threads() -> int:
@@ -628,19 +628,10 @@ def _forest_of(booster: Any) -> _Forest | None:
 
 
 def _lightgbm_matrix(booster: Any, X: pd.DataFrame) -> np.ndarray:
-    """The float matrix LightGBM predicts from: categoricals as codes of the model's own levels
-    (missing -> NaN), everything else as float64."""
-    levels = iter(booster.pandas_categorical or [])
-    out = np.empty(X.shape, dtype=np.float64)
-    for j, name in enumerate(X.columns):
-        col = X[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = pd.Categorical(col, categories=next(levels)).codes.astype(np.float64)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
-        else:
-            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
+    """The float matrix LightGBM predicts from (see :func:`lgml.modeling.data.lightgbm_matrix`)."""
+    from lgml.modeling.data import lightgbm_matrix
+
+    return lightgbm_matrix(X, booster.pandas_categorical)
 
 
 def _run_kernel(forest: _Forest, matrix: np.ndarray) -> np.ndarray:

@@ -62,7 +62,6 @@ WRITE_ROWS = 100_000  # rows per output row group / CSV block
 GROUP_PREFIX = "shap_"
 MIN_FLUSH_ROWS = 100_000  # spilled rows buffered before writing (about 30 MB)
 IN_MEMORY_ROWS = 1_000_000  # window rows (about 300 MB) held in memory instead of bucket files
-IN_MEMORY_BUCKETS = 1  # buckets of a window held in memory
 ONE_PASS_FACTOR = 2  # Parquet inputs up to this many times IN_MEMORY_ROWS are read into memory once
 SPILL_COMPRESSION = "lz4"  # bucket files are read once, soon: speed over size
 
@@ -746,19 +745,22 @@ def merge_problems(problems: Sequence[Problem]) -> list[Problem]:
 
 class BucketWriter:
     """K Parquet files in ``folder``, one per bucket, filled chunk by chunk; or, with
-    ``folder=None``, K DataFrames held in memory (small inputs scored in this process).
+    ``folder=None``, one bucket held in memory as a DataFrame (small inputs scored in this
+    process).
 
     Rows are buffered (as Arrow) until ``flush_rows`` are held, then each bucket's rows are
     written as one row group, so that many small chunks do not make many tiny row groups.
     """
 
     def __init__(self, folder: Path | None, n_buckets: int, flush_rows: int):
+        if folder is None and n_buckets != 1:
+            raise ValueError(f"a bucket held in memory is the only one, not one of {n_buckets}")
         self.folder = folder
         self.n_buckets = n_buckets
         self.flush_rows = flush_rows
         self.schema = spill_schema()
         self._writers: dict[int, Any] = {}
-        self._held: dict[int, list[Any]] = {}
+        self._held: list[pd.DataFrame] = []
         self._buffers: dict[int, list[Any]] = {}
         self._buffered = 0
 
@@ -770,7 +772,7 @@ class BucketWriter:
         import pyarrow as pa
 
         if self.folder is None:
-            self._hold(frame)
+            self._held.append(frame)
             return
         buckets = bucket_of(frame["firm_id"], self.n_buckets)
         order = np.argsort(buckets, kind="stable")
@@ -792,14 +794,6 @@ class BucketWriter:
             self._writers[b].write_table(pa.concat_tables(parts))
         self._buffers, self._buffered = {}, 0
 
-    def _hold(self, frame: pd.DataFrame) -> None:
-        if self.n_buckets == 1:
-            self._held.setdefault(0, []).append(frame)
-            return
-        buckets = bucket_of(frame["firm_id"], self.n_buckets)
-        for b in np.unique(buckets):
-            self._held.setdefault(int(b), []).append(frame[buckets == b])
-
     def close(self) -> list[Path] | list[pd.DataFrame]:
         """Flush and close every file; the bucket files written (or the frames held), in
         bucket order."""
@@ -809,7 +803,8 @@ class BucketWriter:
             for writer in self._writers.values():
                 writer.close()
         if self.folder is None:
-            return [pd.concat(self._held.pop(b), ignore_index=True) for b in sorted(self._held)]
+            held, self._held = self._held, []
+            return [pd.concat(held, ignore_index=True)] if held else []
         return [self.path(b) for b in sorted(self._writers)]
 
 
@@ -941,35 +936,17 @@ class ScoringJob:
 def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, bundle: Any,
                 growth: Any, progress: Callable[[int], None] | None = None) -> list[pd.DataFrame]:
     """Score bucket after bucket in this process: one scored part file per bucket in ``out``,
-    or, with ``out=None``, the scored parts returned.
-
-    Two buckets are in flight: while one is predicted on a worker thread (LightGBM and the
-    TreeSHAP kernels run without the GIL, on every core), the next one is read and turned into
-    features, so the cores do not wait for each other.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    parts: list[pd.DataFrame] = []
-
-    def done(i: int, scored: pd.DataFrame) -> None:
+    or, with ``out=None``, the scored parts returned."""
+    parts = []
+    for i, bucket in enumerate(buckets):
+        release_memory()
+        scored = job.score(read_bucket(bucket), bundle, growth)
         if out is None:
             parts.append(scored)
         else:
             _write_part(scored, _part_path(out, i))
         if progress is not None:
             progress(i + 1)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lgml-predict") as pool:
-        pending = None
-        for i, bucket in enumerate(buckets):
-            release_memory()
-            table = job.features(read_bucket(bucket))
-            if pending is not None:
-                done(pending[0], pending[1].result())
-            pending = (i, pool.submit(job.predict, table, bundle, growth))
-            del table
-        if pending is not None:
-            done(pending[0], pending[1].result())
     return parts
 
 
@@ -1183,14 +1160,12 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         # Without the bundle's context, the fallback context needs every row of the input.
         keep = index if context is not None else None
         window_rows = keep.window_rows if keep is not None else (source.rows or 0)
-        # A window that fits in memory stays there and is scored in this process; larger ones
-        # are spilled to bucket files of about chunk_rows rows.
+        # A window that fits in memory stays there and is scored in this process as one
+        # bucket; larger ones are spilled to bucket files of about chunk_rows rows.
         in_memory = engine == "local" and 0 < window_rows <= IN_MEMORY_ROWS
-        buckets_wanted = n_buckets(window_rows, chunk_rows)
-        if in_memory:  # a few, so that predictions overlap features (see score_local)
-            buckets_wanted = min(IN_MEMORY_BUCKETS, math.ceil(window_rows / MIN_BUCKET_ROWS))
-        rows_read, buckets = _spill_pass(source, keep, keys, None if in_memory else work, buckets_wanted,
-                                         chunk_rows, units, report)
+        rows_read, buckets = _spill_pass(source, keep, keys, None if in_memory else work,
+                                         1 if in_memory else n_buckets(window_rows, chunk_rows), chunk_rows,
+                                         units, report)
         source = dataclasses.replace(source, table=None)  # the input held in memory is done with
         release_memory()
         job = ScoringJob(_identity(bundle), _identity(growth) if growth is not None else None, history,

@@ -272,3 +272,19 @@ def test_optuna_tuning_runs_and_is_recorded(designation_data):
     fit = fit_model(data, cfg, _levels(data.features))
     assert fit.tuning["n_trials"] == 2 and set(fit.tuning["best_params"]) >= {"num_leaves", "min_child_samples"}
     assert fit.params["num_leaves"] == fit.tuning["best_params"]["num_leaves"]
+
+
+def test_bundle_predicts_from_a_row_major_matrix_like_lightgbm_from_the_frame(designation_bundle, small_sim):
+    """bundle.predict_raw feeds LightGBM a C-ordered float matrix; the values equal LightGBM's
+    own pandas route (categories mapped to the model's levels, unknown ones missing)."""
+    from lgml.features import build_features
+    from lgml.modeling.data import lightgbm_matrix
+
+    table = build_features(small_sim.panel, small_sim.events).sample(n=2000, random_state=0)
+    table.loc[table.index[:50], "ownership"] = np.nan
+    X = designation_bundle.prepare(table)
+    matrix = lightgbm_matrix(X, designation_bundle.booster.pandas_categorical)
+    assert matrix.flags["C_CONTIGUOUS"] and matrix.shape == X.shape
+    assert np.isnan(matrix[:50, X.columns.get_loc("ownership")]).all()
+    expected = designation_bundle.booster.predict(X, raw_score=True)
+    np.testing.assert_array_equal(designation_bundle.predict_raw(table), expected)

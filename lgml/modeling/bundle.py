@@ -285,7 +285,9 @@ class Bundle:
     def predict_raw(self, table: pd.DataFrame) -> np.ndarray:
         """Uncalibrated model output of shape (n_rows,): log-odds for designation, expected
         log growth ``log(revenue[t+1] / revenue[t])`` for growth."""
-        X = self.prepare(table)
+        from lgml.modeling.data import lightgbm_matrix
+
+        X = lightgbm_matrix(self.prepare(table), self.booster.pandas_categorical)
         if self.task == "designation":
             return self.booster.predict(X, raw_score=True)
         return self.booster.predict(X)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -192,6 +193,32 @@ def model_frame(table: pd.DataFrame, features: list[str], levels: dict[str, list
     if problems:
         raise BundleInputError("table does not fit the model:\n  " + "\n  ".join(problems))
     return pd.DataFrame(columns, index=table.index)[features]
+
+
+def lightgbm_matrix(X: pd.DataFrame, pandas_categorical: list[list[Any]] | None) -> np.ndarray:
+    """The row-major float matrix LightGBM predicts from, as its own pandas conversion builds
+    it: categoricals as codes of the model's levels (``booster.pandas_categorical``, missing
+    -> NaN), everything else as float64. Row-major matters: LightGBM's own conversion yields a
+    column-major array, which it predicts from about 20% more slowly.
+
+    Args:
+        X: Model input frame of shape (n_rows, n_features) (:func:`model_frame` output).
+        pandas_categorical: Category lists of the categorical columns, in column order.
+
+    Returns:
+        C-contiguous float64 array of shape (n_rows, n_features).
+    """
+    levels = iter(pandas_categorical or [])
+    out = np.empty(X.shape, dtype=np.float64)
+    for j, name in enumerate(X.columns):
+        col = X[name]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = pd.Categorical(col, categories=next(levels)).codes.astype(np.float64)
+            codes[codes < 0] = np.nan
+            out[:, j] = codes
+        else:
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
 
 
 def _as_category(col: pd.Series, levels: list[str]) -> tuple[pd.Series, str | None]:
