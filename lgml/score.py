@@ -2,7 +2,10 @@
 
 A firm-year's features read its own fiscal year t and the two before (t-1, t-2), and those
 rows may sit anywhere in the input. :func:`score_file` therefore works in passes over files,
-holding at most one chunk of the input (plus one bucket) in memory at a time:
+holding at most one chunk of the input (plus one bucket) in memory at a time. Small inputs skip
+the files: a Parquet input of up to ``ONE_PASS_FACTOR * IN_MEMORY_ROWS`` rows scored for its
+latest years is read once instead of once per pass, and a window of up to ``IN_MEMORY_ROWS``
+rows stays in memory as a single bucket.
 
 0. **keys**: stream only ``firm_id`` and ``year`` and find each firm's scored year (its latest
    fiscal year, or ``year`` when given).
@@ -10,10 +13,11 @@ holding at most one chunk of the input (plus one bucket) in memory at a time:
    the rows of the scored year and the two before, check them against the input contract and
    spill them by ``hash(firm_id)`` into K bucket files, so that all rows of a firm share a
    bucket. Rows outside the window are read but neither checked nor kept.
-2. **score**: per bucket, :func:`score_rows` builds the features with
-   :func:`lgml.features.build_features` (with the bundle's province/sector context) and
-   predicts the scored rows only. The same function runs in-process (``engine="local"``) or on
-   Dask workers (``engine="dask"``), which load the bundle from its folder.
+2. **score**: per bucket, :func:`score_rows` builds the features of the scored rows with
+   :func:`lgml.features.build_features` (the two earlier years only supply lags; the bundle's
+   province/sector context) and predicts them. The same function runs in-process
+   (``engine="local"``) or on Dask workers (``engine="dask"``), which load the bundle from its
+   folder.
 3. **rank**: the scored rows (one per firm) are ranked within province and nationally and
    written to the output through a temporary file renamed on success, so an interrupted run
    leaves no partial output.
