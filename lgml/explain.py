@@ -627,13 +627,6 @@ def _forest_of(booster: Any) -> _Forest | None:
     return cached
 
 
-def _lightgbm_matrix(booster: Any, X: pd.DataFrame) -> np.ndarray:
-    """The float matrix LightGBM predicts from (see :func:`lgml.modeling.data.lightgbm_matrix`)."""
-    from lgml.modeling.data import lightgbm_matrix
-
-    return lightgbm_matrix(X, booster.pandas_categorical)
-
-
 def _run_kernel(forest: _Forest, matrix: np.ndarray) -> np.ndarray:
     out = np.zeros((matrix.shape[0], matrix.shape[1] + 1))
     n, t, u, lv = forest.nodes, forest.trees, forest.units, forest.leaves
@@ -670,7 +663,9 @@ def fast_contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray
     if forest is None:
         return None
     if isinstance(X, pd.DataFrame):
-        matrix = _lightgbm_matrix(booster, X)
+        from lgml.modeling.data import lightgbm_matrix
+
+        matrix = lightgbm_matrix(X, booster.pandas_categorical)
     else:
         matrix = np.ascontiguousarray(X, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != booster.num_feature():  # the kernels do not check bounds

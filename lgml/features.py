@@ -90,8 +90,8 @@ def size_band(employees: pd.Series, revenue: pd.Series) -> pd.Series:
 def _lag(panel: pd.DataFrame, cols: list[str], pos: np.ndarray) -> pd.DataFrame:
     """Values of ``cols`` at row positions ``pos`` (the same firm's year ``t - k``, from
     :func:`lgml.criteria.year_rows`; -1 gives NaN), aligned to ``panel``'s rows."""
-    return pd.DataFrame({c: criteria._take(panel[c].to_numpy(dtype=float, na_value=np.nan), pos) for c in cols},
-                        index=panel.index)
+    values = {c: panel[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
+    return pd.DataFrame({c: np.where(pos >= 0, v[pos], np.nan) for c, v in values.items()}, index=panel.index)
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -212,8 +212,8 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
             table. Scoring uses it to skip the rows that only hold history.
 
     Returns:
-        DataFrame of shape (n_firm_years, n_columns) (the selected rows only with ``rows``): the keys ``firm_id``, ``year`` (fiscal
-        year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_GROUPS`; the flags
+        DataFrame of shape (n_firm_years, n_columns), the selected rows only with ``rows``:
+        the keys ``firm_id``, ``year`` (fiscal year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_GROUPS`; the flags
         ``holds_title`` and ``in_pool``; the targets ``designated_next`` (1.0 if designated
         in batch t + 1, NaN for title holders and for batches the events do not cover) and
         ``growth_next`` (log(revenue[t+1] / revenue[t]), NaN without a next year).

@@ -504,20 +504,17 @@ def _map_distinct(raw: pd.Series, parse: Callable[[object], object], levels: Seq
     """Codes into ``levels`` (-1 = missing) by parsing each distinct value of ``raw`` once,
     which is fast when a million rows hold a few hundred distinct values; also the mask of
     values ``parse`` rejected (returned None for)."""
-    if isinstance(raw.dtype, pd.CategoricalDtype):  # Parquet dictionaries: parse the categories only
-        categories = pd.Series(raw.cat.categories)
-        text = _as_text(categories) if _is_text(categories) else categories
-        position = {level: i for i, level in enumerate(levels)}
-        lookup = np.array([-1 if pd.isna(t) else position.get(parse(t), -1) for t in text] + [-1], dtype=np.int64)
-        given = np.append(text.notna().to_numpy(), False)
-        codes = raw.cat.codes.to_numpy()  # -1 (missing) picks the trailing entries
-        return lookup[codes], given[codes] & (lookup[codes] < 0)
-    source = _as_text(raw) if _is_text(raw) else raw
-    codes, uniques = pd.factorize(source)
+    if isinstance(raw.dtype, pd.CategoricalDtype):  # Parquet dictionaries: the categories are the values
+        codes, uniques = raw.cat.codes.to_numpy(), pd.Series(raw.cat.categories)
+        uniques = _as_text(uniques) if _is_text(uniques) else uniques  # a category may read as missing
+    else:
+        codes, uniques = pd.factorize(_as_text(raw) if _is_text(raw) else raw)
+        uniques = pd.Series(uniques)
     position = {level: i for i, level in enumerate(levels)}
-    lookup = np.array([position.get(parse(u), -1) for u in uniques] + [-1], dtype=np.int64)
-    mapped = lookup[codes]  # code -1 (missing) picks the trailing -1
-    return mapped, (codes >= 0) & (mapped < 0)
+    lookup = np.array([-1 if pd.isna(u) else position.get(parse(u), -1) for u in uniques] + [-1], dtype=np.int64)
+    given = np.append(uniques.notna().to_numpy(), False)
+    mapped = lookup[codes]  # code -1 (missing) picks the trailing entries
+    return mapped, given[codes] & (mapped < 0)
 
 
 def _bool_word(value: object) -> bool | None:

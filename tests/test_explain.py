@@ -18,6 +18,7 @@ from lgml import criteria, explain as ex, io
 from lgml.cli import app
 from lgml.features import FEATURE_GROUPS, GROUPS, build_features, context_tables
 from lgml.modeling.bundle import load_bundle
+from lgml.modeling.data import lightgbm_matrix
 from lgml.report.model import global_importance, psi_table, reference_profile
 
 TRAIN_CONFIG = """
@@ -197,7 +198,7 @@ def test_fast_treeshap_takes_a_matrix_and_does_not_depend_on_threads(bundle, can
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        from_matrix = ex.fast_contributions(bundle.booster, ex._lightgbm_matrix(bundle.booster, X))
+        from_matrix = ex.fast_contributions(bundle.booster, lightgbm_matrix(X, bundle.booster.pandas_categorical))
     finally:
         numba.set_num_threads(threads)
     assert np.array_equal(from_frame, from_matrix)
