@@ -20,11 +20,15 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,13 +65,6 @@ def _normalise_contrib(values: Any, n_rows: int, n_features: int) -> np.ndarray:
         raise ValueError(f"unexpected pred_contrib shape {values.shape}; expected ({n_rows}, {n_features + 1}) "
                          "(a single-output model)")
     return values
-
-
-def _raw_margin(bundle: Any, X: pd.DataFrame) -> np.ndarray:
-    """Same as ``bundle.predict_raw`` on an already prepared frame."""
-    if bundle.task == "designation":
-        return np.asarray(bundle.booster.predict(X, raw_score=True), dtype=float)
-    return np.asarray(bundle.booster.predict(X), dtype=float)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -118,6 +115,23 @@ FAST_SHAP_BLOCK_ROWS = 4096  # rows that visit the trees together (a tree's tabl
 _VECTOR_PASS_COST = 0.6  # one SIMD pass over the rows, in table look-ups per row (tuned)
 _ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float literal)
 prange = range  # numba's prange once the kernels are compiled (see _kernels)
+
+# Flattened forests are also cached on disk, one .npz per model under <cache dir>/treeshap/, named
+# by the sha256 of the model text, FOREST_CACHE_VERSION and the settings that shape the tables
+# (_FOREST_CACHE_SETTINGS). A new process then loads the tables instead of building them again.
+FOREST_CACHE_VERSION = 1  # bump whenever the _Forest arrays or the kernels' reading of them change
+FOREST_CACHE_OFF = "off"  # LGML_CACHE_DIR=off turns the disk cache off
+FOREST_CACHE_ENTRIES = 8  # models kept on disk (tens of MB each); the least recently used go first
+_FOREST_CACHE_SETTINGS = ("FAST_SHAP_MAX_NODES", "FAST_SHAP_MAX_KEY_BITS", "FAST_SHAP_BYTE_COST",
+                          "FAST_SHAP_TREE_BYTES", "_VECTOR_PASS_COST")
+_FOREST_ARRAYS = {  # the arrays of each _Forest field, as the .npz stores them ("<field>.<name>")
+    "nodes": ("feature", "threshold", "kind", "nan_left", "zero_left", "cat_start", "cat_words", "cat_bits"),
+    "trees": ("node_start", "node_count", "unit_start", "unit_count", "leaf_start", "leaf_count"),
+    "units": ("root", "splits", "prefix", "prefix_start", "width", "feature_start", "table_start", "prefix_mask",
+              "prefix_want", "features", "table"),
+    "leaves": ("m", "feature_start", "terms", "coef_start", "feature", "mask", "want", "coef"),
+}
+_FOREST_FLOATS = {"nodes.threshold", "units.table", "leaves.coef"}  # the rest are int64
 
 
 @dataclass(frozen=True)
@@ -618,12 +632,114 @@ def _threads() -> int:
     return int(numba.get_num_threads())
 
 
+def forest_cache_dir() -> Path | None:
+    """Where flattened forests are cached on disk.
+
+    Returns:
+        ``$LGML_CACHE_DIR/treeshap`` if that variable is set (and not empty), else
+        ``$XDG_CACHE_HOME/lgml/treeshap``, else ``~/.cache/lgml/treeshap``; None when
+        ``LGML_CACHE_DIR=off`` or no home folder is known.
+    """
+    root = os.environ.get("LGML_CACHE_DIR", "")
+    if root.strip().lower() == FOREST_CACHE_OFF:
+        return None
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        try:
+            root = Path(xdg) / "lgml" if os.path.isabs(xdg) else Path.home() / ".cache" / "lgml"
+        except RuntimeError:  # no home folder
+            return None
+    return Path(root) / "treeshap"
+
+
+def _forest_key(booster: Any) -> str:
+    """The cache key of a model's flattened forest: sha256 of the format version, the settings that
+    shape the tables and the model text (about 30 ms for 300 trees of 31 leaves)."""
+    settings = [FOREST_CACHE_VERSION] + [(name, globals()[name]) for name in _FOREST_CACHE_SETTINGS]
+    digest = hashlib.sha256(repr(settings).encode())
+    digest.update(booster.model_to_string().encode())
+    return digest.hexdigest()
+
+
+def _load_forest(path: Path) -> _Forest | None:
+    """The forest cached at ``path``; None when there is none or it is unreadable or does not hold
+    exactly the arrays of :class:`_Forest` with their dtypes."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # corrupt or truncated: rebuilt and overwritten
+        log.debug("ignoring unreadable TreeSHAP cache %s: %s", path, exc)
+        return None
+    names = {f"{field}.{name}" for field, fields in _FOREST_ARRAYS.items() for name in fields}
+    if set(arrays) != names | {"expected_value"}:
+        log.debug("ignoring TreeSHAP cache %s: unexpected arrays", path)
+        return None
+    for name, values in arrays.items():
+        dtype, ndim = (np.float64, 0) if name == "expected_value" else (
+            np.float64 if name in _FOREST_FLOATS else np.int64, 1)
+        if values.dtype != dtype or values.ndim != ndim:
+            log.debug("ignoring TreeSHAP cache %s: %s is %s of %d dimensions", path, name, values.dtype, values.ndim)
+            return None
+    fields = {field: {name: arrays[f"{field}.{name}"] for name in fields} for field, fields in _FOREST_ARRAYS.items()}
+    return _Forest(**fields, expected_value=float(arrays["expected_value"]))
+
+
+def _save_forest(forest: _Forest, path: Path) -> None:
+    """Write ``forest`` to ``path`` atomically (a temporary file in the same folder, then renamed);
+    a folder that cannot be created or written is logged at debug level and skipped."""
+    arrays = {f"{field}.{name}": values for field in _FOREST_ARRAYS for name, values in getattr(forest, field).items()}
+    arrays["expected_value"] = np.asarray(forest.expected_value, dtype=np.float64)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(tmp, path)
+        _trim_cache(path.parent)
+    except Exception as exc:  # the cache must never fail a run
+        log.debug("TreeSHAP tables not cached at %s: %s", path, exc)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _trim_cache(folder: Path) -> None:
+    """Keep the FOREST_CACHE_ENTRIES most recently used entries of ``folder`` (loads refresh an
+    entry's time), delete the others."""
+    entries = sorted(folder.glob("*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[FOREST_CACHE_ENTRIES:]:
+        old.unlink(missing_ok=True)
+
+
 def _forest_of(booster: Any) -> _Forest | None:
-    """The flattened model, built once per booster object."""
+    """The flattened model: kept on the booster object, cached on disk (see
+    :func:`forest_cache_dir`) and built only when neither has it.
+
+    Raises:
+        ImportError: numba is not installed.
+    """
     cached = getattr(booster, "_lgml_forest", False)
-    if cached is False:
+    if cached is not False:
+        return cached
+    _kernels()  # numba must be there before a cached forest is of any use
+    folder = forest_cache_dir()
+    path = None if folder is None else folder / f"{_forest_key(booster)}.npz"
+    cached = None if path is None else _load_forest(path)
+    if cached is not None:
+        try:
+            os.utime(path)  # recently used: kept longest
+        except OSError:
+            pass
+    else:
         cached = _flatten_forest(booster)
-        booster._lgml_forest = cached
+        if cached is not None and path is not None:
+            _save_forest(cached, path)
+    booster._lgml_forest = cached
     return cached
 
 
@@ -673,14 +789,15 @@ def fast_contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray
     return _run_kernel(forest, matrix)
 
 
-def _pred_contrib(booster: Any, X: pd.DataFrame) -> np.ndarray:
+def _pred_contrib(booster: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     return _normalise_contrib(booster.predict(X, pred_contrib=True), len(X), X.shape[1])
 
 
-def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = None,
+                  matrix: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Exact TreeSHAP contributions of every feature, in the model's raw units.
 
-    Uses ``booster.predict(X, pred_contrib=True)`` on ``bundle.prepare(table)`` (the same
+    Uses ``booster.predict(X, pred_contrib=True)`` on ``bundle.model_matrix(table)`` (the same
     algorithm shap's TreeExplainer runs for LightGBM), normalised here in one place, and checks
     additivity: ``contrib.sum(axis=1) + base`` equals ``bundle.predict_raw(table)``.
 
@@ -689,6 +806,8 @@ def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = Non
         table: Feature table of shape (n_rows, >= n_features).
         raw: ``bundle.predict_raw(table)`` when the caller already has it (the additivity check
             then needs no second prediction); shape (n_rows,).
+        matrix: ``bundle.model_matrix(table)`` when the caller already has it (the model input
+            is then not built a second time).
 
     Returns:
         ``(contrib, base)``: ``contrib`` a DataFrame of shape (n_rows, n_features) in log-odds
@@ -704,8 +823,10 @@ def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = Non
         >>> np.allclose(contrib.sum(1) + base, bundle.predict_raw(table))  # doctest: +SKIP
         True
     """
-    X = bundle.prepare(table)
+    X = bundle.model_matrix(table) if matrix is None else matrix
     features = bundle.features
+    if X.shape != (len(table), len(features)):
+        raise ValueError(f"matrix must have shape {(len(table), len(features))}, not {X.shape}")
     if len(X) == 0:
         return pd.DataFrame(np.zeros((0, len(features))), index=table.index, columns=features), np.zeros(0)
     values = fast_contributions(bundle.booster, X) if len(X) >= FAST_SHAP_MIN_ROWS else None
@@ -713,7 +834,7 @@ def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = Non
         values = _pred_contrib(bundle.booster, X)
     else:  # the tabulated kernels must agree with LightGBM's own TreeSHAP
         spot = np.linspace(0, len(X) - 1, FAST_SHAP_SPOT_ROWS).astype(int)
-        gap = float(np.max(np.abs(values[spot] - _pred_contrib(bundle.booster, X.iloc[spot]))))
+        gap = float(np.max(np.abs(values[spot] - _pred_contrib(bundle.booster, X[spot]))))
         if not gap <= ADDITIVITY_TOL:
             log.warning("tabulated TreeSHAP differs from pred_contrib by %.3g; using pred_contrib", gap)
             values = _pred_contrib(bundle.booster, X)
@@ -721,7 +842,7 @@ def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = Non
     base = values[:, -1].copy()
     if len(X):
         if raw is None:
-            raw = _raw_margin(bundle, X)
+            raw = bundle.raw_from_matrix(X)
         elif np.shape(raw) != (len(X),):
             raise ValueError(f"raw must have one value per row ({len(X)}), not shape {np.shape(raw)}")
         gap = np.abs(values.sum(axis=1) - np.asarray(raw, dtype=float))

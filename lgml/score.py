@@ -272,14 +272,17 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
     })
     candidates = table[~holders]
     probability = np.full(len(table), np.nan)
-    raw = bundle.predict_raw(candidates) if len(candidates) else np.empty(0)
+    matrix = np.empty((0, len(bundle.features)))
+    raw = np.empty(0)
     if len(candidates):
+        matrix = bundle.model_matrix(candidates)
+        raw = bundle.raw_from_matrix(matrix)
         probability[~holders] = bundle.calibrator.transform(raw)
     out["probability"] = probability
     if growth is not None:
         out = out.assign(**_growth_columns(growth, table))
     if explain:
-        out = out.assign(**_explain_columns(bundle, candidates, ~holders, len(table), raw))
+        out = out.assign(**_explain_columns(bundle, candidates, ~holders, len(table), raw, matrix))
     return out
 
 
@@ -292,14 +295,14 @@ def _growth_columns(growth: Any, table: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n: int,
-                     raw: np.ndarray) -> dict[str, Any]:
+                     raw: np.ndarray, matrix: np.ndarray) -> dict[str, Any]:
     """``shap_<dimension>`` (log-odds summed per criterion dimension) and ``reasons`` (top 3)
     for the candidate rows, NaN/empty for the others."""
     from lgml.explain import contributions, group_contributions, top_reasons
 
     groups_map = bundle.metadata.get("feature_groups") or None
     if len(candidates):
-        contrib, _ = contributions(bundle, candidates, raw=raw)
+        contrib, _ = contributions(bundle, candidates, raw=raw, matrix=matrix)
         groups = group_contributions(contrib, groups_map)
         reasons = top_reasons(contrib, candidates, k=3).to_numpy(dtype=object)
     else:

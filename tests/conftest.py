@@ -1,8 +1,23 @@
 """Shared fixtures: simulated panels are built once per test session."""
 
+import os
+
 import pytest
 
 from lgml.simulate import simulate
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lgml_cache_dir(tmp_path_factory):
+    """Caches (the TreeSHAP tables) go to a folder of this session, never to the user's home."""
+    before = os.environ.get("LGML_CACHE_DIR")
+    folder = tmp_path_factory.mktemp("lgml-cache")
+    os.environ["LGML_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("LGML_CACHE_DIR", None)
+    else:
+        os.environ["LGML_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")

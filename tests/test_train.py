@@ -288,3 +288,20 @@ def test_bundle_predicts_from_a_row_major_matrix_like_lightgbm_from_the_frame(de
     assert np.isnan(matrix[:50, X.columns.get_loc("ownership")]).all()
     expected = designation_bundle.booster.predict(X, raw_score=True)
     np.testing.assert_array_equal(designation_bundle.predict_raw(table), expected)
+
+
+def test_bundle_predictions_come_from_the_compiled_kernel_and_equal_lightgbm(designation_bundle, small_sim,
+                                                                             monkeypatch):
+    """Large tables are predicted by lgml.modeling.forest; the values are LightGBM's, bit for bit."""
+    from lgml.features import build_features
+    from lgml.modeling import forest
+
+    table = build_features(small_sim.panel, small_sim.events).sample(n=3000, random_state=1)
+    calls = []
+    kernel = forest.predict_forest
+    monkeypatch.setattr(forest, "predict_forest", lambda f, m: calls.append(len(m)) or kernel(f, m))
+    matrix = designation_bundle.model_matrix(table)
+    raw = designation_bundle.raw_from_matrix(matrix)
+    assert calls == [3000]
+    np.testing.assert_array_equal(raw, designation_bundle.booster.predict(matrix, raw_score=True))
+    np.testing.assert_array_equal(designation_bundle.predict_raw(table), raw)

@@ -282,15 +282,28 @@ class Bundle:
         except BundleInputError as exc:
             raise BundleInputError(f"bundle {self.path.name}: {exc}") from None
 
+    def model_matrix(self, table: pd.DataFrame) -> np.ndarray:
+        """The float matrix the booster predicts from (:meth:`prepare`, then categoricals as
+        codes of the stored levels, NaN missing); shape (n_rows, n_features), row-major.
+
+        Raises:
+            BundleInputError: As :meth:`prepare`.
+        """
+        from lgml.modeling.data import lightgbm_matrix
+
+        return lightgbm_matrix(self.prepare(table), self.booster.pandas_categorical)
+
     def predict_raw(self, table: pd.DataFrame) -> np.ndarray:
         """Uncalibrated model output of shape (n_rows,): log-odds for designation, expected
         log growth ``log(revenue[t+1] / revenue[t])`` for growth."""
-        from lgml.modeling.data import lightgbm_matrix
+        return self.raw_from_matrix(self.model_matrix(table))
 
-        X = lightgbm_matrix(self.prepare(table), self.booster.pandas_categorical)
-        if self.task == "designation":
-            return self.booster.predict(X, raw_score=True)
-        return self.booster.predict(X)
+    def raw_from_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """:meth:`predict_raw` of a :meth:`model_matrix`. Large matrices are predicted by the
+        compiled kernel of :mod:`lgml.modeling.forest` (the same values as LightGBM)."""
+        from lgml.modeling import forest
+
+        return forest.predict(self.booster, matrix, raw_score=self.task == "designation")
 
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of designation in the next batch (designation), or expected
@@ -309,8 +322,12 @@ class Bundle:
         """
         if set(self.quantile_boosters) != set(QUANTILE_FILES):
             raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
+        from lgml.modeling import forest
+        from lgml.modeling.data import lightgbm_matrix
+
         X = self.prepare(table)
-        lo, hi = (self.quantile_boosters[k].predict(X) for k in ("p10", "p90"))
+        lo, hi = (forest.predict(b, lightgbm_matrix(X, b.pandas_categorical))
+                  for b in (self.quantile_boosters[k] for k in ("p10", "p90")))
         return np.column_stack([np.minimum(lo, hi), np.maximum(lo, hi)])
 
 
