@@ -838,7 +838,8 @@ def contributions(bundle: Any, table: pd.DataFrame, raw: np.ndarray | None = Non
         if not gap <= ADDITIVITY_TOL:
             log.warning("tabulated TreeSHAP differs from pred_contrib by %.3g; using pred_contrib", gap)
             values = _pred_contrib(bundle.booster, X)
-    contrib = pd.DataFrame(values[:, :-1], index=table.index, columns=features)
+    # a view of the kernel's fresh output: no copy of n_rows x n_features floats
+    contrib = pd.DataFrame(values[:, :-1], index=table.index, columns=features, copy=False)
     base = values[:, -1].copy()
     if len(X):
         if raw is None:

@@ -39,7 +39,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MIN_ROWS = 1_000  # below this Booster.predict is as fast (the kernel's threads have a start-up cost)
+MIN_ROWS = 2_000  # below this Booster.predict is as fast (one block of rows runs on one thread)
 SPOT_ROWS = 16  # rows re-checked against Booster.predict on every call
 BLOCK_ROWS = 1_024  # rows that pass through a tree together (measured: 256-4096 within 10%)
 # objectives whose prediction is the raw score itself (no sigmoid, exp, square...)
