@@ -36,6 +36,7 @@ import pandas as pd
 
 from lgml import criteria
 from lgml.features import FEATURE_GROUPS, GROUPS
+from lgml.modeling.forest import ZERO_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,13 @@ FAST_SHAP_TREE_BYTES = 1 << 20  # most table bytes for one tree (the charge rise
 FAST_SHAP_SPOT_ROWS = 16  # rows re-checked against pred_contrib at every call
 FAST_SHAP_BLOCK_ROWS = 4096  # rows that visit the trees together (a tree's tables serve them all)
 _VECTOR_PASS_COST = 0.6  # one SIMD pass over the rows, in table look-ups per row (tuned)
-_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float literal)
+_ZERO_THRESHOLD = ZERO_THRESHOLD  # LightGBM's kZeroThreshold
 prange = range  # numba's prange once the kernels are compiled (see _kernels)
 
 # Flattened forests are also cached on disk, one .npz per model under <cache dir>/treeshap/, named
 # by the sha256 of the model text, FOREST_CACHE_VERSION and the settings that shape the tables
 # (_FOREST_CACHE_SETTINGS). A new process then loads the tables instead of building them again.
-FOREST_CACHE_VERSION = 1  # bump whenever the _Forest arrays or the kernels' reading of them change
+FOREST_CACHE_VERSION = 2  # bump whenever the _Forest arrays or the kernels' reading of them change
 FOREST_CACHE_OFF = "off"  # LGML_CACHE_DIR=off turns the disk cache off
 FOREST_CACHE_ENTRIES = 8  # models kept on disk (tens of MB each); the least recently used go first
 _FOREST_CACHE_SETTINGS = ("FAST_SHAP_MAX_NODES", "FAST_SHAP_MAX_KEY_BITS", "FAST_SHAP_BYTE_COST",
@@ -264,32 +265,21 @@ class _ForestBuilder:
         self.leaf_features = {k: [] for k in ("feature", "mask", "want")}
         self.coef: list[float] = []
 
-    def add_split(self, node: dict) -> None:
+    def add_split(self, flat: Any, index: int) -> None:
+        """Split ``index`` of ``flat`` (:func:`lgml.modeling.forest.parse_model`, which holds
+        LightGBM's split rules: missing values, zero as missing, category bitsets)."""
         cols = self.nodes
-        cols["feature"].append(int(node["split_feature"]))
-        default_left = int(bool(node["default_left"]))
-        if node["decision_type"] == "==":  # the categories listed go left, NaN and negatives right
-            cats = [int(c) for c in str(node["threshold"]).split("||")]
-            words = [0] * (max(cats) // 64 + 1)
-            for c in cats:
-                words[c // 64] |= 1 << (c % 64)
-            cols["kind"].append(2)
-            cols["threshold"].append(0.0)
-            cols["nan_left"].append(0)
-            cols["zero_left"].append(0)
-            cols["cat_start"].append(len(self.cat_bits))
-            cols["cat_words"].append(len(words))
-            self.cat_bits.extend(np.asarray(words, dtype=np.uint64).view(np.int64).tolist())
-        else:  # x <= threshold goes left; missing values as LightGBM's NumericalDecision treats them
-            missing = node["missing_type"]
-            threshold = float(node["threshold"])
-            cols["kind"].append(1 if missing == "Zero" else 0)
-            cols["threshold"].append(threshold)
-            # "None": NaN is read as 0.0; "Zero" and "NaN": NaN takes the default side
-            cols["nan_left"].append(int(0.0 <= threshold) if missing == "None" else default_left)
-            cols["zero_left"].append(default_left)
-            cols["cat_start"].append(0)
-            cols["cat_words"].append(0)
+        kind = int(flat.kind[index])
+        cols["feature"].append(int(flat.feature[index]))
+        cols["kind"].append(kind)
+        cols["threshold"].append(0.0 if kind == 2 else float(flat.threshold[index]))
+        cols["nan_left"].append(int(flat.nan_left[index]))
+        cols["zero_left"].append(int(flat.zero_left[index]))
+        cols["cat_start"].append(len(self.cat_bits) if kind == 2 else 0)
+        cols["cat_words"].append(int(flat.cat_words[index]) if kind == 2 else 0)
+        if kind == 2:
+            start = flat.cat_start[index]
+            self.cat_bits.extend(flat.cat_bits[start:start + flat.cat_words[index]].tolist())
 
     def add_table(self, node: dict, path: list[_Step], leaves: _Leaves, local: dict[int, int]) -> None:
         """A unit: the subtree (or leaf) at ``node`` with its ``leaves``, tabulated over its key."""
@@ -359,12 +349,15 @@ def _flatten_forest(booster: Any) -> _Forest | None:
     """Flatten a single-output LightGBM model and fill its tables; None when it cannot be handled
     here (several outputs, averaged or linear trees, more than FAST_SHAP_MAX_NODES splits in a
     tree, or a split without training counts)."""
+    from lgml.modeling.forest import parse_model
+
     dump = booster.dump_model()
-    if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
+    flat = parse_model(booster.model_to_string())
+    if flat is None or dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
         return None
     b = _ForestBuilder()
     expected = 0.0
-    for tree in dump["tree_info"]:
+    for t, tree in enumerate(dump["tree_info"]):
         root = tree["tree_structure"]
         b.trees["node_start"].append(len(b.nodes["feature"]))
         b.trees["unit_start"].append(len(b.units["root"]))
@@ -381,7 +374,7 @@ def _flatten_forest(booster: Any) -> _Forest | None:
             return None  # linear trees
         local = {id(n): i for i, n in enumerate(internal)}
         for node in internal:
-            b.add_split(node)
+            b.add_split(flat, flat.roots[t] + node["split_index"])
         byte_cost = FAST_SHAP_BYTE_COST
         plan, size = _plan_tree(root, local, byte_cost)
         while size > FAST_SHAP_TREE_BYTES:  # charge more per byte until the tables fit
