@@ -349,10 +349,10 @@ def _flatten_forest(booster: Any) -> _Forest | None:
     """Flatten a single-output LightGBM model and fill its tables; None when it cannot be handled
     here (several outputs, averaged or linear trees, more than FAST_SHAP_MAX_NODES splits in a
     tree, or a split without training counts)."""
-    from lgml.modeling.forest import parse_model
+    from lgml.modeling.forest import forest_of
 
     dump = booster.dump_model()
-    flat = parse_model(booster.model_to_string())
+    flat = forest_of(booster)  # the split rules, as the predictor parsed them (once per booster)
     if flat is None or dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
         return None
     b = _ForestBuilder()
