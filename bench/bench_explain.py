@@ -63,7 +63,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-explain-"))
     model = args.model if (args.model / "model.txt").is_file() else stand_in_model(sim, tmp)
     bundle = load_bundle(model)
-    context = ex.bundle_context(bundle)
+    context = bundle.context
     context = context if context is not None else context_tables(sim.panel, sim.events)
     table = build_features(sim.panel, sim.events, context)
     rows = table.sample(n=min(args.rows, len(table)), random_state=args.seed)

@@ -123,7 +123,7 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
 def raw_predict_rate(bundle, panel: pd.DataFrame, scores: pd.DataFrame, repeat: int) -> tuple[float, float]:
     """Rows per second of Booster.predict on the scored rows, checked against the scores; and
     of lgml's compiled predictor on the same matrix (checked equal)."""
-    table = sc.feature_rows(panel, context=sc.bundle_context(bundle))
+    table = sc.feature_rows(panel, context=bundle.context)
     table = table.set_index("firm_id").loc[scores["firm_id"]].reset_index()
     matrix = float_matrix(bundle, table)
     seconds, raw = best_of(repeat, lambda: bundle.booster.predict(matrix, raw_score=True))
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
         bundle_dir = train_fixed(work / "models", args.train_firms, args.rounds)
     bundle = load_bundle(bundle_dir)
     print(f"model: {bundle.booster.num_trees()} trees, {len(bundle.features)} features; context in bundle: "
-          f"{sc.bundle_context(bundle) is not None}")
+          f"{bundle.context is not None}")
 
     sim = simulate(args.firms, seed=1)
     write_panel(sim.panel, work / "panel.parquet")

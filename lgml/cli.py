@@ -178,18 +178,12 @@ def check(
 
 
 def _load_model(spec: str):
-    """A bundle folder, or an MLflow URI through lgml.tracking when that is available."""
-    from lgml.modeling.bundle import BundleError, load_bundle
+    """A bundle folder or an MLflow URI; a clear error otherwise."""
+    from lgml.modeling.bundle import open_bundle
 
     try:
-        if ":/" in spec:
-            from lgml.tracking import load_model
-
-            return load_model(spec)
-        return load_bundle(spec)
-    except (BundleError, FileNotFoundError, ValueError, ImportError) as exc:
-        fail(f"cannot load model {spec}: {exc}")
-    except Exception as exc:  # MLflow raises its own types for unknown URIs
+        return open_bundle(spec)
+    except Exception as exc:  # BundleError, FileNotFoundError, ValueError, and MLflow's own types
         fail(f"cannot load model {spec}: {exc}")
 
 
@@ -252,7 +246,7 @@ def explain(
         history = v.load_events(events, panel=panel, encoding=encoding) if events is not None else None
     except (v.ContractError, io.InputError) as exc:
         fail(str(exc))
-    context, notes = ex.bundle_context(bundle), []
+    context, notes = bundle.context, []
     if context is None:
         from lgml.features import context_tables
 
@@ -354,7 +348,7 @@ def report(
     bundle = _load_model(model)
     if bundle.task != "designation":
         fail(f"{model} is a {bundle.task} model; the report covers designation models")
-    context = ex.bundle_context(bundle)
+    context = bundle.context
 
     def features_of(path: Path, events_path: Optional[Path]):
         try:

@@ -1979,31 +1979,6 @@ _NULLABLE_EFFECTS = {
 }
 
 
-def bundle_context(bundle: Any) -> pd.DataFrame | None:
-    """The province/sector records a bundle was trained with, or None if it has none.
-
-    Taken from ``bundle.context`` (the bundle's ``context.parquet``), else looked up as
-    ``context.csv`` in the bundle folder or a ``context`` list of records in its metadata
-    (columns of :func:`lgml.features.context_tables`).
-    """
-    from lgml import io
-
-    loaded = getattr(bundle, "context", None)
-    if isinstance(loaded, pd.DataFrame):
-        return loaded
-    for name in ("context.parquet", "context.csv"):
-        path = bundle.path / name
-        if path.is_file():
-            frame = io.read_table(path)
-            return frame.astype({"kind": "str", "level": "str", "year": "int64",
-                                 "designated_share": "float64", "pool_share": "float64"})
-    records = bundle.metadata.get("context")
-    if records:
-        frame = pd.DataFrame.from_records(records)
-        return frame.astype({"kind": "str", "level": "str", "year": "int64"})
-    return None
-
-
 def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any]]:
     """Every Little Giant criterion of batch ``year + 1`` for one firm, judged on fiscal year
     ``year`` (with ``year - 1`` and ``year - 2`` for two-year rules).
@@ -2069,10 +2044,8 @@ def data_quality(firm_rows: pd.DataFrame, feature_row: pd.Series, year: int, fea
 def model_info(bundle: Any) -> dict[str, Any]:
     """Name, version and provenance of a bundle, for report footers."""
     meta = bundle.metadata
-    versions = meta.get("package_versions") or {}
     return {
-        "name": getattr(bundle.config, "name", bundle.path.name), "task": bundle.task,
-        "version": str(meta.get("version") or meta.get("registered_version") or versions.get("lgml") or "unknown"),
+        "name": bundle.name, "task": bundle.task, "version": bundle.version,
         "model_sha256": (meta.get("model_sha256") or "")[:12], "git_commit": meta.get("git_commit"),
         "trained_at": meta.get("trained_at") or meta.get("created_at"), "path": str(bundle.path),
         "n_features": len(bundle.features), "calibration": getattr(bundle.calibrator, "method", None),

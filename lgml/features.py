@@ -300,6 +300,16 @@ def _designated_next(table: pd.DataFrame, events: pd.DataFrame, has_events: bool
     return y.where(covered & ~table["holds_title"])
 
 
+def candidate_mask(table: pd.DataFrame) -> np.ndarray:
+    """Which rows are candidates for the next batch: every row that does not hold a valid title
+    at the end of its year. Unknown holding (NA, or no ``holds_title`` column) counts as a
+    candidate. Returns a bool array of shape (n_rows,)."""
+    if "holds_title" not in table.columns:
+        return np.ones(len(table), dtype=bool)
+    holds = pd.array(table["holds_title"], dtype="boolean")
+    return ~holds.fillna(False).to_numpy(dtype=bool)
+
+
 def feature_columns(table: pd.DataFrame) -> list[str]:
     """Model input columns of a feature table (every feature, in FEATURE_GROUPS order)."""
     return [c for c in FEATURE_GROUPS if c in table.columns]

@@ -63,6 +63,19 @@ def read_table(path: str | os.PathLike, encoding: str | None = None) -> pd.DataF
     raise InputError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
 
 
+def refuse_existing(path: str | os.PathLike, overwrite: bool) -> Path:
+    """The one overwrite guard: ``path`` as a Path, unless it exists and ``overwrite`` is false.
+
+    Raises:
+        FileExistsError: ``path`` exists (file or folder) and ``overwrite`` is false; the message
+            tells the user to pass ``--overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
@@ -72,9 +85,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    path = refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

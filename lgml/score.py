@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from lgml import io
+from lgml.modeling.bundle import open_bundle
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, dtype_of
 from lgml.validate import ContractError, Problem, conform_panel
 
@@ -84,29 +85,6 @@ Progress = Callable[[str, int, "int | None"], None]
 # Models
 
 
-def load_scoring_model(model: str | os.PathLike, dst: str | os.PathLike | None = None):
-    """Load a bundle from a folder or an MLflow URI (``models:/name@alias``, ``runs:/…``).
-
-    Args:
-        model: Bundle folder or MLflow URI.
-        dst: Folder to download an MLflow model into (a temporary folder if None).
-
-    Raises:
-        lgml.modeling.bundle.BundleError: The folder is not a complete bundle.
-        FileNotFoundError: The folder does not exist.
-    """
-    if ":/" in str(model):
-        from lgml.tracking import load_model
-
-        return load_model(str(model), dst=dst)
-    from lgml.modeling.bundle import load_bundle
-
-    path = Path(model)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{model}: no such bundle folder (nor an MLflow URI such as models:/<name>@champion)")
-    return load_bundle(path)
-
-
 @functools.lru_cache(maxsize=4)
 def _bundle_at(path: str, sha256: str):
     """A bundle loaded once per process (Dask workers load from the folder, never a pickle),
@@ -118,22 +96,6 @@ def _bundle_at(path: str, sha256: str):
         raise BundleError(f"{path} changed while scoring (model sha256 {bundle.metadata.get('model_sha256')}, "
                           f"expected {sha256})")
     return bundle
-
-
-def model_identity(bundle: Any) -> tuple[str, str]:
-    """``(name, version)`` of a bundle: the config name, and the registered or recorded version,
-    else the first 12 hex digits of the model file's sha256."""
-    meta = bundle.metadata
-    name = str(meta.get("name") or getattr(bundle.config, "name", None) or bundle.path.name)
-    version = meta.get("version") or meta.get("registered_version") or bundle.evaluation.get("version")
-    if not version:
-        version = f"sha256:{(meta.get('model_sha256') or '')[:12]}"
-    return name, str(version)
-
-
-def bundle_context(bundle: Any) -> pd.DataFrame | None:
-    """The province/sector records the bundle was trained with, or None for older bundles."""
-    return getattr(bundle, "context", None)
 
 
 def history_notice(bundle: Any, events: pd.DataFrame | None, source: str | None = None) -> str:
@@ -243,7 +205,7 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
         lgml.modeling.bundle.BundleInputError: The features do not fit the model (missing
             columns, unseen category levels, with counts).
     """
-    context = bundle_context(bundle) if context is None else context
+    context = bundle.context if context is None else context
     table = feature_rows(panel, events=events, context=context, year=year)
     return predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain)
 
@@ -389,10 +351,9 @@ def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events:
 
 def _finish(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) -> pd.DataFrame:
     """Identity columns and the output column order; rows by national rank, then firm."""
-    name, version = model_identity(bundle)
-    extra = {"model": name, "model_version": version}
+    extra = {"model": bundle.name, "model_version": bundle.version}
     if growth is not None:
-        extra.update(zip(("growth_model", "growth_model_version"), model_identity(growth)))
+        extra.update(growth_model=growth.name, growth_model_version=growth.version)
     extra["designation_history"] = history
     front = ["firm_id", "year", "batch_year", "province", "holds_title", "probability", "rank_national",
              "percentile_national", "rank_province", "percentile_province"]
@@ -1158,7 +1119,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                 and source.rows <= ONE_PASS_FACTOR * IN_MEMORY_ROWS):
             source = source.loaded()
         keys = key_headers(source.headers)
-        context = bundle_context(bundle)
+        context = bundle.context
         if context is None:
             log.warning("bundle %s has no province/sector context: computing it from the whole input, so "
                         "scores depend on which firms are scored together", bundle.path)
@@ -1200,7 +1161,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     return ScoreResult(
         output=output, rows_read=rows_read, firms=firms, scored=len(final),
         skipped=max(firms - len(final), 0) if year is not None else 0, years=years,
-        summary=province_summary(final), history=notice, model=" ".join(model_identity(bundle)),
+        summary=province_summary(final), history=notice, model=f"{bundle.name} {bundle.version}",
         seconds=time.perf_counter() - started,
     )
 
@@ -1217,8 +1178,8 @@ def _load_models(model: str | os.PathLike, growth_model: str | os.PathLike | Non
     """The designation and growth bundles; MLflow models are downloaded into ``work`` (beside
     the output, so on storage that Dask workers can share)."""
     try:
-        bundle = load_scoring_model(model, dst=work / "model")
-        growth = load_scoring_model(growth_model, dst=work / "growth-model") if growth_model is not None else None
+        bundle = open_bundle(model, dst=work / "model")
+        growth = open_bundle(growth_model, dst=work / "growth-model") if growth_model is not None else None
     except ValueError as exc:  # an MLflow location holding no lgml model
         raise ScoreError(str(exc)) from exc
     _check_task(bundle, "designation", "--model")

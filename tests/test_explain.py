@@ -128,7 +128,7 @@ def bundle(bundle_dir):
 
 @pytest.fixture(scope="session")
 def context(bundle) -> pd.DataFrame:
-    context = ex.bundle_context(bundle)
+    context = bundle.context
     assert context is not None, "the bundle should carry the province/sector records it was trained with"
     return context
 

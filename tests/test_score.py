@@ -102,7 +102,7 @@ def test_chunked_equals_unchunked(models, data, reference, tmp_path, monkeypatch
 def test_streamed_equals_in_memory(models, data, reference, small_sim):
     bundle, growth = load_bundle(models["designation"]), load_bundle(models["growth"])
     memory = sc.score_panel(small_sim.panel, bundle, growth=growth, events=small_sim.events,
-                            context=sc.bundle_context(bundle))
+                            context=bundle.context)
     cols = ["firm_id", "year", *PREDICTIONS, "rank_national", "rank_province", "percentile_province"]
     pd.testing.assert_frame_equal(_by_firm(memory[cols]), _by_firm(reference[cols]))
 

@@ -245,6 +245,20 @@ class Bundle:
     context: pd.DataFrame | None = None
 
     @property
+    def name(self) -> str:
+        """The model's name: the training config's ``name``, else the bundle folder's name."""
+        return str(self.metadata.get("name") or getattr(self.config, "name", None) or self.path.name)
+
+    @property
+    def version(self) -> str:
+        """The registered or recorded version, else ``sha256:`` and the first 12 hex digits of
+        the model file's sha256 (never the package version: two models of one lgml release
+        differ)."""
+        version = (self.metadata.get("version") or self.metadata.get("registered_version")
+                   or self.evaluation.get("version"))
+        return str(version) if version else f"sha256:{(self.metadata.get('model_sha256') or '')[:12]}"
+
+    @property
     def task(self) -> str:
         """``designation`` or ``growth``."""
         return self.metadata["task"]
@@ -375,3 +389,26 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         quantile_boosters=quantiles,
         context=pd.read_parquet(path / CONTEXT_FILE) if (path / CONTEXT_FILE).is_file() else None,
     )
+
+
+def open_bundle(spec: str | os.PathLike, dst: str | os.PathLike | None = None) -> Bundle:
+    """Load a bundle from a folder or an MLflow URI (``models:/name@alias``, ``models:/name/3``,
+    ``runs:/<id>/model``): the one way every command opens a model.
+
+    Args:
+        spec: Bundle folder or MLflow URI.
+        dst: Folder to download an MLflow model into (a temporary folder if None).
+
+    Raises:
+        FileNotFoundError: The folder does not exist.
+        BundleError: The folder is not a complete, intact bundle.
+        ValueError: The MLflow location holds no lgml model, or MLflow cannot resolve the URI.
+    """
+    if ":/" in str(spec):
+        from lgml.tracking import load_model  # mlflow is imported only for URIs
+
+        return load_model(str(spec), dst=dst)
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{spec}: no such bundle folder (nor an MLflow URI such as models:/<name>@champion)")
+    return load_bundle(path)
