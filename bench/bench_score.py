@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from lgml import score as sc
 from lgml.config import TrainConfig
+from lgml.features import feature_rows
 from lgml.modeling import forest
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.pipeline import train_from_config
@@ -123,7 +124,7 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
 def raw_predict_rate(bundle, panel: pd.DataFrame, scores: pd.DataFrame, repeat: int) -> tuple[float, float]:
     """Rows per second of Booster.predict on the scored rows, checked against the scores; and
     of lgml's compiled predictor on the same matrix (checked equal)."""
-    table = sc.feature_rows(panel, context=bundle.context)
+    table = feature_rows(panel, context=bundle.context)
     table = table.set_index("firm_id").loc[scores["firm_id"]].reset_index()
     matrix = float_matrix(bundle, table)
     seconds, raw = best_of(repeat, lambda: bundle.booster.predict(matrix, raw_score=True))

@@ -335,7 +335,7 @@ def report(
     """
     from rich.console import Console
 
-    from lgml import explain as ex, io, validate as v
+    from lgml import io, validate as v
     from lgml.features import build_features, context_tables
     from lgml.modeling.bundle import BundleInputError
     from lgml.report import render_model

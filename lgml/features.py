@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
-from lgml.schema import CATEGORY_LEVELS
+from lgml.schema import CATEGORY_LEVELS, canonical_rows
 
 KEYS = ("firm_id", "year", "batch_year")
 TARGETS = ("designated_next", "growth_next")
@@ -61,6 +61,7 @@ BASE_GROUPS: dict[str, str] = {
     "ever_revoked": "refinement",
 }
 CATEGORICAL = ("province", "sector", "ownership", "size_band")
+LOOKBACK = 2  # features read fiscal years t-1 and t-2
 
 
 def _criteria_feature_groups() -> dict[str, str]:
@@ -328,3 +329,35 @@ def group_labels(group: str) -> str:
     zh, en = GROUPS[group]
     return f"{zh} {en}"
 
+
+def scoring_window(panel: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows features need: each scored firm's scored year ``t`` (its latest, or ``year``
+    for firms with a row in it) and the years ``t-1``, ``t-2``; and the mask of the scored
+    rows among them."""
+    years = panel["year"].to_numpy()
+    if year is not None:
+        firms = panel["firm_id"].to_numpy()[years == year]
+        window = panel[(years <= year) & (years >= year - LOOKBACK) & panel["firm_id"].isin(firms).to_numpy()]
+        return window, window["year"].to_numpy() == year
+    target = panel.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
+    keep = years >= target - LOOKBACK
+    return panel[keep], years[keep] == target[keep]
+
+
+def feature_rows(panel: pd.DataFrame, *, events: pd.DataFrame | None = None,
+                 context: pd.DataFrame | None = None, year: int | None = None) -> pd.DataFrame:
+    """Feature rows of each firm's scored year.
+
+    Args:
+        panel: Contract rows of whole firms (at least every row of a firm's window), any order;
+            shape (n_rows, n_columns).
+        events: Designation events; None when no history is known.
+        context: Province/sector records (see :func:`lgml.features.context_tables`).
+        year: Fiscal year to score; None scores each firm's latest year.
+
+    Returns:
+        :func:`lgml.features.build_features` rows of the scored years only, one per firm (none
+        for a firm without a row in ``year``), index reset.
+    """
+    window, scored = scoring_window(canonical_rows(panel), year)
+    return build_features(window, events, context, rows=scored)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 YEAR_MIN, YEAR_MAX = 2000, 2035
 WAN = 10_000.0  # yuan per 万元
 
@@ -188,3 +190,14 @@ def dtype_of(col: Column):
     if col.kind == "int":
         return "float64" if col.nullable else "int64"
     return {"float": "float64", "bool": "bool", "string": "str"}[col.kind]
+
+
+def canonical_rows(panel: pd.DataFrame) -> pd.DataFrame:
+    """Contract panel rows with the contract's dtypes restored: category levels fixed (a round
+    trip through Parquet or Dask leaves only the levels present, or unknown ones), ``firm_id``
+    as ``str``, integers as the contract holds them."""
+    casts = {}
+    for col in PANEL_COLUMNS:
+        if col.name in panel.columns and panel[col.name].dtype != dtype_of(col):
+            casts[col.name] = dtype_of(col)
+    return panel.astype(casts) if casts else panel

@@ -52,13 +52,13 @@ import pandas as pd
 
 from lgml import io
 from lgml.modeling.bundle import open_bundle
-from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, dtype_of
+from lgml.features import LOOKBACK, feature_rows
+from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows, dtype_of
 from lgml.validate import ContractError, Problem, conform_panel
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 200_000
-LOOKBACK = 2  # features read fiscal years t-1 and t-2
 THRESHOLDS = (0.5, 0.2, 0.1)
 MAX_BUCKETS = 256  # bucket files open at once while spilling
 MIN_BUCKET_ROWS = 50_000
@@ -129,52 +129,6 @@ def _span(years: Sequence[Any] | pd.Series) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Scoring whole firms (pure; runs in-process or on Dask workers)
-
-
-def canonical_rows(panel: pd.DataFrame) -> pd.DataFrame:
-    """Contract panel rows with the contract's dtypes restored: category levels fixed (a round
-    trip through Parquet or Dask leaves only the levels present, or unknown ones), ``firm_id``
-    as ``str``, integers as the contract holds them."""
-    casts = {}
-    for col in PANEL_COLUMNS:
-        if col.name in panel.columns and panel[col.name].dtype != dtype_of(col):
-            casts[col.name] = dtype_of(col)
-    return panel.astype(casts) if casts else panel
-
-
-def scoring_window(panel: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows features need: each scored firm's scored year ``t`` (its latest, or ``year``
-    for firms with a row in it) and the years ``t-1``, ``t-2``; and the mask of the scored
-    rows among them."""
-    years = panel["year"].to_numpy()
-    if year is not None:
-        firms = panel["firm_id"].to_numpy()[years == year]
-        window = panel[(years <= year) & (years >= year - LOOKBACK) & panel["firm_id"].isin(firms).to_numpy()]
-        return window, window["year"].to_numpy() == year
-    target = panel.groupby("firm_id", sort=False)["year"].transform("max").to_numpy()
-    keep = years >= target - LOOKBACK
-    return panel[keep], years[keep] == target[keep]
-
-
-def feature_rows(panel: pd.DataFrame, *, events: pd.DataFrame | None = None,
-                 context: pd.DataFrame | None = None, year: int | None = None) -> pd.DataFrame:
-    """Feature rows of each firm's scored year.
-
-    Args:
-        panel: Contract rows of whole firms (at least every row of a firm's window), any order;
-            shape (n_rows, n_columns).
-        events: Designation events; None when no history is known.
-        context: Province/sector records (see :func:`lgml.features.context_tables`).
-        year: Fiscal year to score; None scores each firm's latest year.
-
-    Returns:
-        :func:`lgml.features.build_features` rows of the scored years only, one per firm (none
-        for a firm without a row in ``year``), index reset.
-    """
-    from lgml.features import build_features
-
-    window, scored = scoring_window(canonical_rows(panel), year)
-    return build_features(window, events, context, rows=scored)
 
 
 def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
