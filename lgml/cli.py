@@ -225,7 +225,8 @@ def explain(
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lgml import explain as ex, io, validate as v
+    from lgml import io, validate as v
+    from lgml.explain import firm as ex
     from lgml.modeling.bundle import BundleInputError
     from lgml.report import render_firms
 

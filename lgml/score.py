@@ -214,7 +214,8 @@ def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n
                      raw: np.ndarray, matrix: np.ndarray) -> dict[str, Any]:
     """``shap_<dimension>`` (log-odds summed per criterion dimension) and ``reasons`` (top 3)
     for the candidate rows, NaN/empty for the others."""
-    from lgml.explain import contributions, group_contributions, top_reasons
+    from lgml.explain.contributions import contributions, group_contributions
+    from lgml.explain.reasons import top_reasons
 
     groups_map = bundle.metadata.get("feature_groups") or None
     if len(candidates):

@@ -21,7 +21,6 @@ import pytest
 from typer.testing import CliRunner
 
 from lgml.cli import app
-from test_explain import bundle, bundle_dir, context, data_dir, table  # noqa: F401  (shared session fixtures)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make install adds it)")

@@ -91,7 +91,7 @@ def _clean(x: Any) -> Any:
 
 def firm_figures(data: dict[str, Any]) -> dict[str, str]:
     """Waterfall and grouped bars of one firm explanation, as PNG data URIs."""
-    from lgml.explain import format_value, FEATURE_LABELS
+    from lgml.vocabulary import FEATURE_LABELS, format_value
     from lgml.report import figures
 
     labels = {}

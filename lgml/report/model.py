@@ -250,7 +250,7 @@ def global_importance(contrib: pd.DataFrame, groups: Mapping[str, str] | None = 
     Returns:
         ``(by_feature, by_group)``, each sorted largest first.
     """
-    from lgml.explain import group_contributions
+    from lgml.explain.contributions import group_contributions
 
     by_feature = contrib.abs().mean().sort_values(ascending=False)
     by_group = group_contributions(contrib, groups).abs().mean()
@@ -302,19 +302,22 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         ``importance`` / ``group_importance`` (mean |log-odds|), ``by_province``, ``by_sector``,
         ``drift`` (PSI rows or None), notes, and ``images`` (data URIs; left out of JSON).
     """
-    from lgml import explain, schema
+    from lgml import schema
+    from lgml.explain.contributions import contributions, group_label
+    from lgml.explain.firm import model_info
+    from lgml.vocabulary import feature_label
     from lgml.report import figures
 
     groups = bundle.metadata.get("feature_groups") or None
     report: dict[str, Any] = {
-        "model": explain.model_info(bundle), "evaluation": bundle.evaluation,
+        "model": model_info(bundle), "evaluation": bundle.evaluation,
         "evaluation_tables": evaluation_tables(bundle.evaluation) if bundle.evaluation else [],
         "evaluation_by": {key: _display_rows(evaluation_groups(bundle.evaluation, key)[:EVALUATION_GROUP_ROWS])
                           for key in ("by_province", "by_sector") if bundle.evaluation.get(key)},
         "plots": bundle_plots(bundle), "images": {}, "data_note": data_note, "reference_note": reference_note,
         "importance": [], "group_importance": [], "by_province": [], "by_sector": [], "drift": None,
         "n_sample": 0, "n_labelled": 0,
-        "group_labels": {g: explain.group_label(g) for g in (*FEATURE_GROUPS.values(), "other")},
+        "group_labels": {g: group_label(g) for g in (*FEATURE_GROUPS.values(), "other")},
     }
     reference = reference if reference is not None else bundle_reference(bundle)
     if reference is None:
@@ -325,17 +328,17 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     rows = data[~data["holds_title"].astype(bool)] if "holds_title" in data.columns else data
     rows = rows.reset_index(drop=True)
     take = rows.sample(n=min(sample, len(rows)), random_state=seed) if len(rows) > sample else rows
-    contrib, _ = explain.contributions(bundle, take)
+    contrib, _ = contributions(bundle, take)
     by_feature, by_group = global_importance(contrib, groups)
-    labels = {f: explain.feature_label(f) for f in contrib.columns}
+    labels = {f: feature_label(f) for f in contrib.columns}
     report["n_sample"] = len(take)
     report["importance"] = [{"feature": f, "label": labels[f], "group": (groups or FEATURE_GROUPS).get(f, "other"),
                              "mean_abs_log_odds": float(v)} for f, v in by_feature.head(25).items()]
-    report["group_importance"] = [{"group": g, "label": explain.group_label(g), "mean_abs_log_odds": float(v)}
+    report["group_importance"] = [{"group": g, "label": group_label(g), "mean_abs_log_odds": float(v)}
                                   for g, v in by_group.items()]
     report["images"]["beeswarm"] = figures.beeswarm(contrib, take, labels, top=15, seed=seed)
     report["images"]["group_importance"] = figures.importance_bars(
-        by_group.rename(index=explain.group_label), {}, "mean |sum of contributions| per dimension (log-odds)")
+        by_group.rename(index=group_label), {}, "mean |sum of contributions| per dimension (log-odds)")
     labelled = rows[rows["designated_next"].notna()] if "designated_next" in rows.columns else rows.iloc[:0]
     report["n_labelled"] = len(labelled)
     if len(labelled) and labelled["designated_next"].nunique() == 2:

@@ -1,0 +1,297 @@
+"""One firm, everything a reader needs; orchestration of `lgml explain`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgml import criteria
+from lgml.explain.contributions import contributions, group_contributions, group_label, probability_points
+from lgml.explain.reasons import criterion_phrases, reason_matrix, reason_units
+from lgml.explain.whatif import counterfactual
+from lgml.vocabulary import feature_label
+
+
+# ------------------------------------------------------------------------------------------------
+# One firm, everything a reader needs
+# ------------------------------------------------------------------------------------------------
+
+# Contract columns that may be blank, with what a blank costs.
+_NULLABLE_EFFECTS = {
+    "rd_expense": "R&D rules and the R&D part of the score cannot be shown",
+    "rd_staff": "R&D staff share (equity route, score) cannot be shown",
+    "equity_financing": "counted as no new equity",
+    "niche_market_share": "niche market share rule cannot be shown",
+    "digital_level": "digital level (information systems rule, score) cannot be shown",
+    "ownership": "ownership treated as unknown",
+}
+
+
+def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any]]:
+    """Every Little Giant criterion of batch ``year + 1`` for one firm, judged on fiscal year
+    ``year`` (with ``year - 1`` and ``year - 2`` for two-year rules).
+
+    Args:
+        firm_rows: The firm's panel rows (contract columns, money in yuan).
+        year: Fiscal year judged.
+
+    Returns:
+        One dict per criterion in rule order: ``criterion``, ``dimension``, ``dimension_label``
+        (bilingual), ``label_en``, ``label_zh``, ``status`` (``pass``, ``fail`` or ``missing``),
+        ``shortfall`` (criterion units, see :data:`lgml.criteria.CRITERIA`; None when passed or
+        unknown) and ``text`` (:func:`lgml.criteria.shortfall_text`).
+    """
+    batch = year + 1
+    inputs = criteria.criteria_inputs(firm_rows)
+    inputs = pd.concat([inputs, criteria.srdi_score(inputs)], axis=1)
+    row = inputs[inputs["year"] == year]
+    if row.empty:
+        raise ValueError(f"no row for fiscal year {year}")
+    checked_rows = criteria.check(row, batch)
+    checked = checked_rows.iloc[0]
+    values = row.iloc[0].to_dict()
+    judged = pd.concat([row, checked_rows], axis=1)
+    out = []
+    for name in criteria.RULES[criteria.regime_for(batch)]["criteria"]:
+        meta = criteria.CRITERIA[name]
+        short = float(checked[f"short_{name}"])
+        passed = bool(checked[f"pass_{name}"])
+        status = "pass" if passed else ("missing" if np.isnan(short) else "fail")
+        if passed:  # say what was met, with the firm's value
+            text = criterion_phrases(name, judged, batch)[0]
+        else:
+            text = criteria.shortfall_text(name, values.get(meta["inputs"][0]), short, values, batch_year=batch)
+        out.append({"criterion": name, "dimension": meta["dimension"],
+                    "dimension_label": group_label(meta["dimension"]),
+                    "label_en": meta["label_en"], "label_zh": meta["label_zh"], "status": status,
+                    "shortfall": None if passed or np.isnan(short) else short, "text": text})
+    return out
+
+
+def data_quality(firm_rows: pd.DataFrame, feature_row: pd.Series, year: int, features: Sequence[str]) -> list[str]:
+    """Plain notes on what is missing for one firm: blank contract fields of ``year``, absent
+    prior years, features the model sees as missing."""
+    notes = []
+    last = firm_rows[firm_rows["year"] == year].iloc[0]
+    for col, effect in _NULLABLE_EFFECTS.items():
+        if col in last.index and pd.isna(last[col]):
+            notes.append(f"{col} is blank in {year}: {effect}")
+    have = set(firm_rows["year"].astype(int))
+    absent = [y for y in (year - 1, year - 2) if y not in have]
+    if absent:
+        notes.append(f"no row for {', '.join(map(str, absent))}: two-year rules (R&D in each of 2 years, "
+                     "2-year growth) cannot be shown")
+    missing = [f for f in features if f in feature_row.index and pd.isna(feature_row[f])
+               and not f.startswith(("pass_", "short_"))]
+    if missing:
+        shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        notes.append(f"{len(missing)} model input(s) missing (the model treats them as unknown): {shown}")
+    return notes
+
+
+def model_info(bundle: Any) -> dict[str, Any]:
+    """Name, version and provenance of a bundle, for report footers."""
+    meta = bundle.metadata
+    return {
+        "name": bundle.name, "task": bundle.task, "version": bundle.version,
+        "model_sha256": (meta.get("model_sha256") or "")[:12], "git_commit": meta.get("git_commit"),
+        "trained_at": meta.get("trained_at") or meta.get("created_at"), "path": str(bundle.path),
+        "n_features": len(bundle.features), "calibration": getattr(bundle.calibrator, "method", None),
+    }
+
+
+def growth_prediction(growth_bundle: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """Expected revenue growth of the next year for the rows of ``table`` (one row), from a
+    growth bundle: ``log_growth`` (log ratio), ``growth_pct`` (percent) and, when the bundle
+    has quantile models, the 10%-90% interval in percent."""
+    value = float(growth_bundle.predict(table)[0])
+    out: dict[str, Any] = {"log_growth": value, "growth_pct": 100 * math.expm1(value)}
+    if getattr(growth_bundle, "quantile_boosters", None):
+        lo, hi = growth_bundle.predict_interval(table)[0]
+        out.update(p10_pct=100 * math.expm1(float(lo)), p90_pct=100 * math.expm1(float(hi)))
+    return out
+
+
+def province_percentile(probability: float, peers: np.ndarray) -> float:
+    """Percent of ``peers`` (probabilities of the firms of the same province and year) scoring
+    at or below ``probability``; NaN without peers."""
+    peers = np.asarray(peers, dtype=float)
+    peers = peers[~np.isnan(peers)]
+    if not len(peers):
+        return float("nan")
+    return float(100.0 * np.mean(peers <= probability + 1e-12))
+
+
+def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataFrame, *,
+                     peers: np.ndarray | None = None, events: pd.DataFrame | None = None,
+                     context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
+                     k: int = 10, counterfactual_on: bool = True) -> dict[str, Any]:
+    """Everything the per-firm report shows, as plain JSON-compatible data.
+
+    Args:
+        bundle: Designation bundle.
+        feature_row: The firm's feature row (a one-row feature table).
+        firm_rows: The firm's panel rows (fiscal years up to the row's ``year``).
+        peers: Probabilities of the firms of the same province and year (for the percentile).
+        events: Designation events (for the counterfactual's title history).
+        context: Province/sector records the features were built with.
+        growth_bundle: Optional growth bundle.
+        target: Counterfactual target probability (0-1).
+        k: Reasons listed.
+        counterfactual_on: Search for a counterfactual.
+
+    Returns:
+        Dict with ``firm_id``, ``year``, ``batch_year``, ``province``, ``sector``,
+        ``probability`` (0-1), ``raw_score`` and ``base_value`` (log-odds), ``base_probability``,
+        ``percentile_in_province``, ``n_peers``, ``contributions`` (feature -> log-odds),
+        ``contributions_pp`` (feature -> probability points), ``groups`` / ``groups_pp``,
+        ``group_labels``, ``reasons`` (list of dicts: ``feature``, ``text``, ``log_odds``, ``pp``),
+        ``criteria`` (:func:`criteria_checklist`), ``eligible``, ``counterfactual``, ``growth``,
+        ``data_quality`` and ``model``.
+    """
+    row = feature_row.iloc[[0]]
+    contrib, base = contributions(bundle, row)
+    raw = float(base[0] + contrib.iloc[0].sum())
+    calibrate = bundle.calibrator.transform
+    prob = float(calibrate(np.array([raw]))[0])
+    points = probability_points(contrib, base, calibrate)
+    groups = group_contributions(contrib, bundle.metadata.get("feature_groups") or None)
+    groups_pp = group_contributions(points, bundle.metadata.get("feature_groups") or None)
+    units, phrases, values = reason_matrix(contrib, row, k)
+    members = reason_units(bundle.features, int(row["batch_year"].iloc[0]))
+    reasons = [{"unit": u, "features": members[u], "text": p, "log_odds": float(v),
+                "pp": float(points.iloc[0][members[u]].sum())}
+               for u, p, v in zip(units[0], phrases[0], values[0]) if u]
+    firm_id, year = str(row["firm_id"].iloc[0]), int(row["year"].iloc[0])
+    cf = None
+    if counterfactual_on:
+        cf = counterfactual(bundle, firm_rows, firm_id, year, events=events, context=context, target=target,
+                            feature_row=row).to_dict()
+    peers = np.asarray([] if peers is None else peers, dtype=float)
+    series = contrib.iloc[0]
+    return {
+        "firm_id": firm_id, "year": year, "batch_year": year + 1,
+        "province": str(row["province"].iloc[0]), "sector": str(row["sector"].iloc[0]),
+        "probability": prob, "raw_score": raw, "base_value": float(base[0]),
+        "base_probability": float(calibrate(base[:1])[0]),
+        "percentile_in_province": province_percentile(prob, peers), "n_peers": int(np.sum(~np.isnan(peers))),
+        "contributions": {f: float(v) for f, v in series.items()},
+        "contributions_pp": {f: float(v) for f, v in points.iloc[0].items()},
+        "feature_values": {f: _jsonable_value(row[f].iloc[0]) for f in bundle.features if f in row.columns},
+        "feature_labels": {f: feature_label(f) for f in bundle.features},
+        "groups": {g: float(v) for g, v in groups.iloc[0].items()},
+        "groups_pp": {g: float(v) for g, v in groups_pp.iloc[0].items()},
+        "group_labels": {g: group_label(g) for g in groups.columns},
+        "reasons": reasons,
+        "criteria": criteria_checklist(firm_rows, year),
+        "eligible": bool(row["eligible"].iloc[0] >= 0.5) if "eligible" in row.columns else None,
+        "counterfactual": cf,
+        "growth": growth_prediction(growth_bundle, row) if growth_bundle is not None else None,
+        "data_quality": data_quality(firm_rows, row.iloc[0], year, bundle.features),
+        "model": model_info(bundle),
+    }
+
+
+def _jsonable_value(x: Any) -> Any:
+    if x is None or (not isinstance(x, str) and pd.isna(x)):
+        return None
+    if isinstance(x, (np.integer, np.floating, float, int)):
+        return float(x)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    return str(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration for the command line: score a year, pick firms, explain them
+# ------------------------------------------------------------------------------------------------
+
+
+def year_table(panel: pd.DataFrame, year: int, events: pd.DataFrame | None, context: pd.DataFrame | None,
+               provinces: Sequence[str] | None = None) -> pd.DataFrame:
+    """Feature rows of fiscal year ``year`` (application to batch ``year + 1``).
+
+    Only the years ``year - 2 .. year`` are read (every feature looks back at most two years),
+    optionally only for firms of ``provinces``.
+
+    Returns:
+        Feature table (see :func:`lgml.features.build_features`) with one row per firm that has
+        a row for ``year``, index reset.
+    """
+    from lgml.features import build_features
+
+    window = panel[panel["year"].between(year - 2, year)]
+    if provinces is not None:
+        window = window[window["province"].astype(str).isin([str(p) for p in provinces])]
+    table = build_features(window, events, context)
+    return table[table["year"] == year].reset_index(drop=True)
+
+
+def latest_year(panel: pd.DataFrame, firm_id: str | None = None) -> int:
+    """The last fiscal year of the panel (or of one firm).
+
+    Raises:
+        ValueError: The firm is not in the panel.
+    """
+    rows = panel if firm_id is None else panel[panel["firm_id"] == str(firm_id)]
+    if rows.empty:
+        raise ValueError(f"firm {firm_id!r} is not in the input")
+    return int(rows["year"].max())
+
+
+def top_per_province(table: pd.DataFrame, probability: np.ndarray, n: int) -> dict[str, list[int]]:
+    """Positions (into ``table``) of the ``n`` most likely candidates of each province,
+    provinces in name order; firms holding a valid title are not candidates."""
+    frame = pd.DataFrame({"province": table["province"].astype(str).to_numpy(), "p": probability,
+                          "pos": np.arange(len(table))})
+    if "holds_title" in table.columns:
+        frame = frame[~table["holds_title"].to_numpy(dtype=bool)]
+    frame = frame.sort_values(["province", "p"], ascending=[True, False], kind="stable")
+    return {prov: grp["pos"].head(n).tolist() for prov, grp in frame.groupby("province", sort=True)}
+
+
+def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, probability: np.ndarray,
+                      positions: Sequence[int], *, events: pd.DataFrame | None = None,
+                      context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
+                      k: int = 10, notes: Sequence[str] = (),
+                      progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """:func:`firm_explanation` for the rows ``positions`` of a scored year table.
+
+    Args:
+        bundle: Designation bundle.
+        panel: Canonical panel (for each firm's rows and the counterfactual).
+        table: Year table from :func:`year_table`.
+        probability: Calibrated probabilities of ``table``'s rows, shape (n_rows,).
+        positions: Rows to explain.
+        events, context, growth_bundle, target, k: See :func:`firm_explanation`.
+        notes: Data-quality notes added to every firm (e.g. about the context used).
+        progress: Called with 1 after each firm.
+
+    Returns:
+        One explanation dict per position, in order.
+    """
+    candidates = (~table["holds_title"].to_numpy(dtype=bool) if "holds_title" in table.columns
+                  else np.ones(len(table), bool))
+    provinces = table["province"].astype(str).to_numpy()
+    year = int(table["year"].iloc[0]) if len(table) else 0
+    by_firm = panel[panel["year"].between(year - 2, year)].groupby("firm_id", sort=False)
+    out = []
+    for pos in positions:
+        row = table.iloc[[pos]]
+        firm_id = str(row["firm_id"].iloc[0])
+        peers = probability[candidates & (provinces == provinces[pos])]
+        data = firm_explanation(bundle, row, by_firm.get_group(firm_id), peers=peers, events=events, context=context,
+                                growth_bundle=growth_bundle, target=target, k=k)
+        if not candidates[pos]:
+            data["data_quality"].insert(0, "the firm holds a valid Little Giant title, so it is not a candidate "
+                                           "for this batch; the percentile compares it with the candidates")
+        data["data_quality"].extend(notes)
+        out.append(data)
+        if progress is not None:
+            progress(1)
+    return out
+
