@@ -1,7 +1,15 @@
 """Probability calibration of a binary model's log-odds, fitted on held-out batches.
 
 Calibrators map raw scores (log-odds, shape (n,)) to probabilities and serialise to plain
-JSON: isotonic as its threshold arrays, Platt as two coefficients. No pickle.
+JSON: the monotone spline as its knots and tail slopes, isotonic as its threshold arrays, Platt
+as two coefficients. No pickle.
+
+``spline`` (the default) is strictly increasing in the score, so a ranking by probability is the
+ranking by the model's score: isotonic regression finds the blocks of the calibration curve,
+and a monotone cubic (PCHIP) through the blocks' centres, in log-odds, joins them, with
+straight Platt-slope tails beyond the first and last block. ``isotonic`` is flat below its
+lowest threshold and between thresholds' plateaus, so many firms share one probability;
+``platt`` is strictly increasing but bends only one way.
 
 Example:
     >>> import numpy as np
@@ -19,8 +27,8 @@ import numpy as np
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Probability from log-odds."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+    """Probability from log-odds, without overflow at large |x|."""
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=float)))
 
 
 class IdentityCalibrator:
@@ -98,12 +106,88 @@ class IsotonicCalibrator:
         return {"method": self.method, "x": self.x_.tolist(), "y": self.y_.tolist()}
 
 
-Calibrator = IdentityCalibrator | PlattCalibrator | IsotonicCalibrator
-_METHODS = {c.method: c for c in (IdentityCalibrator, PlattCalibrator, IsotonicCalibrator)}
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return np.log(p) - np.log1p(-p)
+
+
+class SplineCalibrator:
+    """Strictly increasing calibration: a monotone cubic (PCHIP) in log-odds through the
+    centres of the isotonic blocks, extended by straight tails.
+
+    Isotonic regression of the label on the model's log-odds pools the rows into blocks of
+    increasing rate. Each block becomes a knot: x = the mean log-odds of its rows, y = the logit
+    of its rate, kept within ``[1 / (2n), 1 - 1 / (2n)]`` for ``n`` fitting rows (a block
+    without a positive says the rate is small, not zero). Knot y values increase strictly, so
+    PCHIP between them increases strictly; beyond the outer knots the curve continues in a
+    straight line (in log-odds) with the Platt slope fitted on the same rows, floored at
+    :data:`MIN_TAIL_SLOPE`. Equal scores get equal probabilities; different scores never do,
+    up to floating-point resolution.
+
+    Attributes:
+        x_: Knot positions in the model's log-odds, strictly increasing, shape (m,).
+        y_: Calibrated log-odds at the knots, strictly increasing, shape (m,).
+        slope_: Tail slope (calibrated log-odds per model log-odds), > 0.
+    """
+
+    method = "spline"
+    MIN_TAIL_SLOPE = 0.05
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> SplineCalibrator:
+        """Fit on log-odds ``raw`` of shape (n,) and 0/1 labels ``y`` of shape (n,).
+
+        Raises:
+            ValueError: ``raw`` and ``y`` differ in length or are empty.
+        """
+        from sklearn.isotonic import IsotonicRegression
+
+        raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=float)
+        if len(raw) != len(y) or not len(raw):
+            raise ValueError(f"raw ({len(raw)}) and y ({len(y)}) must be non-empty and of one length")
+        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(raw, y)
+        eps = 0.5 / len(raw)
+        # Consecutive rows (by score) with one fitted rate form a block; a tie in score is one row.
+        order = np.argsort(raw, kind="stable")
+        rate = fitted[order]
+        starts = np.flatnonzero(np.r_[True, np.diff(rate) != 0])
+        ends = np.r_[starts[1:], len(rate)]
+        x = np.array([raw[order[a:b]].mean() for a, b in zip(starts, ends)])
+        knots = _logit(np.clip(rate[starts], eps, 1 - eps))
+        keep = np.r_[True, (np.diff(x) > 0) & (np.diff(knots) > 0)]  # clipping may merge the extreme blocks
+        self.x_, self.y_ = x[keep], knots[keep]
+        self.slope_ = max(PlattCalibrator().fit(raw, y).a_, self.MIN_TAIL_SLOPE) if 0 < y.sum() < len(y) \
+            else self.MIN_TAIL_SLOPE
+        return self
+
+    def log_odds(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated log-odds of shape (n,) from model log-odds of shape (n,)."""
+        raw = np.asarray(raw, dtype=float)
+        x, y = self.x_, self.y_
+        out = np.empty_like(raw)
+        low, high = raw <= x[0], raw >= x[-1]
+        out[low] = y[0] + self.slope_ * (raw[low] - x[0])
+        out[high] = y[-1] + self.slope_ * (raw[high] - x[-1])
+        inside = ~(low | high)
+        if inside.any():
+            from scipy.interpolate import PchipInterpolator
+
+            out[inside] = PchipInterpolator(x, y, extrapolate=False)(raw[inside])
+        return out
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Probabilities of shape (n,) from log-odds of shape (n,); strictly increasing."""
+        return sigmoid(self.log_odds(raw))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "x": self.x_.tolist(), "y": self.y_.tolist(), "slope": self.slope_}
+
+
+Calibrator = IdentityCalibrator | PlattCalibrator | IsotonicCalibrator | SplineCalibrator
+_METHODS = {c.method: c for c in (IdentityCalibrator, PlattCalibrator, IsotonicCalibrator, SplineCalibrator)}
 
 
 def make_calibrator(method: str) -> Calibrator:
-    """An unfitted calibrator: ``isotonic``, ``platt`` or ``none``."""
+    """An unfitted calibrator: ``spline``, ``isotonic``, ``platt`` or ``none``."""
     if method not in _METHODS:
         raise ValueError(f"unknown calibration {method!r}; allowed: {sorted(_METHODS)}")
     return _METHODS[method]()
@@ -114,6 +198,8 @@ def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
     cal = make_calibrator(data["method"])
     if isinstance(cal, PlattCalibrator):
         cal.a_, cal.b_ = float(data["a"]), float(data["b"])
-    elif isinstance(cal, IsotonicCalibrator):
+    elif isinstance(cal, (IsotonicCalibrator, SplineCalibrator)):
         cal.x_, cal.y_ = np.asarray(data["x"], dtype=float), np.asarray(data["y"], dtype=float)
+        if isinstance(cal, SplineCalibrator):
+            cal.slope_ = float(data["slope"])
     return cal
