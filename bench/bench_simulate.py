@@ -10,7 +10,8 @@ import time
 
 import pandas as pd
 
-from lgml.simulate import calibration_report, oracle_scores, simulate
+from lgml.published import calibration_report, oracle_scores
+from lgml.simulate import simulate
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def simulate(
     from rich.console import Console
 
     from lgml import io, simulate as sim
+    from lgml.published import calibration_report
 
     names = ("panel.parquet", "events.parquet", "truth.parquet")
     existing = [n for n in names if (out / n).exists()]
@@ -72,7 +73,7 @@ def simulate(
         table = Table(title="Calibration: published target vs simulated")
         for col in ("target", "published", "simulated", "accepted band", "ok"):
             table.add_column(col)
-        for row in sim.calibration_report(result).itertuples(index=False):
+        for row in calibration_report(result).itertuples(index=False):
             table.add_row(row.target, row.published, f"{row.simulated:,.3f}", f"{row.low:,.3f} .. {row.high:,.3f}",
                           "yes" if row.ok else "[red]NO[/red]")
         Console().print(table)

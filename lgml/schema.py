@@ -201,3 +201,25 @@ def canonical_rows(panel: pd.DataFrame) -> pd.DataFrame:
         if col.name in panel.columns and panel[col.name].dtype != dtype_of(col):
             casts[col.name] = dtype_of(col)
     return panel.astype(casts) if casts else panel
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule of the contract.
+
+    Attributes:
+        table: ``"panel"`` or ``"events"``.
+        column: Contract column name, or ``"firm_id, year"`` for a key rule.
+        rule: The rule as shown to users, e.g. ``"must be >= 0"``.
+        count: Number of rows breaking it (all rows for a column-level problem).
+        examples: Up to five ``(firm_id, year, value)`` tuples (``batch_year`` for events);
+            empty for column-level problems such as a missing column. A value is the input
+            text for unreadable values, the parsed value otherwise, and a pair for rules
+            between two columns.
+    """
+
+    table: str
+    column: str
+    rule: str
+    count: int
+    examples: tuple = ()

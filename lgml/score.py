@@ -54,7 +54,8 @@ from lgml import io
 from lgml.modeling.bundle import open_bundle
 from lgml.features import LOOKBACK, feature_rows
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows, dtype_of
-from lgml.validate import ContractError, Problem, conform_panel
+from lgml.schema import Problem
+from lgml.validate import ContractError, conform_panel
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ def iter_chunks(source: TableSource, chunk_rows: int, columns: Sequence[str] | N
 def key_headers(headers: Sequence[str]) -> tuple[str | None, str | None]:
     """The input headers that :func:`lgml.validate.standardize` reads as ``firm_id`` and ``year``
     (the same header matching: aliases, unit suffixes, case; the first of repeated ones)."""
-    from lgml.validate import header_positions
+    from lgml.parsing import header_positions
 
     found = header_positions(headers, "panel")
     return tuple(headers[found[name][0]] if name in found else None for name in ("firm_id", "year"))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lgml import simulate as sim_mod
+from lgml import published, simulate as sim_mod
 from lgml.cli import app
 from lgml.schema import PANEL_NAMES, dtype_of, PANEL_COLUMNS
 from lgml.validate import check_events, check_panel
@@ -50,7 +50,7 @@ def test_truth_covers_every_firm_year_and_is_a_probability(small_sim):
 
 def test_title_holders_have_zero_probability(small_sim):
     ev, truth = small_sim.events, small_sim.truth
-    held_2022 = set(sim_mod.titles_held(ev, 2022))
+    held_2022 = set(published.titles_held(ev, 2022))
     rows = truth[(truth["year"] == 2022) & truth["firm_id"].isin(held_2022)]
     assert len(rows) > 0 and (rows["p_designation"] == 0).all()
 
@@ -63,14 +63,14 @@ def test_true_probabilities_match_drawn_counts(calib_sim):
 
 
 def test_calibration_targets_within_tolerance(calib_sim):
-    report = sim_mod.calibration_report(calib_sim)
+    report = published.calibration_report(calib_sim)
     bad = report[~report["ok"]]
     assert bad.empty, "\n" + bad.to_string()
     assert len(report) >= 30
 
 
 def test_oracle_auc_band(calib_sim):
-    scores = sim_mod.oracle_scores(calib_sim)
+    scores = published.oracle_scores(calib_sim)
     assert 0.85 <= scores["auc_pool"] <= 0.93
     assert scores["auc_all"] >= scores["auc_pool"]
     assert 0.20 <= scores["growth_r2"] <= 0.45

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lgml import validate as v
+from lgml import parsing, validate as v
+from lgml.schema import Problem
 from lgml.cli import app
 from lgml.schema import CATEGORY_LEVELS, EVENT_COLUMNS, MONEY_COLUMNS, PANEL_COLUMNS, dtype_of
 
@@ -43,7 +44,7 @@ def with_value(column: str, value: object) -> pd.DataFrame:
     return df
 
 
-def problems_of(df: pd.DataFrame, units: str = "yuan") -> list[v.Problem]:
+def problems_of(df: pd.DataFrame, units: str = "yuan") -> list[Problem]:
     try:
         v.conform_panel(df, units=units)
     except v.ContractError as err:
@@ -260,7 +261,7 @@ def test_english_headers_match_case_whitespace_and_bom():
 
 @pytest.mark.parametrize("table", ["panel", "events"])
 def test_every_alias_maps_to_its_own_column(table):
-    columns = v.TABLES[table]
+    columns = parsing.TABLES[table]
     sample = {"string": "F1", "int": "1", "float": "1", "bool": "是"}
     spellings = [(col.name, *col.aliases) for col in columns]
     for i in range(max(map(len, spellings))):  # one frame per alias rank: every column once
@@ -423,13 +424,13 @@ def test_load_events_reads_chinese_headers(tmp_path):
 BROKEN_PROBLEMS = {
     ("employees", "must be a whole number", (("F001", 2021, "约320人"),)),
     ("revenue", "must be >= 0", (("F002", 2021, -86_000_000),)),
-    ("province", v.CATEGORY_RULES["province"], (("F002", 2022, "火星省"),)),
+    ("province", parsing.CATEGORY_RULES["province"], (("F002", 2022, "火星省"),)),
     ("firm_id, year", "must be unique", (("F003", 2022, "2 rows"),)),
 }
 BROKEN_REPORT = (  # each problem of BROKEN_PROBLEMS as the terminal shows it
     "- employees (1 row): must be a whole number\n    e.g. F001 2021: 约320人",
     "- revenue (1 row): must be >= 0\n    e.g. F002 2021: -86,000,000 yuan",
-    f"- province (1 row): {v.CATEGORY_RULES['province']}\n    e.g. F002 2022: 火星省",
+    f"- province (1 row): {parsing.CATEGORY_RULES['province']}\n    e.g. F002 2022: 火星省",
     "- firm_id, year (2 rows): must be unique\n    e.g. F003 2022: 2 rows",
 )
 
@@ -522,7 +523,7 @@ def test_category_columns_read_as_categoricals_parse_like_text():
     as_categories = text.astype({"province": "category", "ownership": "category"})
     from_text, from_categories = problems_of(text), problems_of(as_categories)
     assert from_categories == from_text
-    assert {(p.column, p.rule) for p in from_text} == {("province", v.CATEGORY_RULES["province"]),
+    assert {(p.column, p.rule) for p in from_text} == {("province", parsing.CATEGORY_RULES["province"]),
                                                       ("province", "must not be missing")}
     assert [p.count for p in from_text] == [1, 1]
     clean = text.drop(index=[2, 3])
