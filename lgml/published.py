@@ -35,8 +35,9 @@ def titles_held(events: pd.DataFrame, year: int) -> pd.Series:
 
 def oracle_scores(sim: Simulation) -> dict[str, float]:
     """AUC of the true probability for next-batch designation (batches 2019-2025) over all
-    candidate firm-years and within the provincial SRDI pool, and R² of the true expected
-    growth over firm-years with a next year."""
+    candidate firm-years and within the provincial SRDI pool; R² of the true expected growth over
+    firm-years with a next year, as is (``growth_r2``) and within each year (``growth_r2_within``:
+    each year's mean removed from both, so the year's macro shock, unknowable at t, drops out)."""
     from sklearn.metrics import r2_score, roc_auc_score
 
     key = ["firm_id", "year"]
@@ -54,6 +55,9 @@ def oracle_scores(sim: Simulation) -> dict[str, float]:
         "auc_all": float(roc_auc_score(batch_rows["designated"], batch_rows["p_designation"])),
         "auc_pool": float(roc_auc_score(pool["designated"], pool["p_designation"])),
         "growth_r2": float(r2_score(actual, growth["expected_growth"])),
+        "growth_r2_within": float(r2_score(actual - actual.groupby(growth["year"]).transform("mean"),
+                                           growth["expected_growth"]
+                                           - growth["expected_growth"].groupby(growth["year"]).transform("mean"))),
     }
 
 

@@ -97,8 +97,13 @@ LEAK_LOGODDS = -1.8  # a candidate failing one hard criterion (alternative route
 LEAK_PER_EXTRA_FAIL = -1.1
 NON_POOL_LOGODDS = -2.5  # further penalty outside the provincial pool (2022+ requires it)
 
-# Growth: g[t+1] = f(observed up to t) + N(0, GROWTH_NOISE^2).
+# Growth: g[t+1] = f(observed up to t) + MACRO_SHOCK[t] + N(0, GROWTH_NOISE^2).
 GROWTH_NOISE = 0.16
+# The business cycle's shock to every firm's growth from t to t+1. Realised growth has it; the
+# truth (expected growth given what is observable at t) does not: nobody knows next year's shock
+# at t. The shocks average about zero, so the truth is the expectation over them.
+MACRO_SHOCK = {2016: 0.03, 2017: 0.05, 2018: 0.0, 2019: -0.1, 2020: 0.08, 2021: -0.03,
+               2022: 0.02, 2023: -0.02, 2024: 0.0}
 TITLE_GROWTH_LIFT = 0.07  # designation raises later growth (DiD studies on listed firms)
 
 SECTOR_WEIGHTS = {
@@ -382,17 +387,17 @@ def _designation_probability(firms: _Firms, inputs: pd.DataFrame, idx: np.ndarra
     return np.where(candidate, _sigmoid(a[prov] + eta), 0.0)
 
 
-def expected_growth(inputs: pd.DataFrame, last_growth: np.ndarray, holder: np.ndarray, year: int) -> np.ndarray:
-    """True expected log revenue growth from ``year`` to ``year + 1`` given observed values."""
+def expected_growth(inputs: pd.DataFrame, last_growth: np.ndarray, holder: np.ndarray) -> np.ndarray:
+    """True expected log revenue growth from ``year`` to ``year + 1`` given the values observed
+    up to ``year``: the year's macro shock (:data:`MACRO_SHOCK`), unknowable at ``year``, is not
+    part of it."""
     f = lambda c: inputs[c].to_numpy(dtype=float, na_value=np.nan)  # noqa: E731
     rd_int = np.nan_to_num(f("rd_intensity"), nan=0.015)
     sector = inputs["sector"].astype(object).to_numpy()
     region = np.array([PROVINCES[p][2] for p in PROVINCE_LEVELS], dtype=object)[
         inputs["province"].cat.codes.to_numpy()]
-    cycle = {2016: 0.03, 2017: 0.05, 2018: 0.0, 2019: -0.1, 2020: 0.08, 2021: -0.03,
-             2022: 0.02, 2023: -0.02, 2024: 0.0}.get(year, 0.0)
     return (
-        -0.085 + cycle
+        -0.085
         + 0.3 * np.clip(np.nan_to_num(last_growth), -0.6, 0.6)
         + 0.9 * np.minimum(rd_int, 0.25)
         - 0.07 * np.clip(np.log(np.maximum(f("revenue"), 1e5) / 5e7), -3, 3)
@@ -465,7 +470,7 @@ def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
             p = _designation_probability(firms, inputs, idx, batch)
         else:
             p = np.zeros(len(idx))
-        mu = expected_growth(inputs, firms.growth[idx], holder, year)
+        mu = expected_growth(inputs, firms.growth[idx], holder)
         truths.append(pd.DataFrame({"firm_id": obs["firm_id"], "year": year, "p_designation": p, "expected_growth": mu}))
         if batch in BATCHES:
             won = idx[rng.random(len(idx)) < p]
@@ -474,7 +479,7 @@ def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
             firms.next_review[won] = batch + 3
             designations += [(int(i), batch) for i in won]
         # Revenue moves to next year; firms founded next year start from their entry size.
-        g = mu + rng.normal(0, GROWTH_NOISE, len(idx))
+        g = mu + MACRO_SHOCK.get(year, 0.0) + rng.normal(0, GROWTH_NOISE, len(idx))
         firms.log_rev[idx] += g
         firms.growth[idx] = g
     panel = pd.concat(history, ignore_index=True)
