@@ -203,7 +203,7 @@ def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHO
         DataFrame, one row per province sorted by expected designations (descending), then ``All``.
     """
     frame = pd.DataFrame({"province": scored["province"].astype("str"), "p": scored["probability"],
-                          "holder": scored["holds_title"].fillna(False).astype(bool)})
+                          "holder": ~candidate_mask(scored)})
     aggs = {"firms": ("p", "size"), "title_holders": ("holder", "sum"), "candidates": ("p", "count"),
             "expected_designations": ("p", "sum")}
     for t in thresholds:
