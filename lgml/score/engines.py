@@ -26,6 +26,7 @@ from lgml.validate import ContractError
 
 ENGINES = ("local", "dask")
 
+
 @functools.lru_cache(maxsize=4)
 def bundle_at(path: str, sha256: str):
     """A bundle loaded once per process (Dask workers load from the folder, never a pickle),

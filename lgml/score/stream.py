@@ -43,6 +43,7 @@ IN_MEMORY_ROWS = 1_000_000  # window rows (about 300 MB) held in memory instead 
 ONE_PASS_FACTOR = 2  # Parquet inputs up to this many times IN_MEMORY_ROWS are read into memory once
 SPILL_COMPRESSION = "lz4"  # bucket files are read once, soon: speed over size
 
+
 def release_memory() -> None:
     """Hand memory Arrow's allocator keeps for reuse back to the system, so that the peak of
     one pass does not stay resident through the next ones."""
@@ -399,8 +400,6 @@ def duplicate_problems(frame: pd.DataFrame) -> list[Problem]:
     from lgml.validate import check_panel
 
     return [p for p in check_panel(frame[dup.to_numpy()]) if p.rule == "must be unique"]
-
-
 
 
 def n_buckets(window_rows: int, chunk_rows: int) -> int:
