@@ -40,12 +40,12 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lgml import score as sc
 from lgml.config import TrainConfig
 from lgml.features import feature_rows
 from lgml.modeling import forest
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.pipeline import train_from_config
+from lgml.score import DEFAULT_CHUNK_ROWS, score_file
 from lgml.simulate import simulate
 
 ROW_GROUP = 100_000
@@ -136,7 +136,7 @@ def raw_predict_rate(bundle, panel: pd.DataFrame, scores: pd.DataFrame, repeat: 
 
 def e2e_rate(bundle_dir: Path, panel_path: Path, out: Path, repeat: int, **kwargs) -> tuple[float, pd.DataFrame]:
     """Scored rows per second of score_file (read Parquet ... write Parquet)."""
-    seconds, _ = best_of(repeat, lambda: sc.score_file(bundle_dir, panel_path, out, overwrite=True, **kwargs))
+    seconds, _ = best_of(repeat, lambda: score_file(bundle_dir, panel_path, out, overwrite=True, **kwargs))
     scores = pd.read_parquet(out)
     return len(scores) / seconds, scores
 
@@ -191,7 +191,7 @@ def main() -> None:
                         help="train with this training config instead (e.g. configs/designation.yaml)")
     parser.add_argument("--explain-firms", type=int, default=None, help="firms explained (default: all)")
     parser.add_argument("--big-rows", type=int, default=10_000_000, help="rows of the memory panel (0 skips)")
-    parser.add_argument("--chunk-rows", type=int, default=sc.DEFAULT_CHUNK_ROWS)
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the files here (default: a temporary folder)")
     args = parser.parse_args()

@@ -414,27 +414,34 @@ def score(
     from lgml import io, score as sc, validate as v
     from lgml.modeling.bundle import BundleError, BundleInputError
 
-    errors: tuple[type[Exception], ...] = (v.ContractError, io.InputError, BundleError, BundleInputError,
-                                           sc.ScoreError, FileExistsError, FileNotFoundError)
-    if ":/" in model or (growth_model and ":/" in growth_model):
-        from mlflow.exceptions import MlflowException
-
-        errors += (MlflowException,)
-    try:
-        for path in (output, summary):
-            if path is not None:
-                sc.check_output_path(path, overwrite)
-    except (io.InputError, FileExistsError) as exc:
-        fail(str(exc))
+    errors = (v.ContractError, io.InputError, BundleError, BundleInputError, sc.ScoreError, FileExistsError,
+              FileNotFoundError, *_mlflow_errors(model, growth_model))
     console = Console(stderr=True)
     with _ScoreProgress(console) as progress:
         try:
             result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
-                                   units=units, encoding=encoding, overwrite=overwrite, progress=progress)
+                                   units=units, encoding=encoding, overwrite=overwrite, summary=summary,
+                                   progress=progress)
         except errors as exc:
             progress.stop()
             fail(str(exc))
+    _print_scores(console, result, year)
+
+
+def _mlflow_errors(*specs: Optional[str]) -> tuple[type[Exception], ...]:
+    """MLflow's own exception type when a model is an MLflow URI (mlflow is imported only then)."""
+    if not any(spec and ":/" in spec for spec in specs):
+        return ()
+    from mlflow.exceptions import MlflowException
+
+    return (MlflowException,)
+
+
+def _print_scores(console, result, year: Optional[int]) -> None:
+    """What ``lgml score`` did (to stderr) and the per-province summary table (to stdout)."""
+    from rich.console import Console
+
     years = ", ".join(f"{y}: {n:,}" for y, n in result.years.items())
     console.print(f"Scored {result.scored:,} firms (fiscal year {years}) from {result.rows_read:,} rows "
                   f"in {result.seconds:.1f} s with {result.model} -> {result.output}")
@@ -442,9 +449,8 @@ def score(
         console.print(f"[yellow]{result.skipped:,} firms have no row for fiscal year {year} and were not scored[/yellow]")
     console.print(f"Designation history: {result.history}")
     Console().print(_summary_table(result.summary))
-    if summary is not None:
-        io.write_table(result.summary, summary, overwrite=overwrite)
-        console.print(f"Wrote the per-province summary to {summary}")
+    if result.summary_output is not None:
+        console.print(f"Wrote the per-province summary to {result.summary_output}")
 
 
 class _ScoreProgress:

@@ -1,0 +1,234 @@
+"""Score firms with a trained model bundle: one row per firm, streamed from a panel of any size.
+
+:func:`score_file` is the ``lgml score`` verb. It reads the input in passes, holding at most one
+chunk (plus one bucket) in memory at a time:
+
+0. **keys** and 1. **window** (:mod:`lgml.score.stream`): find each firm's scored year, then
+   check the rows of its window (the scored year and the two before) against the input
+   contract and spill them into buckets by firm.
+2. **score** (:mod:`lgml.score.engines`): per bucket, build the features of the scored rows and
+   predict them (:mod:`lgml.score.core`), in-process (``engine="local"``) or on Dask workers
+   (``engine="dask"``), which load the bundle from its folder.
+3. **rank**: the scored rows (one per firm) are ranked within province and nationally and
+   written to the output through a temporary file renamed on success (:mod:`lgml.io`), so an
+   interrupted run leaves no partial output.
+
+Probabilities are calibrated probabilities of designation in batch t + 1; growth is the
+expected log revenue growth ``log(revenue[t+1] / revenue[t])``; contributions are in log-odds.
+For a panel already in memory, :func:`lgml.score.core.score_panel` does the same in one call.
+
+Example:
+    >>> result = score_file("models/lgml-designation", "panel.parquet", "scores.parquet")  # doctest: +SKIP
+    >>> result.summary.head()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lgml import io
+from lgml.score import engines, stream
+from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
+                             score_panel, score_rows)
+from lgml.score.stream import DEFAULT_CHUNK_ROWS
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreError", "ScoreResult", "finish_scores", "history_notice",
+           "predict_rows", "province_summary", "rank_scores", "score_file", "score_panel", "score_rows"]
+
+log = logging.getLogger(__name__)
+
+
+class ScoreError(ValueError):
+    """Scoring cannot start or finish: wrong options, a model of the wrong task or that cannot
+    be loaded, no firm to score."""
+
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(stage, done, total)``: stage ``keys``/``read`` (rows), ``score`` (buckets) or
+``write`` (rows); ``total`` None when unknown."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What :func:`score_file` did.
+
+    Attributes:
+        output: The file written.
+        rows_read: Input rows read.
+        firms: Firms in the input.
+        scored: Firms scored (rows written).
+        skipped: Firms without a row in the requested year (not scored).
+        years: Scored firms per fiscal year.
+        summary: :func:`province_summary` of the scores.
+        history: :func:`history_notice` line (also in the ``designation_history`` column).
+        model: ``name version`` of the designation model.
+        seconds: Wall time.
+        summary_output: The summary file written, or None.
+    """
+
+    output: Path
+    rows_read: int
+    firms: int
+    scored: int
+    skipped: int
+    years: dict[int, int]
+    summary: pd.DataFrame
+    history: str
+    model: str
+    seconds: float
+    summary_output: Path | None = None
+
+
+def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
+               events: str | os.PathLike | None = None, growth_model: str | os.PathLike | None = None,
+               year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+               engine: str = "local", scheduler: str | None = None, units: str = "yuan",
+               encoding: str | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
+               progress: Progress | None = None) -> ScoreResult:
+    """Score every firm of a panel file and write one row per firm (see the module docstring).
+
+    Args:
+        model: Designation bundle folder or MLflow URI.
+        input: Panel as CSV (UTF-8 or GBK/GB18030), Parquet file or folder of Parquet files.
+        output: ``.parquet`` or ``.csv`` file to write.
+        events: Designation events file (``firm_id, batch_year, revoked_year``).
+        growth_model: Optional growth bundle folder or MLflow URI.
+        year: Fiscal year to score; None scores each firm's latest year.
+        explain: Add ``shap_<dimension>`` (log-odds) and ``reasons`` columns.
+        chunk_rows: Rows read at a time, and about the rows per bucket.
+        engine: ``local`` (this process) or ``dask``.
+        scheduler: Dask scheduler address; None starts a LocalCluster.
+        units: Money units of the input: ``yuan`` or ``wan``.
+        encoding: Force the CSV encoding.
+        overwrite: Replace existing output files.
+        summary: Optional ``.csv``/``.parquet`` file for the per-province summary.
+        progress: Called as ``progress(stage, done, total)``.
+
+    Returns:
+        What was done, with the per-province summary.
+
+    Raises:
+        ContractError: The input (or events) break the contract.
+        lgml.io.InputError: A file cannot be read, or an output has an unknown format.
+        lgml.modeling.bundle.BundleInputError: The features do not fit the model.
+        FileExistsError: ``output`` or ``summary`` exists and ``overwrite`` is false.
+        ScoreError: No firm to score, a model of the wrong task, bad options.
+    """
+    started = time.perf_counter()
+    output, summary = _check_options(engine, chunk_rows, output, summary, overwrite)
+    report = progress or (lambda stage, done, total: None)
+    with io.work_dir(output) as work:
+        bundle, growth = _load_models(model, growth_model, work)
+        history = _load_events(events, encoding)
+        notice = history_notice(bundle, history, Path(events).name if events is not None else None)
+        source = stream.open_input(input, encoding, engine=engine, year=year)
+        keys = stream.key_headers(source.headers)
+        context = _context(bundle)
+        index = _key_pass(source, keys, year, chunk_rows, report)
+        stream.release_memory()
+        # Without the bundle's context, the fallback context needs every row of the input.
+        keep = index if context is not None else None
+        rows_read, buckets = _spill_pass(source, keep, keys, engine, work, chunk_rows, units, report)
+        source = source.released()  # the input held in memory is done with
+        stream.release_memory()
+        if not buckets:
+            raise ScoreError(f"no firm of {source.path} could be scored")
+        job = engines.ScoringJob(
+            engines.bundle_identity(bundle), engines.bundle_identity(growth) if growth is not None else None,
+            history, context if context is not None else stream.input_context(buckets, history), year, explain,
+            str(source.path))
+        scored = engines.score_buckets(engine, buckets, work, job, bundle, growth, scheduler=scheduler,
+                                       progress=lambda n: report("score", n, len(buckets)))
+        if scored.empty:
+            raise ScoreError(f"no firm of {source.path} could be scored")
+        final = finish_scores(rank_scores(scored), bundle, growth, notice)
+        io.write_table_blocks(final, output, overwrite, progress=lambda n: report("write", n, len(final)))
+    per_province = province_summary(final)
+    if summary is not None:
+        io.write_table(per_province, summary, overwrite=overwrite)
+    firms = index.firms if index is not None else int(final["firm_id"].nunique())
+    years = {int(k): int(v) for k, v in final["year"].value_counts().sort_index().items()}
+    return ScoreResult(
+        output=output, rows_read=rows_read, firms=firms, scored=len(final),
+        skipped=max(firms - len(final), 0) if year is not None else 0, years=years,
+        summary=per_province, history=notice, model=f"{bundle.name} {bundle.version}",
+        seconds=time.perf_counter() - started, summary_output=summary,
+    )
+
+
+def _check_options(engine: str, chunk_rows: int, output: str | os.PathLike, summary: str | os.PathLike | None,
+                   overwrite: bool) -> tuple[Path, Path | None]:
+    """Refuse bad options and outputs before any work: the output paths, checked."""
+    if engine not in engines.ENGINES:
+        raise ScoreError(f"engine must be 'local' or 'dask', not {engine!r}")
+    if chunk_rows < 1:
+        raise ScoreError(f"chunk_rows must be >= 1, not {chunk_rows}")
+    output = io.output_path(output, overwrite)
+    return output, io.output_path(summary, overwrite) if summary is not None else None
+
+
+def _load_models(model: str | os.PathLike, growth_model: str | os.PathLike | None, work: Path) -> tuple[Any, Any]:
+    """The designation and growth bundles; MLflow models are downloaded into ``work`` (beside
+    the output, so on storage that Dask workers can share)."""
+    from lgml.modeling.bundle import open_bundle
+
+    try:
+        bundle = open_bundle(model, dst=work / "model")
+        growth = open_bundle(growth_model, dst=work / "growth-model") if growth_model is not None else None
+    except ValueError as exc:  # an MLflow location holding no lgml model
+        raise ScoreError(str(exc)) from exc
+    _check_task(bundle, "designation", "--model")
+    if growth is not None:
+        _check_task(growth, "growth", "--growth-model")
+    return bundle, growth
+
+
+def _check_task(bundle: Any, task: str, option: str) -> None:
+    if bundle.task != task:
+        raise ScoreError(f"{option} needs a {task} model; {bundle.path} is a {bundle.task} model")
+
+
+def _load_events(events: str | os.PathLike | None, encoding: str | None) -> pd.DataFrame | None:
+    if events is None:
+        return None
+    from lgml.validate import load_events
+
+    return load_events(events, encoding=encoding)
+
+
+def _context(bundle: Any) -> pd.DataFrame | None:
+    """The bundle's province/sector context, warning when it has none."""
+    if bundle.context is None:
+        log.warning("bundle %s has no province/sector context: computing it from the whole input, so "
+                    "scores depend on which firms are scored together", bundle.path)
+    return bundle.context
+
+
+def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year: int | None, chunk_rows: int,
+              report: Progress) -> stream.KeyIndex | None:
+    """Pass 0 (see :func:`lgml.score.stream.key_pass`), refusing an input without a firm to score."""
+    index = stream.key_pass(source, keys, year, chunk_rows, lambda n: report("keys", n, source.rows))
+    if index is not None and not index.scored_firms:
+        what = f"a row for fiscal year {year}" if year is not None else "a readable firm_id and year"
+        raise ScoreError(f"no firm in {source.path} has {what}")
+    return index
+
+
+def _spill_pass(source: io.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
+                engine: str, work: Path, chunk_rows: int, units: str,
+                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+    """Pass 1: a window that fits in memory stays there as one bucket (scored in this process);
+    larger ones are spilled to bucket files of about ``chunk_rows`` rows."""
+    window_rows = index.window_rows if index is not None else (source.rows or 0)
+    in_memory = stream.holds_in_memory(window_rows, engine)
+    buckets = 1 if in_memory else stream.n_buckets(window_rows, chunk_rows)
+    return stream.spill_pass(source, index, keys, None if in_memory else work, buckets, chunk_rows, units,
+                             lambda n: report("read", n, source.rows))

@@ -1,0 +1,262 @@
+"""Pure scoring: feature rows in, scored and ranked rows out (no files, no passes).
+
+:func:`score_rows` builds the features of each firm's scored year with
+:func:`lgml.features.feature_rows` and predicts them (:func:`predict_rows`); :func:`rank_scores`
+ranks the firms; :func:`finish_scores` adds the model's identity and orders the output;
+:func:`province_summary` sums up per province. :func:`score_panel` does all of it for a panel
+held in memory. The streamed ``lgml score`` (:mod:`lgml.score`) runs the very same functions
+bucket by bucket.
+
+Probabilities are calibrated probabilities of designation in batch t + 1; growth is the
+expected log revenue growth ``log(revenue[t+1] / revenue[t])``; contributions are in log-odds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lgml.features import candidate_mask, feature_rows
+
+THRESHOLDS = (0.5, 0.2, 0.1)
+GROUP_PREFIX = "shap_"
+FRONT_COLUMNS = ("firm_id", "year", "batch_year", "province", "holds_title", "probability", "rank_national",
+                 "percentile_national", "rank_province", "percentile_province")
+
+
+def history_notice(bundle: Any, events: pd.DataFrame | None, source: str | None = None) -> str:
+    """One line saying which designation history the scores saw.
+
+    With ``events``: their source, batch span and count. Without: that title holders are
+    unknown, and which history the bundle's training data held, as far as its metadata says
+    (the batches it was trained and tested on, its data hash).
+    """
+    if events is not None:
+        span = _span(events["batch_year"]) if len(events) else "none"
+        return f"events {source or 'given'}: batches {span}, {len(events):,} designations"
+    meta = bundle.metadata
+    known = []
+    split = meta.get("split") or {}
+    batches = [*(split.get("valid") or []), *(split.get("test") or [])]
+    if batches:
+        known.append(f"labels of batches up to {max(batches)}")
+    if meta.get("data_hash"):
+        known.append(f"data sha256 {str(meta['data_hash'])[:12]}")
+    trained = ", ".join(known) if known else "not recorded in the bundle"
+    return f"none given: title holders unknown, history features assume none (training data: {trained})"
+
+
+def _span(years: Sequence[Any] | pd.Series) -> str:
+    years = [int(y) for y in pd.Series(years).dropna()]
+    if not years:
+        return "none"
+    return f"{min(years)}-{max(years)}" if min(years) != max(years) else str(min(years))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring whole firms (pure; runs in-process or on Dask workers)
+
+
+def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
+               context: pd.DataFrame | None = None, year: int | None = None, explain: bool = False) -> pd.DataFrame:
+    """Score whole firms: features of each firm's scored year, then predictions.
+
+    Title holders (known from ``events``) get no designation probability: they are not
+    candidates for the next batch. They are still scored for growth.
+
+    Args:
+        panel: Contract rows of whole firms, shape (n_rows, n_columns); see
+            :func:`lgml.features.feature_rows`.
+        bundle: Designation bundle (``lgml.modeling.bundle.Bundle``).
+        growth: Optional growth bundle.
+        events: Designation events; None when no history is known (``holds_title`` is then NA).
+        context: Province/sector records; None uses the bundle's own (or, for bundles without
+            one, the records of ``panel`` itself, which then depend on the rows scored together).
+        year: Fiscal year to score; None scores each firm's latest year.
+        explain: Add grouped contributions (``shap_<dimension>``, log-odds) and ``reasons``.
+
+    Returns:
+        DataFrame with one row per scored firm: ``firm_id``, ``year`` (fiscal year t),
+        ``batch_year`` (t + 1), ``province``, ``holds_title``, ``probability`` (calibrated,
+        0-1; NaN for title holders), ``growth`` (expected log growth) and ``growth_p10``/
+        ``growth_p90`` with a growth bundle (with quantile models), then the explanation
+        columns. Unranked: see :func:`rank_scores`.
+
+    Raises:
+        lgml.modeling.bundle.BundleInputError: The features do not fit the model (missing
+            columns, unseen category levels, with counts).
+    """
+    context = bundle.context if context is None else context
+    table = feature_rows(panel, events=events, context=context, year=year)
+    return predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain)
+
+
+def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, history_known: bool = True,
+                 explain: bool = False) -> pd.DataFrame:
+    """Predictions for feature rows (the second half of :func:`score_rows`).
+
+    Args:
+        table: Feature rows of the scored years, shape (n_firms, n_columns).
+        bundle: Designation bundle.
+        growth: Optional growth bundle.
+        history_known: Whether the features saw designation events (else ``holds_title`` is NA
+            and every firm is a candidate).
+        explain: Add the explanation columns.
+
+    Returns:
+        See :func:`score_rows`.
+    """
+    # Without events nobody is known to hold a title: every firm is a candidate.
+    where = candidate_mask(table) if history_known else np.ones(len(table), bool)
+    out = pd.DataFrame({
+        "firm_id": table["firm_id"].astype("str"), "year": table["year"].astype("int64"),
+        "batch_year": table["batch_year"].astype("int64"), "province": table["province"].astype("str"),
+        "holds_title": pd.array(~where if history_known else [pd.NA] * len(table), dtype="boolean"),
+    })
+    candidates = table[where]
+    probability = np.full(len(table), np.nan)
+    matrix = np.empty((0, len(bundle.features)))
+    raw = np.empty(0)
+    if len(candidates):
+        matrix = bundle.model_matrix(candidates)
+        raw = bundle.raw_from_matrix(matrix)
+        probability[where] = bundle.calibrator.transform(raw)
+    out["probability"] = probability
+    if growth is not None:
+        out = out.assign(**_growth_columns(growth, table))
+    if explain:
+        out = out.assign(**_explain_columns(bundle, candidates, where, len(table), raw, matrix))
+    return out
+
+
+def _growth_columns(growth: Any, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    cols = {"growth": np.asarray(growth.predict(table), dtype=float) if len(table) else np.empty(0)}
+    if getattr(growth, "quantile_boosters", None):
+        interval = growth.predict_interval(table) if len(table) else np.empty((0, 2))
+        cols.update(growth_p10=interval[:, 0], growth_p90=interval[:, 1])
+    return cols
+
+
+def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n: int,
+                     raw: np.ndarray, matrix: np.ndarray) -> dict[str, Any]:
+    """``shap_<dimension>`` (log-odds summed per criterion dimension) and ``reasons`` (top 3)
+    for the candidate rows, NaN/empty for the others."""
+    from lgml.explain.contributions import contributions, group_contributions
+    from lgml.explain.reasons import top_reasons
+
+    groups_map = bundle.metadata.get("feature_groups") or None
+    if len(candidates):
+        contrib, _ = contributions(bundle, candidates, raw=raw, matrix=matrix)
+        groups = group_contributions(contrib, groups_map)
+        reasons = top_reasons(contrib, candidates, k=3).to_numpy(dtype=object)
+    else:
+        groups = group_contributions(pd.DataFrame(columns=bundle.features, dtype=float), groups_map)
+        reasons = np.empty(0, dtype=object)
+    cols: dict[str, Any] = {}
+    for name in groups.columns:
+        values = np.full(n, np.nan)
+        values[where] = groups[name].to_numpy(dtype=float)
+        cols[f"{GROUP_PREFIX}{name}"] = values
+    text = np.full(n, None, dtype=object)
+    text[where] = reasons
+    cols["reasons"] = pd.array(text, dtype="str")
+    return cols
+
+
+def rank_scores(scored: pd.DataFrame) -> pd.DataFrame:
+    """Add ranks and percentiles of ``probability`` among candidates, nationally and within
+    province.
+
+    Ranks: 1 = most likely; ties share the best rank. Percentile: percent of the candidates of
+    the same scope scoring at or below the firm (the top firm has 100). Title holders (no
+    probability) get neither.
+
+    Args:
+        scored: Output of :func:`score_rows`, any number of rows, any order. Not modified.
+
+    Returns:
+        A new frame with ``rank_national``, ``percentile_national``, ``rank_province`` and
+        ``percentile_province`` (ranks as nullable integers).
+    """
+    p = scored["probability"]
+    by = scored.groupby("province", sort=False)["probability"]
+    return scored.assign(
+        rank_national=p.rank(ascending=False, method="min").astype("Int64"),
+        percentile_national=100.0 * p.rank(method="max", pct=True),
+        rank_province=by.rank(ascending=False, method="min").astype("Int64"),
+        percentile_province=100.0 * by.rank(method="max", pct=True),
+    )
+
+
+def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
+    """Per province (and a final ``All`` row): firms scored, title holders, candidates,
+    expected designations (sum of probabilities), candidates at or above each threshold, the
+    highest probability and, with growth scores, the mean expected log growth.
+
+    Args:
+        scored: Scored rows (``province``, ``probability``, ``holds_title``, maybe ``growth``).
+        thresholds: Probability thresholds counted.
+
+    Returns:
+        DataFrame, one row per province sorted by expected designations (descending), then ``All``.
+    """
+    frame = pd.DataFrame({"province": scored["province"].astype("str"), "p": scored["probability"],
+                          "holder": ~candidate_mask(scored)})
+    aggs = {"firms": ("p", "size"), "title_holders": ("holder", "sum"), "candidates": ("p", "count"),
+            "expected_designations": ("p", "sum")}
+    for t in thresholds:
+        frame[f"p>={t:g}"] = frame["p"] >= t
+        aggs[f"p>={t:g}"] = (f"p>={t:g}", "sum")
+    aggs["max_probability"] = ("p", "max")
+    if "growth" in scored.columns:
+        frame["growth"] = scored["growth"].to_numpy()
+        aggs["mean_growth"] = ("growth", "mean")
+    per = frame.groupby("province").agg(**aggs).reset_index()
+    per = per.sort_values(["expected_designations", "province"], ascending=[False, True], kind="stable")
+    total = frame.assign(province="All").groupby("province").agg(**aggs).reset_index()
+    out = pd.concat([per, total], ignore_index=True)
+    counts = ["firms", "title_holders", "candidates", *(f"p>={t:g}" for t in thresholds)]
+    return out.astype({c: "int64" for c in counts})
+
+
+def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
+                context: pd.DataFrame | None = None, year: int | None = None,
+                explain: bool = False) -> pd.DataFrame:
+    """Score a canonical panel held in memory (see :func:`score_rows`) and rank the firms.
+
+    Example:
+        >>> scores = score_panel(sim.panel, bundle, events=sim.events)  # doctest: +SKIP
+    """
+    scored = score_rows(panel, bundle, growth=growth, events=events, context=context, year=year, explain=explain)
+    return finish_scores(rank_scores(scored), bundle, growth, history_notice(bundle, events))
+
+
+def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) -> pd.DataFrame:
+    """The output of scoring: identity columns added, columns in output order, rows by
+    national rank, then firm.
+
+    Args:
+        ranked: Output of :func:`rank_scores`, shape (n_firms, n_columns).
+        bundle: Designation bundle (its ``name`` and ``version`` fill ``model``/``model_version``).
+        growth: Growth bundle or None (``growth_model``/``growth_model_version``).
+        history: :func:`history_notice` line (the ``designation_history`` column).
+
+    Returns:
+        A new frame of the same rows: :data:`FRONT_COLUMNS`, the other columns, then the
+        identity columns (text).
+    """
+    extra = {"model": bundle.name, "model_version": bundle.version}
+    if growth is not None:
+        extra.update(growth_model=growth.name, growth_model_version=growth.version)
+    extra["designation_history"] = history
+    front = list(FRONT_COLUMNS)
+    rest = [c for c in ranked.columns if c not in front]
+    out = ranked[front + rest].assign(**{k: pd.array([v] * len(ranked), dtype="str") for k, v in extra.items()})
+    order = np.lexsort((out["firm_id"].to_numpy(dtype=object),
+                        out["rank_national"].to_numpy(dtype="float64", na_value=np.inf)))
+    return out.iloc[order].reset_index(drop=True)
+
+
