@@ -19,8 +19,9 @@ from lgml import criteria, explain as ex, io
 from lgml.cli import app
 from lgml.features import FEATURE_GROUPS, GROUPS, build_features, context_tables
 from lgml.modeling.bundle import load_bundle
-from lgml.modeling.data import lightgbm_matrix
-from lgml.report.model import global_importance, psi_table, reference_profile
+from lgml.modeling.matrix import lightgbm_matrix
+from lgml.modeling.drift import psi_table, reference_profile
+from lgml.report.model import global_importance
 
 TRAIN_CONFIG = """
 task: designation
@@ -47,9 +48,10 @@ def _train(sim, config_path: Path) -> Path:
     from lgml.modeling.baselines import RuleBaseline
     from lgml.modeling.bundle import save_bundle
     from lgml.modeling.calibrate import make_calibrator
-    from lgml.modeling.data import Source, model_data, model_frame
+    from lgml.modeling.dataset import Source, model_data
+    from lgml.modeling.matrix import model_frame
     from lgml.modeling.evaluate import evaluate
-    from lgml.modeling.train import fit_model
+    from lgml.modeling.fit import fit_model
 
     config = TrainConfig.from_file(config_path)
     levels = categorical_levels()
@@ -109,8 +111,8 @@ def growth_dir(small_sim, tmp_path_factory) -> Path:
     from lgml.config import TrainConfig
     from lgml.features import categorical_levels
     from lgml.modeling.bundle import save_bundle
-    from lgml.modeling.data import Source, model_data
-    from lgml.modeling.train import fit_model
+    from lgml.modeling.dataset import Source, model_data
+    from lgml.modeling.fit import fit_model
 
     folder = tmp_path_factory.mktemp("explain-growth")
     config = TrainConfig.from_yaml(GROWTH_CONFIG.format(models=folder.as_posix()))

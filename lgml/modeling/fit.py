@@ -1,11 +1,11 @@
-"""LightGBM training: designation (binary, log-odds) and growth (regression on log growth,
+"""LightGBM fitting: designation (binary, log-odds) and growth (regression on log growth,
 plus optional 10%/90% quantile models), with early stopping on the validation batches.
 
-Inputs are cast by :func:`lgml.modeling.data.model_frame` (columns ordered by name, categoricals
+Inputs are cast by :func:`lgml.modeling.matrix.model_frame` (columns ordered by name, categoricals
 with fixed levels) before any Dataset is built, so training and scoring always agree.
 
 Example:
-    >>> fit = fit_model(model_data, config)  # doctest: +SKIP
+    >>> fit = fit_model(data, config, feature_levels(data.features))  # doctest: +SKIP
     >>> fit.booster.predict(X, raw_score=True)  # log-odds, shape (n,)  # doctest: +SKIP
 """
 
@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from lgml.config import LightGBMConfig, TrainConfig
-from lgml.modeling.data import ModelData, class_balance, model_frame
+from lgml.modeling.dataset import ModelData
+from lgml.modeling.matrix import model_frame
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,12 @@ def sample_weights(rows: pd.DataFrame, lgbm: LightGBMConfig, task: str, seed: in
         keep = ~easy | drawn
         weight = np.where(easy, 1.0 / lgbm.negative_rate, 1.0)
     return keep, weight[keep]
+
+
+def class_balance(y: np.ndarray) -> float:
+    """Negatives per positive (LightGBM ``scale_pos_weight``)."""
+    pos = float(np.sum(y == 1))
+    return float(np.sum(y == 0)) / max(pos, 1.0)
 
 
 def lgb_params(config: TrainConfig, features: list[str], y_train: np.ndarray, overrides: dict | None = None) -> dict:
@@ -219,8 +226,6 @@ def split_features(booster, features: list[str], first_tree: int = 0) -> set[str
 
 def row_subset(dtrain, rate: float, config: TrainConfig):
     """A Dataset of a seeded share ``rate`` of ``dtrain``'s rows, binned like ``dtrain``."""
-    import lightgbm as lgb
-
     if rate >= 1:
         return dtrain
     take = np.sort(np.random.default_rng(config.seed).choice(dtrain.num_data(), int(rate * dtrain.num_data()),

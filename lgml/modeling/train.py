@@ -1,7 +1,8 @@
 """``lgml train`` as one function: config in, model bundle and evaluation out.
 
-Steps: load (simulate or read) -> features -> split -> train -> calibrate on the validation
-batches -> baselines -> evaluate on the test batches -> plots -> save the bundle.
+Steps: load (simulate or read) -> features -> split (:mod:`lgml.modeling.dataset`) -> fit
+(:mod:`lgml.modeling.fit`) -> calibrate on the validation batches -> baselines -> evaluate on the
+test batches -> plots -> drift reference of the training rows -> save the bundle.
 
 Example:
     >>> from lgml.config import TrainConfig
@@ -22,10 +23,13 @@ import pandas as pd
 
 from lgml.config import TrainConfig
 from lgml.features import context_tables
+from lgml.io import refuse_existing
 from lgml.modeling import baselines, calibrate, evaluate, plots
 from lgml.modeling.bundle import save_bundle
-from lgml.modeling.data import ModelData, Source, load_source, model_data, model_frame
-from lgml.modeling.train import FitResult, fit_model
+from lgml.modeling.dataset import ModelData, Source, load_source, model_data
+from lgml.modeling.drift import reference_profile
+from lgml.modeling.fit import FitResult, fit_model
+from lgml.modeling.matrix import feature_levels, model_frame
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +54,6 @@ class TrainResult:
     evaluation: dict
     fit: FitResult
     seconds: dict[str, float]
-
-
-def _levels(features: list[str]) -> dict[str, list[str]]:
-    from lgml.features import categorical_levels
-
-    return {k: v for k, v in categorical_levels().items() if k in features}
 
 
 def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
@@ -147,9 +145,7 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     Raises:
         FileExistsError: The bundle exists and ``overwrite`` is false (checked first).
     """
-    target = config.bundle_dir
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+    target = refuse_existing(config.bundle_dir, overwrite)
     seconds: dict[str, float] = {}
     clock = [time.perf_counter(), None]
 
@@ -166,7 +162,7 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     source = load_source(config.data) if source is None else source
     step("build features")
     data = model_data(source, config)
-    levels = _levels(data.features)
+    levels = feature_levels(data.features)
     step("train LightGBM")
     fit = fit_model(data, config, levels)
     step("calibrate")
@@ -189,7 +185,8 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     path = save_bundle(target, booster=fit.booster, calibrator=calibrator,
                        metadata=metadata_for(data, config, fit, levels, calibrator), evaluation=report,
                        config=config, plots=figures, quantile_boosters=fit.quantile_boosters,
-                       context=context_tables(source.panel, source.events), overwrite=overwrite)
+                       context=context_tables(source.panel, source.events),
+                       reference=reference_profile(data.sets["train"], data.features), overwrite=overwrite)
     plots.close(figures)
     step("done")
     return TrainResult(path, report, fit, seconds)
