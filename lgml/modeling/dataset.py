@@ -61,10 +61,6 @@ class ModelData:
     sets: dict[str, pd.DataFrame]
     data_hash: str
 
-    @property
-    def has_oracle(self) -> bool:
-        return "oracle" in self.sets["test"].columns
-
 
 def load_source(data: DataConfig) -> Source:
     """Simulate or read the panel, events and truth a config names.
@@ -134,20 +130,13 @@ def split_rows(rows: pd.DataFrame, split: SplitConfig) -> dict[str, pd.DataFrame
     return sets
 
 
-def feature_list(table: pd.DataFrame) -> list[str]:
-    """Model input columns: every feature of the table, in :data:`FEATURE_GROUPS` order."""
-    from lgml.features import feature_columns
-
-    return feature_columns(table)
-
-
 def model_data(source: Source, config: TrainConfig) -> ModelData:
     """Features, task rows and split for ``config``.
 
     Raises:
         SplitError: A set is empty or (designation) has a single class.
     """
-    from lgml.features import build_features
+    from lgml.features import build_features, feature_columns
 
     table = build_features(source.panel, source.events)
     rows = task_rows(table, config.task, source.truth)
@@ -156,4 +145,4 @@ def model_data(source: Source, config: TrainConfig) -> ModelData:
         for name, frame in sets.items():
             if frame["target"].nunique() < 2:
                 raise SplitError(f"split '{name}' has a single class ({frame['target'].iloc[0]:.0f} only)")
-    return ModelData(config.task, feature_list(table) + list(config.extra_features), sets, data_hash(source))
+    return ModelData(config.task, feature_columns(table) + list(config.extra_features), sets, data_hash(source))

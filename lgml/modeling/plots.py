@@ -72,6 +72,13 @@ def _pr_axes(ax: Any, y: np.ndarray, scores: Mapping[str, np.ndarray], title: st
     ax.legend(fontsize=8, loc="upper right")
 
 
+def _one_axes(draw: Any, y: np.ndarray, scores: Mapping[str, np.ndarray], title: str):
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
+    draw(ax, y, scores, title)
+    fig.tight_layout()
+    return fig
+
+
 def roc_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "ROC, test batches"):
     """ROC curves with AUC in the legend.
 
@@ -80,21 +87,13 @@ def roc_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "RO
         scores: Scorer name -> ranking score of shape (n,) (higher = more likely).
         title: Axes title.
     """
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    _roc_axes(ax, y, scores, title)
-    fig.tight_layout()
-    return fig
+    return _one_axes(_roc_axes, y, scores, title)
 
 
 def pr_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "Precision-recall, test batches"):
     """Precision-recall curves with average precision in the legend (arguments as
     :func:`roc_figure`)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    _pr_axes(ax, y, scores, title)
-    fig.tight_layout()
-    return fig
+    return _one_axes(_pr_axes, y, scores, title)
 
 
 def roc_pr_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], where: str = "the data"):
