@@ -34,8 +34,9 @@ def stand_in_model(sim, folder: Path) -> Path:
     from lgml.features import FEATURE_GROUPS, categorical_levels
     from lgml.modeling.bundle import save_bundle
     from lgml.modeling.calibrate import make_calibrator
-    from lgml.modeling.data import Source, model_data, model_frame
-    from lgml.modeling.train import fit_model
+    from lgml.modeling.dataset import Source, model_data
+    from lgml.modeling.matrix import model_frame
+    from lgml.modeling.fit import fit_model
 
     config = TrainConfig.from_yaml("task: designation\nname: bench-explain\ndata: {simulate: {firms: 20000}}\n"
                                    "split: {train_until: 2022, valid: [2023], test: [2024, 2025]}\n"

@@ -44,7 +44,7 @@ from lgml.config import TrainConfig
 from lgml.features import feature_rows
 from lgml.modeling import forest
 from lgml.modeling.bundle import load_bundle
-from lgml.modeling.pipeline import train_from_config
+from lgml.modeling.train import train_from_config
 from lgml.score import DEFAULT_CHUNK_ROWS, score_file
 from lgml.simulate import simulate
 
@@ -69,7 +69,7 @@ def train_fixed(folder: Path, firms: int, rounds: int) -> Path:
     from lgml.features import FEATURE_GROUPS, build_features, categorical_levels, context_tables, feature_columns
     from lgml.modeling.bundle import save_bundle
     from lgml.modeling.calibrate import IsotonicCalibrator
-    from lgml.modeling.data import model_frame
+    from lgml.modeling.matrix import model_frame
 
     config = TrainConfig.from_yaml(CONFIG.format(firms=firms, rounds=rounds, models=folder.as_posix()))
     sim = simulate(firms, seed=config.data.simulate.seed)

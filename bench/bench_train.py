@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from lgml.config import TrainConfig
-from lgml.modeling.data import Source, load_source
-from lgml.modeling.pipeline import train_from_config
+from lgml.modeling.dataset import Source, load_source
+from lgml.modeling.train import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -338,56 +338,28 @@ def report(
     from rich.console import Console
 
     from lgml import io, validate as v
-    from lgml.features import build_features, context_tables
     from lgml.modeling.bundle import BundleInputError
     from lgml.report import render_model
-    from lgml.report.model import model_report, reference_profile
+    from lgml.report.model import build_model_report
 
     chosen = _output_format(out, fmt, ("html", "json"))
-    if out.exists() and not overwrite:
-        fail(f"{out} exists; pass --overwrite to replace it")
+    try:
+        io.refuse_existing(out, overwrite)
+    except FileExistsError as exc:
+        fail(str(exc))
     console = Console(stderr=True)
     bundle = _load_model(model)
     if bundle.task != "designation":
         fail(f"{model} is a {bundle.task} model; the report covers designation models")
-    context = bundle.context
-
-    def features_of(path: Path, events_path: Optional[Path]):
-        try:
-            panel = v.load_panel(path, units=units, encoding=encoding)
-            history = v.load_events(events_path, panel=panel, encoding=encoding) if events_path else None
-        except (v.ContractError, io.InputError) as exc:
-            fail(str(exc))
-        return build_features(panel, history, context if context is not None else context_tables(panel, history))
-
-    table, note = None, ""
-    with console.status("Building features"):
-        if data is not None:
-            table, note = features_of(data, events), f"{data}" + (f" with events {events}" if events else "")
-        elif bundle.config.data.simulate is not None:
-            from lgml.simulate import simulate
-
-            src = bundle.config.data.simulate
-            firms = min(src.firms, 4_000)
-            sim = simulate(firms, seed=src.seed)
-            table = build_features(sim.panel, sim.events, context)
-            note = (f"a fresh simulated sample of {firms:,} firms (seed {src.seed}) of the embedded default the "
-                    "model was trained on")
-        ref, ref_note = None, ""
-        if reference is not None:
-            ref_table = features_of(reference, reference_events)
-            if "holds_title" in ref_table.columns:
-                ref_table = ref_table[~ref_table["holds_title"].astype(bool)]
-            ref, ref_note = reference_profile(ref_table, bundle.features), f"{reference}"
     try:
-        with console.status("Computing contributions and metrics"):
-            result = model_report(bundle, table, reference=ref, data_note=note, reference_note=ref_note,
-                                  sample=sample, seed=bundle.config.seed)
-    except BundleInputError as exc:
+        with console.status("Building features") as status:
+            result = build_model_report(bundle, data, events=events, reference=reference,
+                                        reference_events=reference_events, units=units, encoding=encoding,
+                                        sample=sample, on_step=status.update)
+    except (v.ContractError, io.InputError, BundleInputError) as exc:
         fail(str(exc))
-    text = render_model(result, chosen)
     with io.atomic_path(out, overwrite=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(render_model(result, chosen), encoding="utf-8")
     console.print(f"Wrote the model report of {bundle.config.name} to {out}")
 
 
@@ -525,37 +497,47 @@ def train(
         cfg = TrainConfig.from_file(config)
     except ConfigError as exc:
         fail(str(exc), code=2)
-    if cfg.bundle_dir.exists() and not overwrite:
-        fail(f"{cfg.bundle_dir} exists; pass --overwrite to replace it")
-
     from lgml import io, validate as v
-    from lgml.modeling.data import SplitError
-    from lgml.modeling.pipeline import train_from_config
+    from lgml.modeling.dataset import SplitError
+    from lgml.modeling.train import train_from_config
 
     console = Console(stderr=True)
     try:
+        io.refuse_existing(cfg.bundle_dir, overwrite)
         with console.status(f"Training {cfg.name} ({cfg.task})") as status:
             result = train_from_config(cfg, overwrite=overwrite,
                                        on_step=lambda step: status.update(f"{cfg.name}: {step}"))
-    except (v.ContractError, io.InputError) as exc:
+    except (v.ContractError, io.InputError, FileExistsError) as exc:
         fail(str(exc))
     except SplitError as exc:
         fail(f"{config}: {exc}")
-    evaluation = result.evaluation
-    Console().print(_metrics_table(evaluation, cfg.name))
+    Console().print(_metrics_table(result.evaluation, cfg.name))
     console.print(f"Wrote bundle {result.bundle_path} (trained in {result.fit.seconds['total']:.1f}s, "
                   f"{result.fit.best_iteration} rounds)")
     if cfg.mlflow.enabled and not no_track:
-        from lgml import tracking
+        _track(result, cfg, console)
+    failed = _failed_gates(result.evaluation)
+    if failed:
+        fail(failed)
 
-        run = tracking.log_training(result.bundle_path, cfg, evaluation)
-        console.print(f"MLflow run {run.run_id}" + (f", model version {run.model_version}" if run.model_version else "")
-                      + (f", aliases {', '.join(run.aliases)}" if run.aliases else ""))
+
+def _track(result, cfg, console) -> None:
+    """Log a finished training run to MLflow and say where it went."""
+    from lgml import tracking
+
+    run = tracking.log_training(result.bundle_path, cfg, result.evaluation)
+    console.print(f"MLflow run {run.run_id}" + (f", model version {run.model_version}" if run.model_version else "")
+                  + (f", aliases {', '.join(run.aliases)}" if run.aliases else ""))
+
+
+def _failed_gates(evaluation: dict) -> str:
+    """The message of the failed quality gates, or "" when every gate passed."""
     gates = evaluation["gates"]
-    if not gates["passed"]:
-        failed = [c for c in gates["checks"] if not c["passed"]]
-        fail("Quality gates failed: " + "; ".join(f"{c['name']} ({c['value']:.4f} vs {c['threshold']:.4f})"
-                                                   for c in failed))
+    if gates["passed"]:
+        return ""
+    failed = [c for c in gates["checks"] if not c["passed"]]
+    return "Quality gates failed: " + "; ".join(f"{c['name']} ({c['value']:.4f} vs {c['threshold']:.4f})"
+                                                for c in failed)
 
 
 def _metrics_table(evaluation: dict, name: str):

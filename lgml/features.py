@@ -324,12 +324,6 @@ def categorical_levels() -> dict[str, list[str]]:
     return levels
 
 
-def group_labels(group: str) -> str:
-    """Bilingual label of a feature group, e.g. ``"新 innovation"``."""
-    zh, en = GROUPS[group]
-    return f"{zh} {en}"
-
-
 def scoring_window(panel: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows features need: each scored firm's scored year ``t`` (its latest, or ``year``
     for firms with a row in it) and the years ``t-1``, ``t-2``; and the mask of the scored

@@ -38,8 +38,8 @@ models_dir: '{models}'
 def train_tiny(sim, config_text: str, folder: Path) -> Path:
     """Train a bundle with the training verb on an already simulated panel; returns its folder."""
     from lgml.config import TrainConfig
-    from lgml.modeling.pipeline import train_from_config
-    from lgml.modeling.data import Source
+    from lgml.modeling.train import train_from_config
+    from lgml.modeling.dataset import Source
 
     config = TrainConfig.from_yaml(config_text.format(models=folder.as_posix()))
     return train_from_config(config, source=Source(sim.panel, sim.events, sim.truth)).bundle_path

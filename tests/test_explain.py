@@ -19,8 +19,9 @@ from lgml import criteria, explain as ex, io
 from lgml.cli import app
 from lgml.features import FEATURE_GROUPS, GROUPS, build_features, context_tables
 from lgml.modeling.bundle import load_bundle
-from lgml.modeling.data import lightgbm_matrix
-from lgml.report.model import global_importance, psi_table, reference_profile
+from lgml.modeling.matrix import lightgbm_matrix
+from lgml.modeling.drift import psi_table, reference_profile
+from lgml.report.model import global_importance
 
 XSS = "<script>alert(1)</script>"
 

@@ -23,7 +23,7 @@ from lgml import tracking
 from lgml.config import TrainConfig
 from lgml.features import CATEGORICAL, build_features
 from lgml.modeling.bundle import Bundle, load_bundle
-from lgml.modeling.pipeline import train_from_config
+from lgml.modeling.train import train_from_config
 
 # Small and quick: 1,500 simulated firms, at most 20 boosting rounds.
 CONFIG = """

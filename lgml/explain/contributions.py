@@ -754,7 +754,7 @@ def fast_contributions(booster: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray
     if forest is None:
         return None
     if isinstance(X, pd.DataFrame):
-        from lgml.modeling.data import lightgbm_matrix
+        from lgml.modeling.matrix import lightgbm_matrix
 
         matrix = lightgbm_matrix(X, booster.pandas_categorical)
     else:

@@ -7,13 +7,15 @@ A bundle is a folder::
     model_p90.txt        growth only, optional: 90% quantile model
     calibration.json     calibrator (isotonic thresholds / Platt coefficients / none)
     context.parquet      optional: province/sector records the features were built with
+    reference.json       optional: drift reference profile of the training rows
+                         (:func:`lgml.modeling.drift.reference_profile`)
     metadata.json        task, features, dtypes, category levels, groups, hashes, versions
     evaluation.json      test metrics (see lgml.modeling.evaluate)
     config.yaml          the resolved training config
     plots/*.png          evaluation plots
 
 It is written atomically (a temporary folder beside the target, then renamed) and loaded with
-sha256 checks. Nothing is pickled.
+sha256 checks. Nothing is pickled. This module is the only reader and writer of bundle files.
 
 Example:
     >>> bundle = load_bundle("models/lgml-designation")  # doctest: +SKIP
@@ -23,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import io as _io
 import json
 import logging
 import os
@@ -41,12 +42,17 @@ import numpy as np
 import pandas as pd
 
 from lgml.config import TrainConfig
+from lgml.io import refuse_existing
 from lgml.modeling.calibrate import Calibrator, calibrator_from_dict
+# BundleInputError is defined with the encoding that raises it; callers catch it from here.
+from lgml.modeling.matrix import BundleInputError, lightgbm_matrix, model_frame
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.txt"
 CONTEXT_FILE = "context.parquet"
+REFERENCE_FILE = "reference.json"
+PLOTS_DIR = "plots"
 QUANTILE_FILES = {"p10": "model_p10.txt", "p90": "model_p90.txt"}
 REQUIRED_METADATA = ("task", "features", "categorical_levels")
 VERSIONED_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "lgml")
@@ -54,11 +60,6 @@ VERSIONED_PACKAGES = ("lightgbm", "numpy", "pandas", "scikit-learn", "lgml")
 
 class BundleError(RuntimeError):
     """A bundle folder is incomplete, altered or unreadable."""
-
-
-class BundleInputError(ValueError):
-    """A table cannot be scored by a bundle: missing columns, unseen category levels or
-    non-numeric values. The message lists every problem with row counts."""
 
 
 class BundleVersionWarning(UserWarning):
@@ -105,9 +106,9 @@ def _write_json(path: Path, data: Any) -> None:
 def _figure_png(figure: Any) -> bytes:
     if isinstance(figure, (bytes, bytearray)):
         return bytes(figure)
-    buf = _io.BytesIO()
-    figure.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    from lgml.modeling.plots import png_bytes
+
+    return png_bytes(figure)
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -137,6 +138,7 @@ def save_bundle(
     plots: dict[str, Any],
     quantile_boosters: dict[str, Any] | None = None,
     context: pd.DataFrame | None = None,
+    reference: dict | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write a bundle folder atomically.
@@ -154,6 +156,8 @@ def save_bundle(
         quantile_boosters: Growth only: ``{"p10": Booster, "p90": Booster}``.
         context: Province/sector records (:func:`lgml.features.context_tables`) of the
             training panel, so that scoring builds the same features; ``context.parquet``.
+        reference: Drift reference profile of the training rows
+            (:func:`lgml.modeling.drift.reference_profile`); ``reference.json``.
         overwrite: Replace an existing bundle; if false an existing folder raises.
 
     Returns:
@@ -170,8 +174,7 @@ def save_bundle(
     unknown = sorted(set(quantile_boosters or {}) - set(QUANTILE_FILES))
     if unknown:
         raise ValueError(f"unknown quantile model(s) {unknown}; allowed: {sorted(QUANTILE_FILES)}")
-    if directory.exists() and not overwrite:
-        raise FileExistsError(f"{directory} exists; pass --overwrite to replace it")
+    refuse_existing(directory, overwrite)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
@@ -183,6 +186,9 @@ def save_bundle(
         if context is not None:
             context.to_parquet(tmp / CONTEXT_FILE, index=False)
             hashes[CONTEXT_FILE] = sha256_file(tmp / CONTEXT_FILE)
+        if reference is not None:
+            _write_json(tmp / REFERENCE_FILE, _jsonable(reference))
+            hashes[REFERENCE_FILE] = sha256_file(tmp / REFERENCE_FILE)
         _write_json(tmp / "calibration.json", calibrator.to_dict() if calibrator is not None else {"method": None})
         meta = {**metadata, "config_hash": config.config_hash(), "package_versions": package_versions(),
                 "git_commit": git_commit(), "sha256": hashes, "model_sha256": hashes[MODEL_FILE]}
@@ -190,9 +196,9 @@ def save_bundle(
         _write_json(tmp / "evaluation.json", _jsonable(evaluation))
         (tmp / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         if plots:
-            (tmp / "plots").mkdir()
+            (tmp / PLOTS_DIR).mkdir()
             for name, figure in plots.items():
-                (tmp / "plots" / f"{name}.png").write_bytes(_figure_png(figure))
+                (tmp / PLOTS_DIR / f"{name}.png").write_bytes(_figure_png(figure))
         _replace_dir(tmp, directory)
     finally:
         if tmp.exists():
@@ -233,6 +239,8 @@ class Bundle:
         path: Bundle folder.
         quantile_boosters: ``{"p10": Booster, "p90": Booster}`` when present.
         context: Province/sector records of the training panel, or None.
+        reference: Drift reference profile of the training rows
+            (:func:`lgml.modeling.drift.reference_profile`), or None for bundles saved without.
     """
 
     booster: Any
@@ -243,6 +251,7 @@ class Bundle:
     path: Path
     quantile_boosters: dict[str, Any] = field(default_factory=dict)
     context: pd.DataFrame | None = None
+    reference: dict | None = None
 
     @property
     def name(self) -> str:
@@ -289,8 +298,6 @@ class Bundle:
             BundleInputError: Missing columns, unseen category levels (with counts) or values
                 that are not numbers. Nothing is silently turned into NaN.
         """
-        from lgml.modeling.data import model_frame
-
         try:
             return model_frame(table, self.features, self.categorical_levels)
         except BundleInputError as exc:
@@ -303,8 +310,6 @@ class Bundle:
         Raises:
             BundleInputError: As :meth:`prepare`.
         """
-        from lgml.modeling.data import lightgbm_matrix
-
         return lightgbm_matrix(self.prepare(table), self.booster.pandas_categorical)
 
     def predict_raw(self, table: pd.DataFrame) -> np.ndarray:
@@ -337,12 +342,19 @@ class Bundle:
         if set(self.quantile_boosters) != set(QUANTILE_FILES):
             raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
         from lgml.modeling import forest
-        from lgml.modeling.data import lightgbm_matrix
 
         X = self.prepare(table)
         lo, hi = (forest.predict(b, lightgbm_matrix(X, b.pandas_categorical))
                   for b in (self.quantile_boosters[k] for k in ("p10", "p90")))
         return np.column_stack([np.minimum(lo, hi), np.maximum(lo, hi)])
+
+    def stored_plots(self) -> dict[str, bytes]:
+        """The evaluation plots saved at training (``plots/<name>.png``): name -> PNG bytes,
+        sorted by name; empty when the bundle has none."""
+        folder = self.path / PLOTS_DIR
+        if not folder.is_dir():
+            return {}
+        return {p.stem: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
 
 def _check_versions(saved: dict[str, str | None], path: Path) -> None:
@@ -388,6 +400,8 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
         path=path,
         quantile_boosters=quantiles,
         context=pd.read_parquet(path / CONTEXT_FILE) if (path / CONTEXT_FILE).is_file() else None,
+        reference=(json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
+                   if (path / REFERENCE_FILE).is_file() else None),
     )
 
 

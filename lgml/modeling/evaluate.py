@@ -30,6 +30,7 @@ import pandas as pd
 
 ECE_BINS = 15
 MIN_GROUP_ROWS = 50  # smaller provinces / sectors are reported with counts only
+MIN_POSITIVES_FOR_AUC = 5  # metrics_by: fewer designations give no AUC
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = ECE_BINS) -> float:
@@ -163,6 +164,39 @@ def by_group(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.nd
             entry.update(_scorer_metrics(task, test, scores, mask))
         out[str(level)] = entry
     return dict(sorted(out.items()))
+
+
+def metrics_by(table: pd.DataFrame, y: np.ndarray, p: np.ndarray, by: str, min_rows: int = 1) -> pd.DataFrame:
+    """Designation metrics of one probability per level of ``by`` (province or sector), as a
+    flat table for reports on any labelled rows. (:func:`by_group` is the ``evaluation.json``
+    entry: every scorer's full metrics on the test batches.)
+
+    Args:
+        table: Rows with a ``by`` column, shape (n, >= 1).
+        y: 0/1 labels, shape (n,).
+        p: Probabilities, shape (n,).
+        by: Grouping column.
+        min_rows: Levels with fewer rows are left out.
+
+    Returns:
+        DataFrame with ``by``, ``n``, ``designated``, ``observed_rate`` and ``mean_predicted``
+        (both 0-1), ``auc`` (NaN with fewer than 5 designations or no negatives) and ``brier``,
+        most rows first.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    frame = pd.DataFrame({by: table[by].astype(str).to_numpy(), "y": np.asarray(y, float), "p": np.asarray(p, float)})
+    rows = []
+    for level, grp in frame.groupby(by, sort=False):
+        if len(grp) < min_rows:
+            continue
+        pos = int(grp["y"].sum())
+        auc = (roc_auc_score(grp["y"], grp["p"]) if pos >= MIN_POSITIVES_FOR_AUC and pos < len(grp) else np.nan)
+        rows.append({by: level, "n": len(grp), "designated": pos, "observed_rate": grp["y"].mean(),
+                     "mean_predicted": grp["p"].mean(), "auc": auc,
+                     "brier": float(np.mean((grp["p"] - grp["y"]) ** 2))})
+    out = pd.DataFrame(rows, columns=[by, "n", "designated", "observed_rate", "mean_predicted", "auc", "brier"])
+    return out.sort_values(["n", by], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def gate_checks(task: str, populations: dict, gates) -> dict:

@@ -271,7 +271,7 @@ def raw_scores(booster: Any, matrix: np.ndarray) -> np.ndarray | None:
     Args:
         booster: A LightGBM booster predicting all its trees (as loaded from a model file).
         matrix: Float64 model input of shape (n_rows, n_features), categoricals as codes,
-            NaN missing (:func:`lgml.modeling.data.lightgbm_matrix`).
+            NaN missing (:func:`lgml.modeling.matrix.lightgbm_matrix`).
 
     Returns:
         Array of shape (n_rows,), equal to LightGBM's raw scores.

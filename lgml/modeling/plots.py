@@ -1,19 +1,22 @@
-"""Evaluation plots as matplotlib Figures (Agg backend; nothing is shown or written here).
+"""Evaluation figures as matplotlib Figures (Agg backend; nothing is shown or written here):
+the one place they are drawn, for the bundle's ``plots/`` at training and for the model report.
 
 Example:
-    >>> figs = designation_plots(y, {"model": p_model, "rules": p_rules})  # doctest: +SKIP
-    >>> sorted(figs)  # doctest: +SKIP
-    ['calibration', 'pr', 'roc']
+    >>> fig = roc_figure(y, {"model": p_model, "rules": p_rules})  # doctest: +SKIP
+    >>> png = png_bytes(fig)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -23,10 +26,16 @@ def _pyplot():
 
 
 def calibration_figure(y: np.ndarray, probs: Mapping[str, np.ndarray], n_bins: int = 15):
-    """Reliability diagram (equal-frequency bins, log-log axes since base rates are ~1%)."""
+    """Reliability diagram (equal-frequency bins, log-log axes since base rates are ~1%).
+
+    Args:
+        y: 0/1 labels, shape (n,).
+        probs: Scorer name -> probabilities of shape (n,).
+        n_bins: Equal-frequency bins of each scorer's probabilities.
+    """
     from lgml.modeling.evaluate import calibration_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     lo = 1.0
     for name, p in probs.items():
@@ -41,34 +50,59 @@ def calibration_figure(y: np.ndarray, probs: Mapping[str, np.ndarray], n_bins: i
     return fig
 
 
-def roc_figure(y: np.ndarray, scores: Mapping[str, np.ndarray]):
-    """ROC curves with AUC in the legend."""
+def _roc_axes(ax: Any, y: np.ndarray, scores: Mapping[str, np.ndarray], title: str) -> None:
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, s in scores.items():
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, lw=1.2, label=f"{name} (AUC {roc_auc_score(y, s):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test batches")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
 
 
-def pr_figure(y: np.ndarray, scores: Mapping[str, np.ndarray]):
-    """Precision-recall curves with average precision in the legend."""
+def _pr_axes(ax: Any, y: np.ndarray, scores: Mapping[str, np.ndarray], title: str) -> None:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, s in scores.items():
         precision, recall, _ = precision_recall_curve(y, s)
         ax.plot(recall, precision, lw=1.2, label=f"{name} (AP {average_precision_score(y, s):.3f})")
     ax.axhline(float(np.mean(y)), color="grey", lw=0.8, ls="--", label="base rate")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test batches")
+    ax.set(xlabel="recall", ylabel="precision", title=title)
     ax.legend(fontsize=8, loc="upper right")
+
+
+def _one_axes(draw: Any, y: np.ndarray, scores: Mapping[str, np.ndarray], title: str):
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
+    draw(ax, y, scores, title)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "ROC, test batches"):
+    """ROC curves with AUC in the legend.
+
+    Args:
+        y: 0/1 labels, shape (n,).
+        scores: Scorer name -> ranking score of shape (n,) (higher = more likely).
+        title: Axes title.
+    """
+    return _one_axes(_roc_axes, y, scores, title)
+
+
+def pr_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], title: str = "Precision-recall, test batches"):
+    """Precision-recall curves with average precision in the legend (arguments as
+    :func:`roc_figure`)."""
+    return _one_axes(_pr_axes, y, scores, title)
+
+
+def roc_pr_figure(y: np.ndarray, scores: Mapping[str, np.ndarray], where: str = "the data"):
+    """:func:`roc_figure` and :func:`pr_figure` side by side in one figure; ``where`` names the
+    rows in the titles."""
+    plt = pyplot()
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(9.6, 4.2))
+    _roc_axes(roc_ax, y, scores, f"ROC, {where}")
+    _pr_axes(pr_ax, y, scores, f"Precision-recall, {where}")
     fig.tight_layout()
     return fig
 
@@ -77,7 +111,7 @@ def growth_figure(y: np.ndarray, preds: Mapping[str, np.ndarray], n_bins: int = 
     """Mean actual vs mean predicted log growth over equal-frequency bins of each prediction."""
     from lgml.modeling.evaluate import calibration_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for name, pred in preds.items():
         curve = calibration_curve(y, pred, n_bins)
@@ -91,14 +125,16 @@ def growth_figure(y: np.ndarray, preds: Mapping[str, np.ndarray], n_bins: int = 
     return fig
 
 
-def designation_plots(y: np.ndarray, probs: Mapping[str, np.ndarray]) -> dict:
-    """``calibration``, ``roc`` and ``pr`` figures for the scorers in ``probs``."""
-    return {"calibration": calibration_figure(y, probs), "roc": roc_figure(y, probs), "pr": pr_figure(y, probs)}
+def png_bytes(fig: Any) -> bytes:
+    """PNG of a figure (110 dpi, tight bounding box); the figure stays open."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def close(figures: Mapping) -> None:
     """Release figures after they are saved."""
-    plt = _pyplot()
+    plt = pyplot()
     for fig in figures.values():
         if not isinstance(fig, (bytes, bytearray)):
             plt.close(fig)

@@ -1,272 +1,192 @@
-"""LightGBM training: designation (binary, log-odds) and growth (regression on log growth,
-plus optional 10%/90% quantile models), with early stopping on the validation batches.
+"""``lgml train`` as one function: config in, model bundle and evaluation out.
 
-Inputs are cast by :func:`lgml.modeling.data.model_frame` (columns ordered by name, categoricals
-with fixed levels) before any Dataset is built, so training and scoring always agree.
+Steps: load (simulate or read) -> features -> split (:mod:`lgml.modeling.dataset`) -> fit
+(:mod:`lgml.modeling.fit`) -> calibrate on the validation batches -> baselines -> evaluate on the
+test batches -> plots -> drift reference of the training rows -> save the bundle.
 
 Example:
-    >>> fit = fit_model(model_data, config)  # doctest: +SKIP
-    >>> fit.booster.predict(X, raw_score=True)  # log-odds, shape (n,)  # doctest: +SKIP
+    >>> from lgml.config import TrainConfig
+    >>> result = train_from_config(TrainConfig.from_file("configs/designation.yaml"))  # doctest: +SKIP
+    >>> result.evaluation["populations"]["pool"]["model"]["auc"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from lgml.config import LightGBMConfig, TrainConfig
-from lgml.modeling.data import ModelData, class_balance, model_frame
+from lgml.config import TrainConfig
+from lgml.features import context_tables
+from lgml.io import refuse_existing
+from lgml.modeling import baselines, calibrate, evaluate, plots
+from lgml.modeling.bundle import save_bundle
+from lgml.modeling.dataset import ModelData, Source, load_source, model_data
+from lgml.modeling.drift import reference_profile
+from lgml.modeling.fit import FitResult, fit_model
+from lgml.modeling.matrix import feature_levels, model_frame
 
 log = logging.getLogger(__name__)
 
-QUANTILES = {"p10": 0.1, "p90": 0.9}
+TARGET_DOC = {
+    "designation": "probability of designation in the next batch (batch_year); raw output in log-odds",
+    "growth": "log(revenue[t+1] / revenue[t]), revenue in yuan",
+}
 
 
 @dataclass
-class FitResult:
-    """A trained model and how it was trained.
+class TrainResult:
+    """Outcome of :func:`train_from_config`.
 
     Attributes:
-        booster: Point model (log-odds for designation, log growth for growth).
-        params: LightGBM parameters used.
-        best_iteration: Boosting rounds of the point model kept after early stopping (the
-            booster also holds ``level_adjust.rounds`` further trees when levels are adjusted).
-        quantile_boosters: Growth only: ``{"p10": Booster, "p90": Booster}`` (may be empty).
-        tuning: Optuna trials summary (empty without tuning).
-        seconds: Wall time per stage: ``datasets`` (casting and binning), ``tuning``, ``fit``
-            (boosting the point model), ``level_adjust``, ``quantiles``; ``total`` is their sum.
+        bundle_path: The written bundle folder.
+        evaluation: Contents of ``evaluation.json``.
+        fit: The trained models.
+        seconds: Wall time per step.
     """
 
-    booster: Any
-    params: dict
-    best_iteration: int
-    quantile_boosters: dict[str, Any] = field(default_factory=dict)
-    tuning: dict = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    bundle_path: Path
+    evaluation: dict
+    fit: FitResult
+    seconds: dict[str, float]
 
 
-def sample_weights(rows: pd.DataFrame, lgbm: LightGBMConfig, task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows kept for training and their weights.
-
-    Designation negatives outside the provincial pool are nearly all easy; keeping a seeded
-    share ``lgbm.negative_rate`` of them with weight ``1 / rate`` leaves the expected loss (and
-    so the probabilities) unchanged while cutting training time.
-
-    Returns:
-        (keep mask of shape (n,), weights of shape (n_kept,)).
-    """
-    n = len(rows)
-    weight = np.ones(n)
-    keep = np.ones(n, bool)
-    if task == "designation" and lgbm.negative_rate < 1:
-        easy = (rows["target"].to_numpy() == 0) & ~rows["in_pool"].to_numpy(dtype=bool)
-        drawn = np.random.default_rng(seed).random(n) < lgbm.negative_rate
-        keep = ~easy | drawn
-        weight = np.where(easy, 1.0 / lgbm.negative_rate, 1.0)
-    return keep, weight[keep]
+def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """Raw point predictions: log-odds (designation) or log growth (growth), shape (n,)."""
+    if task == "designation":
+        return fit.booster.predict(frame, raw_score=True)
+    return fit.booster.predict(frame)
 
 
-def lgb_params(config: TrainConfig, features: list[str], y_train: np.ndarray, overrides: dict | None = None) -> dict:
-    """LightGBM parameters: the config's, the seed, monotone constraints by feature name and
-    the class weighting chosen in ``lightgbm.imbalance``."""
-    params = config.lightgbm.params(config.task, config.seed)
-    params.update(overrides or {})
-    if config.monotone:
-        params["monotone_constraints"] = [int(config.monotone.get(f, 0)) for f in features]
-        params["monotone_constraints_method"] = "advanced"
+def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator, levels: dict) -> dict:
+    """Every scorer's predictions on the test rows: ``{name: {"p": ..., optional "rank": ...}}``."""
+    train, valid, test = (data.sets[k] for k in ("train", "valid", "test"))
+    raw = predict_model(fit, model_frame(test, data.features, levels), config.task)
+    numeric = [f for f in data.features if f not in levels]
+    linear = baselines.LinearBaseline(config.task, numeric, levels, random_state=config.seed)
+    linear.fit(train, train["target"].to_numpy())
+    scores: dict[str, dict[str, np.ndarray]] = {}
     if config.task == "designation":
-        if config.lightgbm.imbalance == "is_unbalance":
-            params["is_unbalance"] = True
-        elif config.lightgbm.imbalance == "scale_pos_weight":
-            params["scale_pos_weight"] = class_balance(y_train)
-    return params
+        rules = baselines.RuleBaseline().fit(valid, valid["target"].to_numpy())
+        scores["model"] = {"p": calibrator.transform(raw), "rank": raw}
+        scores["rules"] = {"p": rules.predict_proba(test), "rank": rules.score(test)}
+        scores["logistic"] = {"p": linear.predict(test)}
+    else:
+        scores["model"] = {"p": raw}
+        scores["linear"] = {"p": linear.predict(test)}
+    if "oracle" in test.columns:
+        scores["oracle"] = {"p": test["oracle"].to_numpy(dtype=float)}
+    return scores
 
 
-def dataset_params(config: TrainConfig) -> dict:
-    """Parameters fixed when a Dataset is binned (they cannot change afterwards)."""
-    return {"max_bin": config.lightgbm.max_bin, "verbosity": -1, "seed": config.seed,
-            # Tuning and level rounds change min_child_samples on the same binned data.
-            "feature_pre_filter": False}
+def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator) -> dict:
+    """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
+    from lgml.features import FEATURE_GROUPS, FLAG_GROUPS
+
+    return {
+        "task": config.task,
+        "name": config.name,
+        "target": TARGET_DOC[config.task],
+        "features": data.features,
+        "dtypes": {f: "category" if f in levels else "float64" for f in data.features},
+        "categorical_levels": levels,
+        "feature_groups": {f: {**FEATURE_GROUPS, **FLAG_GROUPS}[f] for f in data.features},
+        "monotone": dict(config.monotone),
+        "calibration": calibrator.method if calibrator is not None else None,
+        "data_hash": data.data_hash,
+        "seed": config.seed,
+        "split": config.split.model_dump(),
+        "rows": {k: int(len(v)) for k, v in data.sets.items()},
+        "positives": ({k: int(v["target"].sum()) for k, v in data.sets.items()}
+                      if config.task == "designation" else None),
+        "best_iteration": fit.best_iteration,
+        "n_trees": fit.booster.num_trees(),
+        "level_adjust": config.level_adjust.model_dump() if config.level_adjust.by else None,
+        "lightgbm_params": fit.params,
+        "quantile_models": sorted(fit.quantile_boosters),
+        "tuning": fit.tuning,
+        "train_seconds": fit.seconds,
+    }
 
 
-def _datasets(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]):
-    import lightgbm as lgb
-
-    train, valid = data.sets["train"], data.sets["valid"]
-    keep, weight = sample_weights(train, config.lightgbm, config.task, config.seed)
-    kept = train[keep]
-    X_train = model_frame(kept, data.features, levels)
-    dtrain = lgb.Dataset(X_train, kept["target"].to_numpy(float), weight=weight,
-                         categorical_feature=[c for c in data.features if c in levels],
-                         params=dataset_params(config), free_raw_data=False)
-    dvalid = lgb.Dataset(model_frame(valid, data.features, levels), valid["target"].to_numpy(float),
-                         reference=dtrain, params=dataset_params(config), free_raw_data=False)
-    return dtrain, dvalid, kept["target"].to_numpy()
+def _calibration_summary(test: pd.DataFrame, raw_p: np.ndarray, cal_p: np.ndarray, method: str) -> dict:
+    y = test["target"].to_numpy()
+    return {"method": method, "fitted_on": "valid",
+            "test_ece_uncalibrated": evaluate.expected_calibration_error(y, raw_p),
+            "test_ece_calibrated": evaluate.expected_calibration_error(y, cal_p)}
 
 
-def _boost(params: dict, dtrain, dvalid, rounds: int, patience: int):
-    import lightgbm as lgb
+def _figures(task: str, test: pd.DataFrame, scores: dict) -> dict:
+    y = test["target"].to_numpy()
+    if task == "growth":
+        return {"growth": plots.growth_figure(y, {k: v["p"] for k, v in scores.items()})}
+    probs = {k: v["p"] for k, v in scores.items()}
+    ranks = {k: v.get("rank", v["p"]) for k, v in scores.items()}
+    return {"calibration": plots.calibration_figure(y, probs), "roc": plots.roc_figure(y, ranks),
+            "pr": plots.pr_figure(y, ranks)}
 
-    return lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=[dvalid], valid_names=["valid"],
-                     callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)])
 
-
-def fit_model(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]) -> FitResult:
-    """Train the point model (after optional Optuna tuning) and, for growth, the quantile models.
+def train_from_config(config: TrainConfig, *, overwrite: bool = False,
+                      on_step: Callable[[str], None] | None = None, source: Source | None = None) -> TrainResult:
+    """Train, calibrate, evaluate and save the bundle ``config.models_dir / config.name``.
 
     Args:
-        data: Split task rows.
-        config: Training config (parameters, seed, monotone constraints, tuning).
-        levels: Category levels of the categorical features.
-
-    Returns:
-        :class:`FitResult`; the booster keeps only the best iteration.
-    """
-    start = time.perf_counter()
-    dtrain, dvalid, y_train = _datasets(data, config, levels)
-    dtrain.construct()
-    dvalid.construct()
-    seconds: dict[str, float] = {"datasets": time.perf_counter() - start}
-    tuning: dict = {}
-    overrides: dict = {}
-    if config.tuning.n_trials > 0:
-        start = time.perf_counter()
-        overrides, tuning = tune(config, data.features, dtrain, dvalid, y_train)
-        seconds["tuning"] = time.perf_counter() - start
-    params = lgb_params(config, data.features, y_train, overrides)
-    start = time.perf_counter()
-    booster = _boost(params, dtrain, dvalid, config.lightgbm.num_boost_round, config.lightgbm.early_stopping_rounds)
-    booster = booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
-    seconds["fit"] = time.perf_counter() - start
-    best_iteration = booster.current_iteration()
-    log.info("trained %s: %d rounds in %.1fs", config.task, best_iteration, seconds["fit"])
-    if config.level_adjust.by is not None:
-        start = time.perf_counter()
-        booster = adjust_levels(booster, dvalid, config, data.features, levels, params)
-        seconds["level_adjust"] = time.perf_counter() - start
-    quantiles = {}
-    if config.task == "growth" and config.intervals.enabled:
-        start = time.perf_counter()
-        quantiles = fit_quantiles(params, row_subset(dtrain, config.intervals.row_rate, config),
-                                  dvalid, config.lightgbm)
-        seconds["quantiles"] = time.perf_counter() - start
-    seconds["total"] = sum(seconds.values())
-    return FitResult(booster, params, best_iteration, quantiles, tuning, seconds)
-
-
-def level_params(config: TrainConfig, features: list[str], base: dict, n_levels: int) -> dict:
-    """Parameters of the level-adjustment rounds, from the point model's ``base`` parameters
-    (objective and class weighting included): every feature but ``level_adjust.by`` gets a
-    zero split-gain multiplier (``feature_contri``), so the extra trees split only on it."""
-    adjust = config.level_adjust
-    keep = ("objective", "metric", "seed", "deterministic", "force_row_wise", "num_threads", "verbosity",
-            "max_bin", "is_unbalance", "scale_pos_weight")
-    return {**{k: base[k] for k in keep if k in base},
-            "learning_rate": adjust.learning_rate, "num_leaves": 31, "min_child_samples": adjust.min_child_samples,
-            # One-vs-rest splits: each split isolates a level, shrunk by lambda_l2. (Many-vs-many
-            # splits skip levels whose hessian sum is below cat_smooth: most levels at ~1% rates.)
-            "lambda_l2": adjust.lambda_l2, "max_cat_to_onehot": n_levels + 1,
-            "feature_fraction": 1.0, "bagging_freq": 0,
-            "feature_contri": [1.0 if f == adjust.by else 0.0 for f in features]}
-
-
-def adjust_levels(booster, dvalid, config: TrainConfig, features: list[str], levels: dict[str, list[str]],
-                  params: dict):
-    """Append up to ``level_adjust.rounds`` trees fitted on the validation batches that split
-    only on ``level_adjust.by``: per-level offsets (log-odds for designation) on top of the model.
-    Fewer trees are added when no split gains (too few validation rows per level).
-
-    The booster's earlier trees are unchanged; SHAP contributions of the new trees fall on the
-    ``by`` feature, so explanations stay additive.
+        config: Training config.
+        overwrite: Replace an existing bundle.
+        on_step: Called with a short description as each step starts (progress display).
+        source: Already loaded inputs to use instead of ``config.data`` (e.g. one simulated
+            panel shared by several configs).
 
     Raises:
-        RuntimeError: A new tree splits on another feature (never expected).
+        FileExistsError: The bundle exists and ``overwrite`` is false (checked first).
     """
-    import lightgbm as lgb
+    target = refuse_existing(config.bundle_dir, overwrite)
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter(), None]
 
-    by = config.level_adjust.by
-    if by not in features:
-        raise ValueError(f"level_adjust.by={by!r} is not a model feature")
-    data = lgb.Dataset(dvalid.data, dvalid.get_label(), categorical_feature=[c for c in features if c in levels],
-                       params=dataset_params(config), free_raw_data=False)
-    n_before = booster.num_trees()
-    adjusted = lgb.train(level_params(config, features, params, len(levels[by])), data, num_boost_round=config.level_adjust.rounds,
-                         init_model=booster, keep_training_booster=False)
-    used = split_features(adjusted, features, first_tree=n_before)
-    if used - {by}:
-        raise RuntimeError(f"level rounds split on {sorted(used - {by})}, not only on {by}")
-    log.info("level adjustment by %s: %d trees", by, adjusted.num_trees() - n_before)
-    return adjusted
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        if clock[1] is not None:
+            seconds[clock[1]] = now - clock[0]
+        clock[:] = [now, name]
+        log.info("%s", name)
+        if on_step is not None:
+            on_step(name)
 
-
-def split_features(booster, features: list[str], first_tree: int = 0) -> set[str]:
-    """Names of the features the trees from ``first_tree`` on split on."""
-    used: set[str] = set()
-    for tree in booster.dump_model()["tree_info"][first_tree:]:
-        stack = [tree["tree_structure"]]
-        while stack:
-            node = stack.pop()
-            if "split_feature" in node:
-                used.add(features[node["split_feature"]])
-                stack += [node["left_child"], node["right_child"]]
-    return used
-
-
-def row_subset(dtrain, rate: float, config: TrainConfig):
-    """A Dataset of a seeded share ``rate`` of ``dtrain``'s rows, binned like ``dtrain``."""
-    import lightgbm as lgb
-
-    if rate >= 1:
-        return dtrain
-    take = np.sort(np.random.default_rng(config.seed).choice(dtrain.num_data(), int(rate * dtrain.num_data()),
-                                                             replace=False))
-    return dtrain.subset(take, params=dataset_params(config))
-
-
-def fit_quantiles(params: dict, dtrain, dvalid, lgbm: LightGBMConfig) -> dict[str, Any]:
-    """10% and 90% quantile models of log growth on the point model's data, with ``params``."""
-    out = {}
-    for name, alpha in QUANTILES.items():
-        qparams = {**params, "objective": "quantile", "alpha": alpha, "metric": "quantile"}
-        booster = _boost(qparams, dtrain, dvalid, lgbm.num_boost_round, lgbm.early_stopping_rounds)
-        log.info("quantile model %s: %d rounds", name, booster.best_iteration)
-        out[name] = booster.model_from_string(booster.model_to_string(num_iteration=booster.best_iteration))
-    return out
-
-
-def tune(config: TrainConfig, features: list[str], dtrain, dvalid, y_train) -> tuple[dict, dict]:
-    """Optuna search (TPE, seeded from the config) of tree-shape and regularisation parameters,
-    scored by the early-stopping metric on the validation batches.
-
-    Returns:
-        (best parameter overrides, summary ``{"n_trials", "best_value", "metric", "best_params"}``).
-    """
-    import optuna
-
-    params = lgb_params(config, features, y_train)
-    metric = params["metric"]
-    higher_is_better = metric == "auc"
-
-    def objective(trial: optuna.Trial) -> float:
-        trial_params = {
-            "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-            "min_child_samples": trial.suggest_int("min_child_samples", 20, 1000, log=True),
-            "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
-            "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
-        }
-        booster = _boost({**params, **trial_params}, dtrain, dvalid, config.lightgbm.num_boost_round,
-                         config.lightgbm.early_stopping_rounds)
-        return booster.best_score["valid"][metric]
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if higher_is_better else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=config.seed))
-    study.optimize(objective, n_trials=config.tuning.n_trials, timeout=config.tuning.timeout_s)
-    summary = {"n_trials": len(study.trials), "best_value": study.best_value, "metric": metric,
-               "best_params": study.best_params}
-    return dict(study.best_params), summary
+    step("load data")
+    source = load_source(config.data) if source is None else source
+    step("build features")
+    data = model_data(source, config)
+    levels = feature_levels(data.features)
+    step("train LightGBM")
+    fit = fit_model(data, config, levels)
+    step("calibrate")
+    calibrator = None
+    if config.task == "designation":
+        valid = data.sets["valid"]
+        raw_valid = fit.booster.predict(model_frame(valid, data.features, levels), raw_score=True)
+        calibrator = calibrate.make_calibrator(config.calibration).fit(raw_valid, valid["target"].to_numpy())
+    step("baselines and evaluation")
+    scores = score_test(data, config, fit, calibrator, levels)
+    test = data.sets["test"]
+    report = evaluate.evaluate(config.task, test, scores, config.gates)
+    if calibrator is not None:
+        report["calibration"] = _calibration_summary(test, calibrate.sigmoid(scores["model"]["rank"]),
+                                                     scores["model"]["p"], calibrator.method)
+    report["train_seconds"] = fit.seconds
+    step("plots")
+    figures = _figures(config.task, test, scores)
+    step("save bundle")
+    path = save_bundle(target, booster=fit.booster, calibrator=calibrator,
+                       metadata=metadata_for(data, config, fit, levels, calibrator), evaluation=report,
+                       config=config, plots=figures, quantile_boosters=fit.quantile_boosters,
+                       context=context_tables(source.panel, source.events),
+                       reference=reference_profile(data.sets["train"], data.features), overwrite=overwrite)
+    plots.close(figures)
+    step("done")
+    return TrainResult(path, report, fit, seconds)

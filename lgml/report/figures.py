@@ -1,13 +1,15 @@
 """Report figures as self-contained PNG data URIs (matplotlib, Agg backend).
 
 Every function takes plain data, draws one figure, closes it and returns
-``"data:image/png;base64,..."`` so that reports embed their images.
+``"data:image/png;base64,..."`` so that reports embed their images. Only report-specific
+drawing lives here (waterfall, dimension bars, importance, beeswarm, PSI bars); evaluation
+figures (ROC, precision-recall, calibration) are drawn by :mod:`lgml.modeling.plots` and
+embedded with :func:`to_data_uri`.
 """
 
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -15,19 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lgml.modeling.plots import png_bytes, pyplot
+
 CJK_FONTS = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "SimHei",
              "Microsoft YaHei", "PingFang SC")
 POS, NEG, NEUTRAL = "#c0392b", "#2471a3", "#7f8c8d"
-
-
-@lru_cache(maxsize=1)
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 @lru_cache(maxsize=1)
@@ -55,11 +49,9 @@ def label(text: str) -> str:
 
 def to_data_uri(fig: Any) -> str:
     """PNG data URI of a figure (the figure is closed)."""
-    plt = _pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    data = png_bytes(fig)
+    pyplot().close(fig)
+    return png_uri(data)
 
 
 def png_uri(data: bytes) -> str:
@@ -79,7 +71,7 @@ def waterfall(contrib: Mapping[str, float], labels: Mapping[str, str], base: flo
         pp: Feature -> probability points, written beside each bar.
         title: Figure title.
     """
-    plt = _pyplot()
+    plt = pyplot()
     items = sorted(contrib.items(), key=lambda kv: -abs(kv[1]))
     shown, rest = items[:top], items[top:]
     names = [labels.get(f, f) for f, _ in shown]
@@ -114,7 +106,7 @@ def waterfall(contrib: Mapping[str, float], labels: Mapping[str, str], base: flo
 def group_bars(values: Mapping[str, float], labels: Mapping[str, str], unit: str = "log-odds",
                title: str = "") -> str:
     """Horizontal bars per criterion dimension (positive red, negative blue)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(values)
     vals = [values[n] for n in names]
     with plt.rc_context(_style()):
@@ -134,7 +126,7 @@ def group_bars(values: Mapping[str, float], labels: Mapping[str, str], unit: str
 
 def importance_bars(values: pd.Series, labels: Mapping[str, str], unit: str, title: str = "") -> str:
     """Bars of mean |contribution| (largest on top)."""
-    plt = _pyplot()
+    plt = pyplot()
     values = values.sort_values(ascending=True)
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(values) + 1.2))
@@ -150,7 +142,7 @@ def beeswarm(contrib: pd.DataFrame, values: pd.DataFrame, labels: Mapping[str, s
              seed: int = 0) -> str:
     """SHAP beeswarm: one dot per row and feature at its contribution (log-odds), coloured by the
     feature's value rank within the sample (blue low, red high; grey missing or categorical)."""
-    plt = _pyplot()
+    plt = pyplot()
     order = contrib.abs().mean().sort_values(ascending=False).index[:top]
     rng = np.random.default_rng(seed)
     with plt.rc_context(_style()):
@@ -184,54 +176,9 @@ def _jitter(x: np.ndarray, rng: np.random.Generator, width: float = 0.38) -> np.
     return rng.uniform(-1, 1, len(x)) * width * np.sqrt(density)
 
 
-def roc_pr(y: np.ndarray, p: np.ndarray, title: str = "") -> str:
-    """ROC and precision-recall curves side by side."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-
-    plt = _pyplot()
-    with plt.rc_context(_style()):
-        fig, (a, b) = plt.subplots(1, 2, figsize=(8.4, 3.6))
-        fpr, tpr, _ = roc_curve(y, p)
-        a.plot(fpr, tpr, color="#1f618d")
-        a.plot([0, 1], [0, 1], color="#999", ls="--", lw=0.8)
-        a.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC, AUC {roc_auc_score(y, p):.3f}")
-        prec, rec, _ = precision_recall_curve(y, p)
-        b.plot(rec, prec, color="#1f618d")
-        b.axhline(float(np.mean(y)), color="#999", ls="--", lw=0.8)
-        b.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, AP {average_precision_score(y, p):.3f}")
-        if title:
-            fig.suptitle(label(title), fontsize=10)
-        return to_data_uri(fig)
-
-
-CALIBRATION_EDGES = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
-
-
-def calibration(y: np.ndarray, p: np.ndarray, min_rows: int = 20) -> str:
-    """Reliability curve: mean predicted vs observed designation rate in probability bins that
-    are finer near zero (designation is rare), on log axes; bins with fewer rows are left out."""
-    plt = _pyplot()
-    frame = pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float)})
-    frame["bin"] = pd.cut(frame["p"], CALIBRATION_EDGES, include_lowest=True)
-    agg = frame.groupby("bin", observed=True).agg(p=("p", "mean"), y=("y", "mean"), n=("y", "size"))
-    agg = agg[agg["n"] >= min_rows]
-    with plt.rc_context(_style()):
-        fig, ax = plt.subplots(figsize=(4.6, 4.0))
-        lo = 1e-4  # rates below 0.01% are drawn at 0.01%
-        xs, ys = agg["p"].clip(lower=lo), agg["y"].clip(lower=lo)
-        ax.plot([lo, 1], [lo, 1], color="#999", ls="--", lw=0.8)
-        ax.plot(xs, ys, marker="o", color="#1f618d")
-        for x, y_, n in zip(xs, ys, agg["n"]):
-            ax.annotate(f"{int(n):,}", (x, y_), fontsize=6, color="#666", xytext=(3, -8), textcoords="offset points")
-        ax.set(xscale="log", yscale="log", xlim=(lo * 0.8, 1.2), ylim=(lo * 0.8, 1.2),
-               xlabel="mean predicted probability", ylabel="observed designation rate",
-               title="Calibration (rows per bin)")
-        return to_data_uri(fig)
-
-
 def psi_bars(psi: Sequence[tuple[str, float]], labels: Mapping[str, str], top: int = 20) -> str:
     """Bars of the largest population stability indexes, with the 0.1 / 0.25 guides."""
-    plt = _pyplot()
+    plt = pyplot()
     items = sorted(psi, key=lambda kv: -kv[1])[:top][::-1]
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(items) + 1.2))

@@ -1,31 +1,31 @@
 """The model report: evaluation against baselines and the oracle, calibration and ROC/PR curves,
 global importance (beeswarm and per dimension), metrics by province and sector, and drift (PSI).
 
-Everything here works on frames and dicts; reading files is left to the command line.
+This module only assembles the report: metrics come from :mod:`lgml.modeling.evaluate`, drift
+from :mod:`lgml.modeling.drift`, evaluation figures from :mod:`lgml.modeling.plots`, stored
+plots and the training drift reference from the bundle (:mod:`lgml.modeling.bundle`).
+:func:`model_report` works on frames; :func:`build_model_report` is ``lgml report``: it loads
+the data files (through :mod:`lgml.validate`) and calls it.
 
-Drift reference: a bundle may carry a reference profile of its training features (the format of
-:func:`reference_profile`, as ``reference.json`` in the bundle folder or ``metadata["reference"]``);
-otherwise PSI is computed against a reference table the caller passes in.
+Drift reference: a bundle trained by ``lgml train`` carries the reference profile of its
+training rows (``bundle.reference``); a reference panel passed in replaces it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lgml.features import CATEGORICAL, FEATURE_GROUPS
+from lgml.features import FEATURE_GROUPS, candidate_mask
 
 log = logging.getLogger(__name__)
 
-PSI_BINS = 10
-PSI_EPS = 1e-4
-PSI_MODERATE, PSI_MAJOR = 0.10, 0.25
-MIN_POSITIVES_FOR_AUC = 5
+SIMULATED_REPORT_FIRMS = 4_000  # firms simulated when a report on the embedded default gets no data
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,135 +109,8 @@ def _show(x: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Drift: population stability index
+# Global importance
 # ------------------------------------------------------------------------------------------------
-
-
-def reference_profile(table: pd.DataFrame, features: Sequence[str], bins: int = PSI_BINS) -> dict[str, Any]:
-    """A compact, JSON-ready profile of a feature table to compute drift against later.
-
-    Numeric features: quantile bin edges (at most ``bins`` bins, unique edges) with the share of
-    non-missing rows per bin and the missing share. Categorical features: the share of each level
-    and the missing share.
-
-    Args:
-        table: Feature table of shape (n_rows, >= n_features).
-        features: Features to profile.
-        bins: Quantile bins per numeric feature.
-
-    Returns:
-        ``{"n_rows": int, "numeric": {f: {"edges", "fractions", "missing"}},
-        "categorical": {f: {"levels": {level: share}, "missing"}}}``; shares are fractions of
-        all rows, so each feature's shares sum to 1.
-    """
-    n = len(table)
-    out: dict[str, Any] = {"n_rows": int(n), "numeric": {}, "categorical": {}}
-    for f in features:
-        if f not in table.columns:
-            continue
-        col = table[f]
-        if f in CATEGORICAL or isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object:
-            s = col.astype(object).where(col.notna(), None)
-            counts = s.dropna().astype(str).value_counts()
-            out["categorical"][f] = {"levels": {k: float(v) / max(n, 1) for k, v in counts.items()},
-                                     "missing": float(s.isna().mean()) if n else 0.0}
-            continue
-        x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
-        ok = x[~np.isnan(x)]
-        edges = np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(ok) else np.array([])
-        counts = np.bincount(np.searchsorted(edges, ok, side="right"), minlength=len(edges) + 1)
-        out["numeric"][f] = {"edges": edges.tolist(), "fractions": (counts / max(n, 1)).tolist(),
-                             "missing": float(np.isnan(x).mean()) if n else 0.0}
-    return out
-
-
-def _psi(ref: np.ndarray, cur: np.ndarray) -> float:
-    ref = np.maximum(np.asarray(ref, dtype=float), PSI_EPS)
-    cur = np.maximum(np.asarray(cur, dtype=float), PSI_EPS)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
-
-
-def psi_table(reference: Mapping[str, Any], table: pd.DataFrame,
-              groups: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Population stability index of every profiled feature: current ``table`` vs ``reference``.
-
-    PSI = sum over bins of (cur - ref) * ln(cur / ref), shares floored at 1e-4; bins are the
-    reference's quantile bins plus a missing bin (numeric) or its levels, any unseen level and
-    a missing bin (categorical). Below 0.1 stable, 0.1-0.25 moderate shift, above 0.25 major.
-
-    Args:
-        reference: Output of :func:`reference_profile`.
-        table: Current feature table.
-        groups: Feature -> dimension (default :data:`lgml.features.FEATURE_GROUPS`).
-
-    Returns:
-        DataFrame with ``feature``, ``group``, ``psi``, ``level`` (stable / moderate / major),
-        largest PSI first.
-    """
-    groups = FEATURE_GROUPS if groups is None else groups
-    n = max(len(table), 1)
-    rows = []
-    for f, prof in reference.get("numeric", {}).items():
-        if f not in table.columns:
-            continue
-        x = pd.to_numeric(table[f], errors="coerce").to_numpy(dtype=float)
-        ok = x[~np.isnan(x)]
-        edges = np.asarray(prof["edges"], dtype=float)
-        counts = np.bincount(np.searchsorted(edges, ok, side="right"), minlength=len(edges) + 1) / n
-        rows.append((f, _psi([*prof["fractions"], prof["missing"]], [*counts, np.isnan(x).mean()])))
-    for f, prof in reference.get("categorical", {}).items():
-        if f not in table.columns:
-            continue
-        s = table[f].astype(object).where(table[f].notna(), None)
-        counts = s.dropna().astype(str).value_counts() / n
-        levels = list(prof["levels"])
-        unseen = float(counts.drop(labels=[lv for lv in levels if lv in counts.index]).sum())
-        ref = [prof["levels"][lv] for lv in levels] + [0.0, prof["missing"]]
-        cur = [float(counts.get(lv, 0.0)) for lv in levels] + [unseen, float(s.isna().mean())]
-        rows.append((f, _psi(ref, cur)))
-    out = pd.DataFrame(rows, columns=["feature", "psi"])
-    out.insert(1, "group", [groups.get(f, "other") for f in out["feature"]])
-    out["level"] = np.select([out["psi"] >= PSI_MAJOR, out["psi"] >= PSI_MODERATE], ["major", "moderate"], "stable")
-    return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def bundle_reference(bundle: Any) -> dict[str, Any] | None:
-    """The reference profile stored with a bundle (``reference.json`` or
-    ``metadata["reference"]``), or None."""
-    path = bundle.path / "reference.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    ref = bundle.metadata.get("reference")
-    return ref if isinstance(ref, Mapping) and ("numeric" in ref or "categorical" in ref) else None
-
-
-# ------------------------------------------------------------------------------------------------
-# Metrics by group and global importance
-# ------------------------------------------------------------------------------------------------
-
-
-def metrics_by(table: pd.DataFrame, y: np.ndarray, p: np.ndarray, by: str, min_rows: int = 1) -> pd.DataFrame:
-    """Designation metrics per level of ``by`` (province or sector).
-
-    Returns:
-        DataFrame with ``by``, ``n``, ``designated``, ``observed_rate`` and ``mean_predicted``
-        (both 0-1), ``auc`` (NaN with fewer than 5 designations or no negatives) and ``brier``,
-        most rows first.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    frame = pd.DataFrame({by: table[by].astype(str).to_numpy(), "y": np.asarray(y, float), "p": np.asarray(p, float)})
-    rows = []
-    for level, grp in frame.groupby(by, sort=False):
-        if len(grp) < min_rows:
-            continue
-        pos = int(grp["y"].sum())
-        auc = (roc_auc_score(grp["y"], grp["p"]) if pos >= MIN_POSITIVES_FOR_AUC and pos < len(grp) else np.nan)
-        rows.append({by: level, "n": len(grp), "designated": pos, "observed_rate": grp["y"].mean(),
-                     "mean_predicted": grp["p"].mean(), "auc": auc,
-                     "brier": float(np.mean((grp["p"] - grp["y"]) ** 2))})
-    out = pd.DataFrame(rows, columns=[by, "n", "designated", "observed_rate", "mean_predicted", "auc", "brier"])
-    return out.sort_values(["n", by], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def global_importance(contrib: pd.DataFrame, groups: Mapping[str, str] | None = None) -> tuple[pd.Series, pd.Series]:
@@ -267,10 +140,7 @@ def bundle_plots(bundle: Any) -> list[dict[str, str]]:
     """The evaluation plots stored in the bundle (``plots/*.png``) as data URIs."""
     from lgml.report.figures import png_uri
 
-    folder = bundle.path / "plots"
-    if not folder.is_dir():
-        return []
-    return [{"name": p.stem.replace("_", " "), "uri": png_uri(p.read_bytes())} for p in sorted(folder.glob("*.png"))]
+    return [{"name": name.replace("_", " "), "uri": png_uri(png)} for name, png in bundle.stored_plots().items()]
 
 
 def _display_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,7 +162,8 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         bundle: Designation bundle.
         data: Feature table to compute importance, metrics by group and drift on (rows
             holding a title are left out); None for a report of the bundle alone.
-        reference: Drift reference profile (:func:`reference_profile`); default the bundle's.
+        reference: Drift reference profile (:func:`lgml.modeling.drift.reference_profile`);
+            default the bundle's (``bundle.reference``).
         data_note, reference_note: Where ``data`` and ``reference`` came from, shown as is.
         sample: Rows used for contributions (importance plots).
         seed: Seed of that sample.
@@ -305,6 +176,9 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     from lgml import schema
     from lgml.explain.contributions import contributions, group_label
     from lgml.explain.firm import model_info
+    from lgml.modeling import plots
+    from lgml.modeling.drift import psi_table
+    from lgml.modeling.evaluate import metrics_by
     from lgml.vocabulary import feature_label
     from lgml.report import figures
 
@@ -319,14 +193,13 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         "n_sample": 0, "n_labelled": 0,
         "group_labels": {g: group_label(g) for g in (*FEATURE_GROUPS.values(), "other")},
     }
-    reference = reference if reference is not None else bundle_reference(bundle)
+    reference = reference if reference is not None else bundle.reference
     if reference is None:
         report["drift_note"] = ("No drift reference: the bundle stores no training reference profile "
                                 "(reference.json) and none was passed in.")
     if data is None:
         return report
-    rows = data[~data["holds_title"].astype(bool)] if "holds_title" in data.columns else data
-    rows = rows.reset_index(drop=True)
+    rows = data[candidate_mask(data)].reset_index(drop=True)
     take = rows.sample(n=min(sample, len(rows)), random_state=seed) if len(rows) > sample else rows
     contrib, _ = contributions(bundle, take)
     by_feature, by_group = global_importance(contrib, groups)
@@ -344,8 +217,8 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     if len(labelled) and labelled["designated_next"].nunique() == 2:
         y = labelled["designated_next"].to_numpy(dtype=float)
         p = bundle.predict(labelled)
-        report["images"]["roc_pr"] = figures.roc_pr(y, p)
-        report["images"]["calibration"] = figures.calibration(y, p)
+        report["images"]["roc_pr"] = figures.to_data_uri(plots.roc_pr_figure(y, {"model": p}))
+        report["images"]["calibration"] = figures.to_data_uri(plots.calibration_figure(y, {"model": p}))
         prov = metrics_by(labelled, y, p, "province")
         prov.insert(1, "name_zh", [schema.PROVINCES.get(x, ("", x))[1] for x in prov["province"]])
         sect = metrics_by(labelled, y, p, "sector")
@@ -356,3 +229,83 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         report["drift"] = _records(drift)
         report["images"]["psi"] = figures.psi_bars(list(zip(drift["feature"], drift["psi"])), labels)
     return report
+
+
+def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.PathLike | None = None, *,
+                    units: str = "yuan", encoding: str | None = None) -> pd.DataFrame:
+    """Feature table of a panel file (and its events file) for the report, built with the
+    bundle's province/sector records (else those of the panel itself).
+
+    Raises:
+        lgml.validate.ContractError, lgml.io.InputError: A file breaks the input contract.
+    """
+    from lgml import validate
+    from lgml.features import build_features, context_tables
+
+    rows = validate.load_panel(panel, units=units, encoding=encoding)
+    history = validate.load_events(events, panel=rows, encoding=encoding) if events is not None else None
+    context = bundle.context if bundle.context is not None else context_tables(rows, history)
+    return build_features(rows, history, context)
+
+
+def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[pd.DataFrame | None, str]:
+    """For a bundle trained on the simulated default: features of a fresh simulated sample (at
+    most ``firms`` firms, the training config's seed) and a note saying so; ``(None, "")``
+    for a bundle trained on files."""
+    from lgml.features import build_features
+    from lgml.simulate import simulate
+
+    src = bundle.config.data.simulate
+    if src is None:
+        return None, ""
+    firms = min(src.firms, firms)
+    sim = simulate(firms, seed=src.seed)
+    note = (f"a fresh simulated sample of {firms:,} firms (seed {src.seed}) of the embedded default the "
+            "model was trained on")
+    return build_features(sim.panel, sim.events, bundle.context), note
+
+
+def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, events: str | os.PathLike | None = None,
+                       reference: str | os.PathLike | None = None,
+                       reference_events: str | os.PathLike | None = None, units: str = "yuan",
+                       encoding: str | None = None, sample: int = 4_000,
+                       on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``lgml report``: the :func:`model_report` of a bundle on a panel file.
+
+    Args:
+        bundle: Designation bundle.
+        data: Panel to evaluate and check for drift; None describes a model trained on the
+            simulated default on a fresh simulated sample (:func:`simulated_sample`), or the
+            bundle alone.
+        events: Designation events of ``data``.
+        reference: Panel to measure drift against (its candidate rows); None uses the
+            bundle's training reference.
+        reference_events: Events of ``reference``.
+        units, encoding: How the panel files are read (see :func:`lgml.validate.load_panel`).
+        sample: Rows used for contributions (importance plots).
+        on_step: Called with a short description as each step starts (progress display).
+
+    Returns:
+        The :func:`model_report` dict.
+
+    Raises:
+        lgml.validate.ContractError, lgml.io.InputError: A file breaks the input contract.
+        lgml.modeling.bundle.BundleInputError: The data do not fit the model.
+    """
+    from lgml.modeling.drift import reference_profile
+
+    step = on_step or (lambda name: None)
+    step("Building features")
+    if data is not None:
+        table = report_features(bundle, data, events, units=units, encoding=encoding)
+        note = f"{data}" + (f" with events {events}" if events is not None else "")
+    else:
+        table, note = simulated_sample(bundle)
+    profile, profile_note = None, ""
+    if reference is not None:
+        ref_table = report_features(bundle, reference, reference_events, units=units, encoding=encoding)
+        profile = reference_profile(ref_table[candidate_mask(ref_table)], bundle.features)
+        profile_note = f"{reference}"
+    step("Computing contributions and metrics")
+    return model_report(bundle, table, reference=profile, data_note=note, reference_note=profile_note,
+                        sample=sample, seed=bundle.config.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -66,7 +68,7 @@ def test_spline_tails_continue_with_the_platt_slope():
 def test_spline_without_positives_still_increases():
     raw = np.linspace(-5, 0, 300)
     cal = SplineCalibrator().fit(raw, np.zeros(300))
-    assert cal.slope_ == SplineCalibrator.MIN_TAIL_SLOPE
+    assert cal.slope_ == SplineCalibrator.MIN_SLOPE
     p = cal.transform(np.linspace(-6, 1, 50))
     assert np.all(np.diff(p) > 0) and p.max() < 0.01
 
@@ -80,6 +82,10 @@ def test_spline_rejects_mismatched_inputs():
 def test_calibrators_round_trip_through_json_exactly(method):
     raw, y = _data(5, 5_000)
     cal = make_calibrator(method).fit(raw, y)
-    again = calibrator_from_dict(cal.to_dict())
+    again = calibrator_from_dict(json.loads(json.dumps(cal.to_dict())))
     scores = np.linspace(-12, 6, 1_001)
     np.testing.assert_array_equal(again.transform(scores), cal.transform(scores))
+    p = cal.transform(raw)
+    assert ((p >= 0) & (p <= 1)).all()
+    if method != "none":  # fitted calibrators match the observed rate
+        assert abs(p.mean() - y.mean()) < 0.01

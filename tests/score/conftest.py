@@ -31,7 +31,7 @@ models_dir: '{models}'
 def _train(folder: Path, task: str) -> Path:
     """A small bundle trained through the training API (few rounds, no tracking)."""
     from lgml.config import TrainConfig
-    from lgml.modeling.pipeline import train_from_config
+    from lgml.modeling.train import train_from_config
 
     text = TRAIN_CONFIG.format(task=task, models=folder.as_posix())
     return Path(train_from_config(TrainConfig.from_yaml(text)).bundle_path)

@@ -1,5 +1,6 @@
-"""Modelling data: load the panel a config names, build features, pick the task's rows and
-split them by batch (application) year.
+"""The modelling dataset: load the panel a config names, build features, pick the task's rows
+and split them by batch (application) year (the out-of-time split). Model-input encoding lives
+in :mod:`lgml.modeling.matrix`.
 
 A firm-year belongs to exactly one batch year, so splitting by batch year never puts a
 firm-year in two sets. Designation rows are the candidates with a known label
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,10 +60,6 @@ class ModelData:
     features: list[str]
     sets: dict[str, pd.DataFrame]
     data_hash: str
-
-    @property
-    def has_oracle(self) -> bool:
-        return "oracle" in self.sets["test"].columns
 
 
 def load_source(data: DataConfig) -> Source:
@@ -134,20 +130,13 @@ def split_rows(rows: pd.DataFrame, split: SplitConfig) -> dict[str, pd.DataFrame
     return sets
 
 
-def feature_list(table: pd.DataFrame) -> list[str]:
-    """Model input columns: every feature of the table, in :data:`FEATURE_GROUPS` order."""
-    from lgml.features import feature_columns
-
-    return feature_columns(table)
-
-
 def model_data(source: Source, config: TrainConfig) -> ModelData:
     """Features, task rows and split for ``config``.
 
     Raises:
         SplitError: A set is empty or (designation) has a single class.
     """
-    from lgml.features import build_features
+    from lgml.features import build_features, feature_columns
 
     table = build_features(source.panel, source.events)
     rows = task_rows(table, config.task, source.truth)
@@ -156,94 +145,4 @@ def model_data(source: Source, config: TrainConfig) -> ModelData:
         for name, frame in sets.items():
             if frame["target"].nunique() < 2:
                 raise SplitError(f"split '{name}' has a single class ({frame['target'].iloc[0]:.0f} only)")
-    return ModelData(config.task, feature_list(table) + list(config.extra_features), sets, data_hash(source))
-
-
-def model_frame(table: pd.DataFrame, features: list[str], levels: dict[str, list[str]]) -> pd.DataFrame:
-    """LightGBM input: ``features`` in order, categoricals cast to the fixed ``levels``,
-    everything else as float.
-
-    Args:
-        table: DataFrame of shape (n_rows, >= n_features).
-        features: Column names in model order.
-        levels: Category levels per categorical feature.
-
-    Returns:
-        A new DataFrame of shape (n_rows, n_features).
-
-    Raises:
-        lgml.modeling.bundle.BundleInputError: Missing columns, unseen category levels (with
-            counts) or non-numeric values; nothing is silently turned into NaN.
-    """
-    from lgml.modeling.bundle import BundleInputError
-
-    problems: list[str] = []
-    missing = [c for c in features if c not in table.columns]
-    if missing:
-        problems.append(f"missing column(s) ({len(missing)}): {', '.join(missing)}")
-    columns: dict[str, pd.Series] = {}
-    for name in (c for c in features if c not in missing):
-        col = table[name]
-        if name in levels:
-            columns[name], problem = _as_category(col, levels[name])
-        else:
-            columns[name], problem = _as_float(col)
-        if problem:
-            problems.append(f"{name}: {problem}")
-    if problems:
-        raise BundleInputError("table does not fit the model:\n  " + "\n  ".join(problems))
-    return pd.DataFrame(columns, index=table.index)[features]
-
-
-def lightgbm_matrix(X: pd.DataFrame, pandas_categorical: list[list[Any]] | None) -> np.ndarray:
-    """The row-major float matrix LightGBM predicts from, as its own pandas conversion builds
-    it: categoricals as codes of the model's levels (``booster.pandas_categorical``, missing
-    -> NaN), everything else as float64. Row-major matters: LightGBM's own conversion yields a
-    column-major array, which it predicts from about 20% more slowly.
-
-    Args:
-        X: Model input frame of shape (n_rows, n_features) (:func:`model_frame` output).
-        pandas_categorical: Category lists of the categorical columns, in column order.
-
-    Returns:
-        C-contiguous float64 array of shape (n_rows, n_features).
-    """
-    levels = iter(pandas_categorical or [])
-    out = np.empty(X.shape, dtype=np.float64)
-    for j, name in enumerate(X.columns):
-        col = X[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = pd.Categorical(col, categories=next(levels)).codes.astype(np.float64)
-            codes[codes < 0] = np.nan
-            out[:, j] = codes
-        else:
-            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
-
-
-def _as_category(col: pd.Series, levels: list[str]) -> tuple[pd.Series, str | None]:
-    values = col.astype(object).where(col.notna(), None)
-    codes = pd.Index(levels).get_indexer(values)
-    cast = pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=col.index, name=col.name)
-    unseen = values[(codes < 0) & values.notna().to_numpy()]
-    if unseen.empty:
-        return cast, None
-    counts = unseen.astype(str).value_counts()
-    shown = ", ".join(f"{k!r} x{v}" for k, v in counts.head(10).items())
-    more = f" and {len(counts) - 10} more" if len(counts) > 10 else ""
-    return cast, f"{len(unseen)} row(s) with unseen level(s) {shown}{more}"
-
-
-def _as_float(col: pd.Series) -> tuple[pd.Series, str | None]:
-    try:
-        return col.astype(float), None
-    except (TypeError, ValueError):
-        bad = pd.to_numeric(col, errors="coerce").isna() & col.notna()
-        examples = ", ".join(repr(v) for v in col[bad].astype(str).unique()[:5])
-        return col, f"{int(bad.sum())} row(s) not numeric (e.g. {examples})"
-
-
-def class_balance(y: np.ndarray) -> float:
-    """Negatives per positive (LightGBM ``scale_pos_weight``)."""
-    pos = float(np.sum(y == 1))
-    return float(np.sum(y == 0)) / max(pos, 1.0)
+    return ModelData(config.task, feature_columns(table) + list(config.extra_features), sets, data_hash(source))

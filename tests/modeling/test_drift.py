@@ -1,0 +1,27 @@
+"""Drift: the reference profile ``lgml train`` stores in the bundle and PSI against it."""
+
+import numpy as np
+import pandas as pd
+
+from lgml.modeling.dataset import load_source, model_data
+from lgml.modeling.drift import PSI_MAJOR, psi_table, reference_profile
+
+
+def test_trained_bundle_carries_the_reference_of_its_training_rows(designation_bundle):
+    b = designation_bundle
+    ref = b.reference
+    assert ref is not None and "reference.json" in b.metadata["sha256"]  # covered by the integrity check
+    assert set(ref["numeric"]) | set(ref["categorical"]) == set(b.features)
+    assert ref["n_rows"] == b.metadata["rows"]["train"]
+    train = model_data(load_source(b.config.data), b.config).sets["train"]
+    assert ref == reference_profile(train, b.features)  # exact through JSON
+    assert psi_table(ref, train)["psi"].max() < 1e-9
+
+
+def test_psi_flags_a_shifted_feature_only():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"rd_intensity": rng.gamma(2.0, 0.02, 5000), "province": rng.choice(["a", "b"], 5000)})
+    ref = reference_profile(table, ["rd_intensity", "province"])
+    drift = psi_table(ref, table.assign(rd_intensity=table["rd_intensity"] * 3)).set_index("feature")
+    assert drift.loc["rd_intensity", "psi"] > PSI_MAJOR and drift.loc["rd_intensity", "level"] == "major"
+    assert drift.loc["province", "psi"] < 1e-9 and drift.loc["province", "level"] == "stable"

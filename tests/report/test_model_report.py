@@ -1,0 +1,61 @@
+"""The model report of a bundle trained by ``lgml train``: its drift section compares the data
+with the training reference stored in the bundle."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from lgml.cli import app
+from lgml.config import TrainConfig
+from lgml.features import build_features
+from lgml.modeling.bundle import load_bundle
+from lgml.modeling.train import train_from_config
+from lgml.report.model import build_model_report, model_report
+
+CONFIG = """
+task: designation
+name: report-test
+seed: 3
+data: {{simulate: {{firms: 1500, seed: 11}}}}
+split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
+lightgbm: {{num_threads: 1, num_boost_round: 20, early_stopping_rounds: 5}}
+gates: {{beat_rules: false}}
+mlflow: {{enabled: false}}
+models_dir: '{models}'
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report-models")
+    result = train_from_config(TrainConfig.from_yaml(CONFIG.format(models=folder.as_posix())))
+    return load_bundle(result.bundle_path)
+
+
+def test_model_report_on_data_has_a_drift_table(trained, small_sim):
+    table = build_features(small_sim.panel, small_sim.events, trained.context)
+    report = model_report(trained, table, sample=300, seed=0)
+    drift = report["drift"]
+    assert drift and {d["feature"] for d in drift} == set(trained.features)
+    assert all(d["level"] in ("stable", "moderate", "major") and d["psi"] >= 0 for d in drift)
+    assert "drift_note" not in report and report["images"]["psi"].startswith("data:image/png;base64,")
+    assert report["by_province"] and {"roc_pr", "calibration"} <= set(report["images"])
+
+
+def test_report_of_a_simulated_model_without_data_uses_a_fresh_sample(trained):
+    steps = []
+    report = build_model_report(trained, sample=300, on_step=steps.append)
+    assert steps == ["Building features", "Computing contributions and metrics"]
+    assert "fresh simulated sample of 1,500 firms" in report["data_note"]
+    assert report["drift"] and report["n_sample"] == 300
+
+
+def test_cli_report_writes_the_drift_table(trained, tmp_path):
+    out = tmp_path / "model.json"
+    args = ["report", "--model", str(trained.path), "--sample", "300", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["drift"]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
