@@ -57,14 +57,25 @@ class PlattCalibrator:
     """
 
     method = "platt"
+    MIN_SLOPE = 1e-3  # a score that does not rank still must not rank backwards
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> PlattCalibrator:
-        """Fit on log-odds ``raw`` of shape (n,) and 0/1 labels ``y`` of shape (n,)."""
+        """Fit on log-odds ``raw`` of shape (n,) and 0/1 labels ``y`` of shape (n,). The slope is
+        kept at or above :data:`MIN_SLOPE`, so probabilities always increase with the score; with
+        one class only, the intercept gives the observed rate within ``[1/(2n), 1 - 1/(2n)]``."""
         from sklearn.linear_model import LogisticRegression
 
-        raw = np.asarray(raw, dtype=float).reshape(-1, 1)
-        model = LogisticRegression(C=1e6, max_iter=1000).fit(raw, np.asarray(y, dtype=int))
-        self.a_, self.b_ = float(model.coef_[0, 0]), float(model.intercept_[0])
+        raw, y = np.asarray(raw, dtype=float).reshape(-1, 1), np.asarray(y, dtype=int)
+        if 0 < y.sum() < len(y):
+            model = LogisticRegression(C=1e6, max_iter=1000).fit(raw, y)
+            self.a_, self.b_ = float(model.coef_[0, 0]), float(model.intercept_[0])
+        else:
+            self.a_, self.b_ = 0.0, 0.0
+        if self.a_ < self.MIN_SLOPE:  # refit the intercept alone at the floored slope
+            eps = 0.5 / max(len(y), 1)
+            rate = float(np.clip(y.mean() if len(y) else 0.5, eps, 1 - eps))
+            self.a_ = self.MIN_SLOPE
+            self.b_ = float(np.log(rate / (1 - rate)) - self.a_ * raw.mean()) if len(raw) else 0.0
         return self
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
@@ -120,8 +131,9 @@ class SplineCalibrator:
     of its rate, kept within ``[1 / (2n), 1 - 1 / (2n)]`` for ``n`` fitting rows (a block
     without a positive says the rate is small, not zero). Knot y values increase strictly, so
     PCHIP between them increases strictly; beyond the outer knots the curve continues in a
-    straight line (in log-odds) with the Platt slope fitted on the same rows, floored at
-    :data:`MIN_TAIL_SLOPE`. Equal scores get equal probabilities; different scores never do,
+    straight line (in log-odds) with the Platt slope fitted on the same rows. Neighbouring
+    blocks whose knots rise by less than :data:`MIN_SLOPE` are pooled, and the tail slope is
+    floored at it, so the curve is nowhere nearly flat. Equal scores get equal probabilities; different scores never do,
     up to floating-point resolution.
 
     Attributes:
@@ -131,7 +143,7 @@ class SplineCalibrator:
     """
 
     method = "spline"
-    MIN_TAIL_SLOPE = 0.05
+    MIN_SLOPE = 0.05  # calibrated log-odds per model log-odds, at least, everywhere
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> SplineCalibrator:
         """Fit on log-odds ``raw`` of shape (n,) and 0/1 labels ``y`` of shape (n,).
@@ -144,20 +156,27 @@ class SplineCalibrator:
         raw, y = np.asarray(raw, dtype=float), np.asarray(y, dtype=float)
         if len(raw) != len(y) or not len(raw):
             raise ValueError(f"raw ({len(raw)}) and y ({len(y)}) must be non-empty and of one length")
-        fitted = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(raw, y)
-        eps = 0.5 / len(raw)
-        # Consecutive rows (by score) with one fitted rate form a block; a tie in score is one row.
         order = np.argsort(raw, kind="stable")
-        rate = fitted[order]
+        rate = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit_transform(raw, y)[order]
+        # Consecutive rows (by score) with one fitted rate form a block: (rows, sum of scores, positives).
         starts = np.flatnonzero(np.r_[True, np.diff(rate) != 0])
-        ends = np.r_[starts[1:], len(rate)]
-        x = np.array([raw[order[a:b]].mean() for a, b in zip(starts, ends)])
-        knots = _logit(np.clip(rate[starts], eps, 1 - eps))
-        keep = np.r_[True, (np.diff(x) > 0) & (np.diff(knots) > 0)]  # clipping may merge the extreme blocks
-        self.x_, self.y_ = x[keep], knots[keep]
-        self.slope_ = max(PlattCalibrator().fit(raw, y).a_, self.MIN_TAIL_SLOPE) if 0 < y.sum() < len(y) \
-            else self.MIN_TAIL_SLOPE
+        blocks = [[len(r), s.sum(), t.sum()] for r, s, t in
+                  zip(np.split(rate, starts[1:]), np.split(raw[order], starts[1:]), np.split(y[order], starts[1:]))]
+        self.x_, self.y_ = self._knots(blocks, eps=0.5 / len(raw))
+        self.slope_ = max(PlattCalibrator().fit(raw, y).a_, self.MIN_SLOPE)
         return self
+
+    def _knots(self, blocks: list[list[float]], eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """Knots (mean score, logit of the rate) of the blocks, pooling neighbours whose knots
+        rise by less than :data:`MIN_SLOPE`, so that no stretch of the curve is nearly flat."""
+        while True:
+            n, score, positives = (np.array(c, dtype=float) for c in zip(*blocks))
+            x, knots = score / n, _logit(np.clip(positives / n, eps, 1 - eps))
+            secant = np.diff(knots) / np.maximum(np.diff(x), 1e-300)
+            if not len(secant) or secant.min() >= self.MIN_SLOPE:
+                return x, knots
+            i = int(np.argmin(secant))
+            blocks[i:i + 2] = [[a + b for a, b in zip(blocks[i], blocks[i + 1])]]
 
     def log_odds(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated log-odds of shape (n,) from model log-odds of shape (n,)."""
