@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from lgml import score as sc
 from lgml.config import TrainConfig
 from lgml.features import feature_rows
-from lgml.modeling import forest
+from lgml.kernels import forest
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.pipeline import train_from_config
 from lgml.simulate import simulate

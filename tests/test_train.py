@@ -294,7 +294,7 @@ def test_bundle_predictions_come_from_the_compiled_kernel_and_equal_lightgbm(des
                                                                              monkeypatch):
     """Large tables are predicted by lgml.modeling.forest; the values are LightGBM's, bit for bit."""
     from lgml.features import build_features
-    from lgml.modeling import forest
+    from lgml.kernels import forest
 
     table = build_features(small_sim.panel, small_sim.events).sample(n=3000, random_state=1)
     calls = []

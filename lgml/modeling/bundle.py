@@ -315,7 +315,7 @@ class Bundle:
     def raw_from_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """:meth:`predict_raw` of a :meth:`model_matrix`. Large matrices are predicted by the
         compiled kernel of :mod:`lgml.modeling.forest` (the same values as LightGBM)."""
-        from lgml.modeling import forest
+        from lgml.kernels import forest
 
         return forest.predict(self.booster, matrix, raw_score=self.task == "designation")
 
@@ -336,7 +336,7 @@ class Bundle:
         """
         if set(self.quantile_boosters) != set(QUANTILE_FILES):
             raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
-        from lgml.modeling import forest
+        from lgml.kernels import forest
         from lgml.modeling.data import lightgbm_matrix
 
         X = self.prepare(table)
