@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lgml import explain as ex
+from lgml.explain.contributions import contributions, fast_contributions
+from lgml.explain.firm import explain_positions, year_table
+from lgml.explain.reasons import top_reasons
+from lgml.explain.whatif import counterfactual
 from lgml.features import build_features, context_tables
 from lgml.modeling.bundle import load_bundle
 from lgml.report import render_firms
@@ -70,13 +73,13 @@ def main() -> None:
     rows = table.sample(n=min(args.rows, len(table)), random_state=args.seed)
 
     start = time.perf_counter()  # once per model and process: flatten the trees, tabulate the leaves
-    ex.fast_contributions(bundle.booster, bundle.prepare(rows.head(64)))
+    fast_contributions(bundle.booster, bundle.prepare(rows.head(64)))
     setup_s = time.perf_counter() - start
     start = time.perf_counter()
-    contrib, _ = ex.contributions(bundle, rows)
+    contrib, _ = contributions(bundle, rows)
     shap_s = time.perf_counter() - start
     start = time.perf_counter()
-    ex.top_reasons(contrib, rows, k=3)
+    top_reasons(contrib, rows, k=3)
     reasons_s = time.perf_counter() - start
 
     year = int(sim.panel["year"].max()) - 1
@@ -88,10 +91,10 @@ def main() -> None:
     for firm in firms:
         start = time.perf_counter()
         province = sim.panel.loc[sim.panel["firm_id"] == firm, "province"].astype(str).iloc[-1]
-        year_rows = ex.year_table(sim.panel, year, sim.events, context, provinces=[province])
+        year_rows = year_table(sim.panel, year, sim.events, context, provinces=[province])
         p = bundle.predict(year_rows)
         pos = int(np.flatnonzero(year_rows["firm_id"].to_numpy() == firm)[0])
-        data = ex.explain_positions(bundle, sim.panel, year_rows, p, [pos], events=sim.events, context=context)
+        data = explain_positions(bundle, sim.panel, year_rows, p, [pos], events=sim.events, context=context)
         render_firms(data, "html")
         timings.append(time.perf_counter() - start)
     report_s = float(np.mean(timings))
@@ -100,7 +103,7 @@ def main() -> None:
     cf_times = []
     for firm in below:
         start = time.perf_counter()
-        ex.counterfactual(bundle, sim.panel, firm, year, events=sim.events, context=context)
+        counterfactual(bundle, sim.panel, firm, year, events=sim.events, context=context)
         cf_times.append(time.perf_counter() - start)
     print(f"model={model} trees={bundle.booster.num_trees()} rows={len(rows)} features={len(bundle.features)} "
           f"shap_setup_s={setup_s:.1f} load_average={os.getloadavg()[0]:.1f}")

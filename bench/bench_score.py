@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from lgml.config import TrainConfig
 from lgml.features import feature_rows
-from lgml.modeling import forest
+from lgml.kernels import forest
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.train import train_from_config
 from lgml.score import DEFAULT_CHUNK_ROWS, score_file

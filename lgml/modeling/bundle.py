@@ -319,8 +319,8 @@ class Bundle:
 
     def raw_from_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """:meth:`predict_raw` of a :meth:`model_matrix`. Large matrices are predicted by the
-        compiled kernel of :mod:`lgml.modeling.forest` (the same values as LightGBM)."""
-        from lgml.modeling import forest
+        compiled kernel of :mod:`lgml.kernels.forest` (the same values as LightGBM)."""
+        from lgml.kernels import forest
 
         return forest.predict(self.booster, matrix, raw_score=self.task == "designation")
 
@@ -341,7 +341,7 @@ class Bundle:
         """
         if set(self.quantile_boosters) != set(QUANTILE_FILES):
             raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
-        from lgml.modeling import forest
+        from lgml.kernels import forest
 
         X = self.prepare(table)
         lo, hi = (forest.predict(b, lightgbm_matrix(X, b.pandas_categorical))

@@ -68,8 +68,8 @@ def test_bundle_predicts_from_a_row_major_matrix_like_lightgbm_from_the_frame(de
 
 def test_bundle_predictions_come_from_the_compiled_kernel_and_equal_lightgbm(designation_bundle, small_sim,
                                                                              monkeypatch):
-    """Large tables are predicted by lgml.modeling.forest; the values are LightGBM's, bit for bit."""
-    from lgml.modeling import forest
+    """Large tables are predicted by lgml.kernels.forest; the values are LightGBM's, bit for bit."""
+    from lgml.kernels import forest
 
     table = build_features(small_sim.panel, small_sim.events).sample(n=3000, random_state=1)
     calls = []

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from lgml.modeling import forest
+from lgml.kernels import forest
 
 ROWS = 3_000
 
@@ -126,7 +126,7 @@ def test_disagreement_falls_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest
     booster, X = _train({"objective": "binary"})
     good = forest.predict_forest
     monkeypatch.setattr(forest, "predict_forest", lambda f, m: good(f, m) + 1e-12)
-    with caplog.at_level(logging.WARNING, logger="lgml.modeling.forest"):
+    with caplog.at_level(logging.WARNING, logger="lgml.kernels.forest"):
         assert forest.raw_scores(booster, X) is None
         assert np.array_equal(forest.predict(booster, X, raw_score=True), booster.predict(X, raw_score=True))
     assert "differs from LightGBM" in caplog.text
