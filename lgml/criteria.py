@@ -1,4 +1,6 @@
-"""Little Giant criteria by rule regime, the provincial SRDI 100-point score, and shortfalls.
+"""Little Giant criteria by rule regime, the provincial SRDI 100-point score, and shortfalls: numbers
+only (their sentences are written by :mod:`lgml.explain.reasons`, their labels live in
+:mod:`lgml.vocabulary`).
 
 The application (batch) year picks one of three rule regimes:
 
@@ -11,7 +13,7 @@ SRDI SME conditions and 100-point score); the functions only read them.
 
 Flow: a contract panel -> :func:`criteria_inputs` (point-in-time quantities per firm-year) ->
 :func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`. :func:`assess` does
-it all for one batch, using each firm's fiscal year ``batch_year - 1``, and explains shortfalls.
+it all for one batch, using each firm's fiscal year ``batch_year - 1``.
 
 Conventions:
 
@@ -150,12 +152,6 @@ SRDI: dict[str, Any] = {
 # Metadata
 # ------------------------------------------------------------------------------------------------
 
-DIMENSIONS: dict[str, str] = {
-    "specialization": "专", "refinement": "精", "distinctive": "特", "innovation": "新",
-    "chain": "链·品", "size": "规模",
-}
-
-
 def _meta(dimension: str, label_en: str, label_zh: str, unit: str, direction: int,
           inputs: tuple[str, ...]) -> dict[str, Any]:
     return {"dimension": dimension, "label_en": label_en, "label_zh": label_zh, "unit": unit,
@@ -201,34 +197,6 @@ CRITERIA: dict[str, dict[str, Any]] = {
     "rd_amount_2y": _meta("innovation", "R&D spending over 2 years", "近两年研发费用总额", "yuan", 1, ("rd_2y",)),
     "rd_intensity": _meta("innovation", "R&D intensity in each of the last 2 years", "研发费用占营业收入比重（每年）",
                           "ratio", 1, ("rd_intensity", "rd_intensity_prev")),
-}
-
-# Dimension of every column of criteria_inputs, for grouping features.
-INPUT_DIMENSIONS: dict[str, str] = {
-    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_2y": "innovation",
-    "rd_expense": "innovation", "rd_staff_share": "innovation", "class1_ip": "innovation",
-    "invention_patents": "innovation", "class2_ip": "innovation", "rd_institution": "innovation",
-    "rd_institution_level": "innovation",
-    "mb_share": "specialization", "mb_growth_2y": "specialization", "profit_growth_2y": "specialization",
-    "revenue_cagr_2y": "specialization", "niche_years": "specialization", "srdi_provincial": "specialization",
-    "debt_ratio": "refinement", "net_margin": "refinement", "digital_level": "refinement",
-    "quality_certified": "refinement",
-    "niche_market_share": "distinctive", "own_brand": "distinctive",
-    "key_customers": "chain", "foundation_field": "chain", "strategic_industry": "chain",
-    "revenue": "size", "employees": "size", "equity_2y": "size",
-}
-
-# Nouns for the inputs, used in shortfall sentences.
-_INPUT_LABELS: dict[str, str] = {
-    "rd_intensity": "R&D intensity", "rd_intensity_prev": "R&D intensity of the previous year",
-    "rd_2y": "R&D over 2 years", "equity_2y": "new equity over 2 years", "rd_staff_share": "R&D staff share",
-    "mb_share": "main-business share", "mb_growth_2y": "main-business revenue growth (2-yr avg)",
-    "profit_growth_2y": "net-profit growth (2-yr avg)", "revenue_cagr_2y": "revenue CAGR (2 yrs)",
-    "debt_ratio": "debt ratio", "digital_level": "digital level", "niche_market_share": "niche market share",
-    "niche_years": "years in the niche", "class1_ip": "Class-I IP items", "invention_patents": "invention patents",
-    "class2_ip": "Class-II IP items", "rd_institution_level": "R&D institution", "revenue": "revenue",
-    "employees": "employees", "score_total": "development score", "srdi_provincial": "provincial SRDI status",
-    "quality_certified": "certification", "own_brand": "own brand",
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -389,6 +357,31 @@ def regime_for(batch_year: int) -> str:
         if (first is None or batch_year >= first) and (last is None or batch_year <= last):
             return name
     raise ValueError(f"no rule regime covers batch {batch_year}")  # unreachable while RULES is complete
+
+
+# Regime whose thresholds describe a criterion when no batch year is given.
+DEFAULT_REGIME = "2022"
+
+
+def rule(criterion: str, batch_year: int | None = None) -> dict[str, Any]:
+    """The rule (threshold spec of :data:`RULES`) of one criterion.
+
+    Args:
+        criterion: A key of :data:`CRITERIA`.
+        batch_year: Whose rules; default :data:`DEFAULT_REGIME` (or the first regime that has
+            the criterion).
+
+    Raises:
+        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    if batch_year is not None:
+        regime = regime_for(batch_year)
+        if criterion not in RULES[regime]["criteria"]:
+            raise ValueError(f"{criterion!r} is not a criterion of the {regime} rules (batch {batch_year})")
+        return RULES[regime]["criteria"][criterion]
+    return next(RULES[r]["criteria"][criterion] for r in (DEFAULT_REGIME, *RULES) if criterion in RULES[r]["criteria"])
 
 
 # Values within this relative distance of a threshold count as equal to it (floating-point rounding).
@@ -636,196 +629,6 @@ def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------------------------
-# Explaining shortfalls
-# ------------------------------------------------------------------------------------------------
-
-# Regime whose thresholds explain a criterion when no batch year is given.
-_TEXT_DEFAULT_REGIME = "2022"
-
-
-def _isna(x: Any) -> bool:
-    return x is None or (np.ndim(x) == 0 and bool(pd.isna(x)))
-
-
-def _money(x: float) -> str:
-    if abs(x) < 1e5:
-        return f"{x:,.0f} yuan"
-    return f"{x / 1e6:,.1f}".removesuffix(".0") + "M yuan"
-
-
-def _pct(x: float) -> str:
-    return "n/a" if _isna(x) else f"{100 * x:.1f}%"
-
-
-def _pp(x: float) -> str:
-    return f"{100 * x:.1f} pp"
-
-
-def _fmt(x: float, unit: str) -> str:
-    """A value in the unit of a criterion."""
-    if _isna(x):
-        return "n/a"
-    if unit == "ratio":
-        return _pct(x)
-    if unit == "yuan":
-        return _money(x)
-    return f"{x:,.4g}"
-
-
-_UNIT_WORDS = {"years": ("year", "years"), "items": ("item", "items"), "points": ("point", "points"),
-               "employees": ("employee", "employees"), "level": ("level", "levels")}
-
-
-def _gap(x: float, unit: str) -> str:
-    """A shortfall in the unit of a criterion."""
-    if unit == "ratio":
-        return _pp(x)
-    if unit == "yuan":
-        return _money(x)
-    if unit in _UNIT_WORDS:
-        one, many = _UNIT_WORDS[unit]
-        return f"{x:,.4g} {one if x == 1 else many}"
-    return f"{x:,.4g}"
-
-
-def _spec(criterion: str, batch_year: int | None) -> dict[str, Any]:
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
-    if batch_year is not None:
-        regime = regime_for(batch_year)
-        if criterion not in RULES[regime]["criteria"]:
-            raise ValueError(f"{criterion!r} is not a criterion of the {regime} rules (batch {batch_year})")
-        return RULES[regime]["criteria"][criterion]
-    for regime in (_TEXT_DEFAULT_REGIME, *RULES):
-        if criterion in RULES[regime]["criteria"]:
-            return RULES[regime]["criteria"][criterion]
-    raise ValueError(f"{criterion!r} is in no regime")  # unreachable while CRITERIA matches RULES
-
-
-def _rd_amount(short: float, row: Mapping) -> str:
-    """' = 1.8M yuan': an R&D-intensity gap in yuan at this year's revenue."""
-    revenue = row.get("revenue")
-    return "" if _isna(revenue) else f" = {_money(short * revenue)}"
-
-
-def _text_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    column, need, unit = spec["column"], spec["min"], meta["unit"]
-    if column == "rd_institution_level":
-        level = "none" if _isna(value) else schema.RD_INSTITUTION_LEVELS[int(value)]
-        return f"R&D institution: {level}; at least a {schema.RD_INSTITUTION_LEVELS[int(need)]}-level one required"
-    noun = _INPUT_LABELS.get(column, column)
-    extra = " (proxy for information systems on core business)" if column == "digital_level" else ""
-    return f"{noun} {_fmt(value, unit)}; at least {_fmt(need, unit)} required{extra}; short by {_gap(short, unit)}"
-
-
-def _text_max(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    unit = meta["unit"]
-    noun = _INPUT_LABELS.get(spec["column"], spec["column"])
-    return f"{noun} {_fmt(value, unit)}; at most {_fmt(spec['max'], unit)} allowed; over by {_gap(short, unit)}"
-
-
-def _text_flag(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    return f"{meta['label_en']}: not held; required"
-
-
-def _text_any_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    unit = meta["unit"]
-    cols = spec["columns"]
-    have = ", ".join(f"{_INPUT_LABELS[c]} {_fmt(row.get(c, value if i == 0 else None), unit)}"
-                     for i, c in enumerate(cols))
-    need = " or ".join(f"{_fmt(m, unit)} {_INPUT_LABELS[c]}" for c, m in zip(cols, spec["min"]))
-    return f"{have}; at least {need} required; short by {_gap(short, unit)} on the nearer route"
-
-
-def _text_all_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    cols = spec["columns"]
-    have = ", ".join(f"{_INPUT_LABELS[c]} {_pct(row.get(c, value if i == 0 else None))}" for i, c in enumerate(cols))
-    return (f"{have}; at least {_pct(spec['min'])} required in each year; "
-            f"short by {_pp(short)}{_rd_amount(short, row)}")
-
-
-def _text_sme_size(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    employees = row.get("employees", value)
-    revenue = row.get("revenue")
-    has = f"{employees:,.0f} employees" + ("" if _isna(revenue) else f" and {_money(revenue)} revenue")
-    return (f"{has}; an SME has fewer than {spec['employees_below']:,} employees or revenue under "
-            f"{_money(spec['revenue_below'])}; {short:,.0f} employees over the limit")
-
-
-def _band_range(bands: tuple[Mapping, ...], i: int) -> str:
-    low = bands[i]["revenue_min"]
-    if i == 0:
-        return f">= {_money(low)}"
-    high = bands[i - 1]["revenue_min"]
-    return f"< {_money(high)}" if low <= 0 else f"{low / 1e6:g}-{high / 1e6:g}M yuan"
-
-
-def _text_rd_band(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    bands = spec["bands"]
-    revenue = row.get("revenue")
-    if _isna(revenue):  # no row: only the intensity gap is known
-        return f"R&D {_pct(value)} of revenue; short by {_pp(short)} in the R&D rule for its revenue band"
-    i = next((i for i, b in enumerate(bands) if _compare(np.float64(revenue), ">=", b["revenue_min"])),
-             len(bands) - 1)
-    band, where = bands[i], _band_range(bands, i)
-    if "intensity_min" in band:
-        years = [row.get(c) for c in ("rd_intensity", "rd_intensity_prev")]
-        weaker = min((v for v in years if not _isna(v)), default=value)
-        return (f"R&D {_pct(weaker)} of revenue (weaker of the last 2 years); {_pct(band['intensity_min'])} "
-                f"required in each of the last 2 years at revenue {where}; short by {_pp(short)}"
-                f"{_rd_amount(short, row)}")
-    parts = []
-    for col, need in band["min"].items():
-        have = row.get(col)
-        ratio_unit = col == "rd_staff_share"
-        fmt = _pct if ratio_unit else _money
-        gap = need - have
-        status = "met" if gap <= _RTOL * need else f"short by {_pp(gap) if ratio_unit else _money(gap)}"
-        parts.append(f"{_INPUT_LABELS[col]} >= {fmt(need)} (has {fmt(have)}, {status})")
-    return (f"revenue {_money(revenue)} ({where}): the equity route needs " + ", ".join(parts[:-1])
-            + f" and {parts[-1]}")
-
-
-_TEXTS: dict[str, Callable[[Mapping, Mapping, Any, float, Mapping], str]] = {
-    "min": _text_min, "max": _text_max, "flag": _text_flag, "any_min": _text_any_min,
-    "all_min": _text_all_min, "sme_size": _text_sme_size, "rd_band": _text_rd_band,
-}
-
-
-def shortfall_text(criterion: str, value: Any, short: float, inputs_row: Mapping | None = None, *,
-                   batch_year: int | None = None) -> str:
-    """Explain one criterion's result in plain words and natural units.
-
-    Args:
-        criterion: A key of :data:`CRITERIA`.
-        value: The criterion's headline value (its first ``CRITERIA[criterion]["inputs"]``
-            column), e.g. R&D intensity 0.021.
-        short: The shortfall from :func:`check` (0 = met, NaN = data missing).
-        inputs_row: The firm's row of :func:`criteria_inputs` (a Series or dict), for details
-            such as the revenue band or the other route of an either-or rule.
-        batch_year: Whose thresholds to quote; default the 2022 rules (or the only regime
-            that has the criterion).
-
-    Returns:
-        A sentence, e.g. ``"R&D 2.1% of revenue (weaker of the last 2 years); 3.0% required in
-        each of the last 2 years at revenue >= 100M yuan; short by 0.9 pp = 1.8M yuan"``. The
-        yuan figure of an R&D-intensity gap is at this year's revenue.
-
-    Raises:
-        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
-    """
-    spec = _spec(criterion, batch_year)
-    meta = CRITERIA[criterion]
-    row = {} if inputs_row is None else inputs_row
-    if _isna(short):
-        blanks = [_INPUT_LABELS.get(c, c) for c in meta["inputs"] if c in row and _isna(row[c])]
-        return f"{meta['label_en']}: cannot be shown; no data on {', '.join(blanks) if blanks else 'its inputs'}"
-    if short <= 0:
-        return f"{meta['label_en']}: met"
-    return _TEXTS[spec["kind"]](meta, spec, value, short, row)
-
-
-# ------------------------------------------------------------------------------------------------
 # Assessment of one batch
 # ------------------------------------------------------------------------------------------------
 
@@ -836,49 +639,53 @@ def _latest_rows(inputs: pd.DataFrame, fiscal_year: int) -> pd.DataFrame:
     return rows.drop_duplicates("firm_id", keep="last").reset_index(drop=True)
 
 
-def _failed_text(rows: pd.DataFrame, checked: pd.DataFrame, batch_year: int) -> pd.Series:
-    names = list(RULES[regime_for(batch_year)]["criteria"])
-    passed = checked[[f"pass_{n}" for n in names]].to_numpy()
-    short = checked[[f"short_{n}" for n in names]].to_numpy()
-    texts = [""] * len(rows)
-    failing = np.flatnonzero(~passed.all(axis=1))
-    for i, row in zip(failing, rows.iloc[failing].to_dict("records")):
-        texts[i] = " | ".join(
-            f"{n}: " + shortfall_text(n, row.get(CRITERIA[n]["inputs"][0]), short[i, j], row, batch_year=batch_year)
-            for j, n in enumerate(names) if not passed[i, j])
-    return pd.Series(texts, index=rows.index, name="failed", dtype="str")
-
-
-def assess(panel: pd.DataFrame, batch_year: int) -> pd.DataFrame:
-    """Assess every firm of a panel for one designation batch.
-
-    An applicant for batch Y shows fiscal year Y-1 accounts, so each firm is judged on its latest
-    fiscal year <= Y-1 (with t-1 and t-2 for the two-year rules).
+def judged_rows(panel: pd.DataFrame, batch_year: int) -> pd.DataFrame:
+    """The rows an application to ``batch_year`` is judged on: each firm's latest fiscal year
+    <= ``batch_year - 1`` (with t-1 and t-2 for the two-year rules).
 
     Args:
         panel: DataFrame in the input contract, money in yuan.
         batch_year: Application (batch) year.
 
     Returns:
+        DataFrame of shape (n_firms, ...), one row per firm sorted by firm_id, index reset: the
+        :func:`criteria_inputs` columns and the ``score_*`` columns of :func:`srdi_score`. Firms
+        with no year <= Y-1 are left out.
+    """
+    regime_for(batch_year)  # reject a bad year before any work
+    rows = _latest_rows(criteria_inputs(panel), batch_year - 1)
+    return pd.concat([rows, srdi_score(rows)], axis=1)
+
+
+def assess(panel: pd.DataFrame, batch_year: int, *, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Assess every firm of a panel for one designation batch.
+
+    An applicant for batch Y shows fiscal year Y-1 accounts, so each firm is judged on its latest
+    fiscal year <= Y-1 (with t-1 and t-2 for the two-year rules). Numbers only: the sentences
+    come from :func:`lgml.explain.reasons.failed_text`.
+
+    Args:
+        panel: DataFrame in the input contract, money in yuan.
+        batch_year: Application (batch) year.
+        rows: :func:`judged_rows` of ``panel``, when already computed.
+
+    Returns:
         DataFrame of shape (n_firms, ...), one row per firm sorted by firm_id: ``firm_id``,
         ``year`` (fiscal year used), ``eligible``, ``n_met``, ``n_criteria``, every ``pass_*``
-        and ``short_*`` column of :func:`check`, the ``score_*`` columns of :func:`srdi_score`,
-        ``srdi_eligible`` and ``failed`` (" | "-separated ``criterion: shortfall text``; empty
-        when all are met). Firms with no year <= Y-1 are left out.
+        and ``short_*`` column of :func:`check`, the ``score_*`` columns of :func:`srdi_score`
+        and ``srdi_eligible``. Firms with no year <= Y-1 are left out.
 
     Example:
         >>> assessed = assess(panel, 2024)
         >>> failure_summary(assessed).head()
     """
-    regime_for(batch_year)  # reject a bad year before any work
-    rows = _latest_rows(criteria_inputs(panel), batch_year - 1)
-    scores = srdi_score(rows)
-    rows = pd.concat([rows, scores], axis=1)
+    rows = judged_rows(panel, batch_year) if rows is None else rows
     checked = check(rows, batch_year)
     flags = [c for c in checked.columns if c.startswith(("pass_", "short_"))]
+    scores = [c for c in rows.columns if c.startswith("score_")]
     return pd.concat(
-        [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], scores,
-         srdi_eligible(rows), _failed_text(rows, checked, batch_year)],
+        [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], rows[scores],
+         srdi_eligible(rows)],
         axis=1,
     )
 
