@@ -36,6 +36,10 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+PanelFile = Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")]
+EventsFile = Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")]
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Folder for panel.parquet, events.parquet, truth.parquet.")],
@@ -51,59 +55,50 @@ def simulate(
     """
     from rich.console import Console
 
-    from lgml import io, simulate as sim
+    from lgml import simulate as sim, verbs
     from lgml.published import calibration_report
 
-    names = ("panel.parquet", "events.parquet", "truth.parquet")
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not overwrite:
-        fail(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them")
     console = Console(stderr=True)
-    with console.status(f"Simulating {firms:,} firms x {sim.LAST_YEAR - sim.FIRST_YEAR + 1} years (seed {seed})"):
-        result = sim.simulate(firms, seed=seed)
-    for name, table in zip(names, (result.panel, result.events, result.truth)):
-        io.write_table(table, out / name)
-    console.print(
-        f"Wrote {len(result.panel):,} firm-years, {len(result.events):,} designations to {out} "
-        "(simulated data, not real firms)"
-    )
+    try:
+        with console.status(f"Simulating {firms:,} firms x {sim.LAST_YEAR - sim.FIRST_YEAR + 1} years (seed {seed})"):
+            result = verbs.simulate_files(out, firms, seed=seed, overwrite=overwrite)
+    except FileExistsError as exc:
+        fail(str(exc))
+    console.print(f"Wrote {len(result.panel):,} firm-years, {len(result.events):,} designations to {out} "
+                  "(simulated data, not real firms)")
     if report:
-        from rich.table import Table
+        Console().print(_calibration_table(calibration_report(result)))
 
-        table = Table(title="Calibration: published target vs simulated")
-        for col in ("target", "published", "simulated", "accepted band", "ok"):
-            table.add_column(col)
-        for row in calibration_report(result).itertuples(index=False):
-            table.add_row(row.target, row.published, f"{row.simulated:,.3f}", f"{row.low:,.3f} .. {row.high:,.3f}",
-                          "yes" if row.ok else "[red]NO[/red]")
-        Console().print(table)
+
+def _calibration_table(report):
+    """The calibration report of a simulation as a rich table."""
+    from rich.table import Table
+
+    table = Table(title="Calibration: published target vs simulated")
+    for col in ("target", "published", "simulated", "accepted band", "ok"):
+        table.add_column(col)
+    for row in report.itertuples(index=False):
+        table.add_row(row.target, row.published, f"{row.simulated:,.3f}", f"{row.low:,.3f} .. {row.high:,.3f}",
+                      "yes" if row.ok else "[red]NO[/red]")
+    return table
 
 
 @app.command()
-def validate(
-    file: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
-    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
-    units: Units = "yuan",
-    encoding: Encoding = None,
-) -> None:
+def validate(file: PanelFile, events: EventsFile = None, units: Units = "yuan", encoding: Encoding = None) -> None:
     """Check a firm-year panel (and events) against the input contract; exit 1 if it breaks it."""
-    from lgml import validate as v
-    from lgml.io import InputError
+    from lgml import verbs
 
     try:
-        panel = v.load_panel(file, units=units, encoding=encoding)
-        if events is not None:
-            v.load_events(events, panel=panel, encoding=encoding)
-    except (v.ContractError, InputError) as exc:
+        typer.echo(verbs.validate_files(file, events, units=units, encoding=encoding))
+    except verbs.USER_ERRORS as exc:
         fail(str(exc))
-    typer.echo(v.summary(panel))
 
 
 @app.command()
 def features(
-    panel: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    panel: PanelFile,
     out: Annotated[Path, typer.Option("--out", help="Feature table to write (.parquet or .csv).")],
-    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
+    events: EventsFile = None,
     units: Units = "yuan",
     encoding: Encoding = None,
     overwrite: Overwrite = False,
@@ -111,20 +106,14 @@ def features(
     """Write point-in-time training features: one row per firm and application (batch) year."""
     from rich.console import Console
 
-    from lgml import io, validate as v
-    from lgml.features import build_features
+    from lgml import verbs
 
-    if out.exists() and not overwrite:
-        fail(f"{out} exists; pass --overwrite to replace it")
     console = Console(stderr=True)
     try:
-        frame = v.load_panel(panel, units=units, encoding=encoding)
-        history = v.load_events(events, panel=frame, encoding=encoding) if events is not None else None
-    except (v.ContractError, io.InputError) as exc:
+        with console.status(f"Building features of {panel}"):
+            table = verbs.features_file(panel, out, events, units=units, encoding=encoding, overwrite=overwrite)
+    except verbs.USER_ERRORS as exc:
         fail(str(exc))
-    with console.status(f"Building features for {len(frame):,} firm-years"):
-        table = build_features(frame, history)
-    io.write_table(table, out, overwrite=True)
     labelled = int(table["designated_next"].notna().sum())
     console.print(f"Wrote {len(table):,} rows x {table.shape[1]} columns to {out} "
                   f"({labelled:,} rows with a designation label)")
@@ -132,7 +121,7 @@ def features(
 
 @app.command()
 def check(
-    file: Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    file: PanelFile,
     year: Annotated[int, typer.Option("--year", help="Batch (application) year; fiscal year YEAR-1 is judged.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-firm table to write (.csv or .parquet).")] = None,
     units: Units = "yuan",
@@ -141,41 +130,36 @@ def check(
 ) -> None:
     """Check every firm against the Little Giant criteria of batch YEAR and explain shortfalls."""
     from rich.console import Console
+
+    from lgml import verbs
+
+    try:
+        result = verbs.check_file(file, year, out, units=units, encoding=encoding, overwrite=overwrite)
+    except verbs.USER_ERRORS as exc:
+        fail(str(exc))
+    assessed, console = result.assessed, Console()
+    console.print(f"Batch {year} ({result.source}), fiscal year <= {year - 1}: {len(assessed):,} firms assessed")
+    for flag, words in (("eligible", "meet every Little Giant criterion:"),
+                        ("srdi_eligible", "qualify as provincial SRDI SMEs:  ")):
+        console.print(f"  {words} {int(assessed[flag].sum()):,} ({assessed[flag].mean():.1%})")
+    console.print(_failure_table(result.summary.head(10)))
+    if out is not None:
+        console.print(f"Wrote {len(assessed):,} firms x {assessed.shape[1]} columns to {out}")
+
+
+def _failure_table(summary):
+    """The most failed criteria as a rich table."""
     from rich.table import Table
 
-    from lgml import criteria, io, validate as v
+    from lgml.vocabulary import DIMENSIONS
 
-    if out is not None:
-        if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-            fail(f"{out}: unknown output format {out.suffix!r} (use .csv or .parquet)")
-        if out.exists() and not overwrite:
-            fail(f"{out} exists; pass --overwrite to replace it")
-    try:
-        panel = v.load_panel(file, units=units, encoding=encoding)
-    except (v.ContractError, io.InputError) as exc:
-        fail(str(exc))
-    assessed = criteria.assess(panel, year)
-    if assessed.empty:
-        fail(f"no firm has a fiscal year <= {year - 1} to judge for batch {year}")
-    regime = criteria.regime_for(year)
-    console = Console()
-    n = len(assessed)
-    console.print(f"Batch {year} ({criteria.RULES[regime]['source']}), fiscal year <= {year - 1}: "
-                  f"{n:,} firms assessed")
-    console.print(f"  meet every Little Giant criterion: {int(assessed['eligible'].sum()):,} "
-                  f"({assessed['eligible'].mean():.1%})")
-    console.print(f"  qualify as provincial SRDI SMEs:   {int(assessed['srdi_eligible'].sum()):,} "
-                  f"({assessed['srdi_eligible'].mean():.1%})")
     table = Table(title="Most failed criteria")
     for col in ("criterion", "dim", "label", "标准", "failed", "share"):
         table.add_column(col, justify="right" if col in ("failed", "share") else "left")
-    for row in criteria.failure_summary(assessed).head(10).itertuples(index=False):
-        table.add_row(row.criterion, criteria.DIMENSIONS[row.dimension], row.label_en, row.label_zh,
+    for row in summary.itertuples(index=False):
+        table.add_row(row.criterion, DIMENSIONS[row.dimension][0], row.label_en, row.label_zh,
                       f"{row.n_failed:,}", f"{row.share_failed:.1%}")
-    console.print(table)
-    if out is not None:
-        io.write_table(assessed, out, overwrite=overwrite)
-        console.print(f"Wrote {n:,} firms x {assessed.shape[1]} columns to {out}")
+    return table
 
 
 def _load_model(spec: str):
@@ -197,25 +181,25 @@ def _output_format(out: Path, fmt: Optional[str], allowed: tuple[str, ...]) -> s
     return chosen
 
 
+Firms = Annotated[Optional[list[str]], typer.Option("--firm", help="Firm ID to explain (repeatable).")]
+FiscalYear = Annotated[Optional[int], typer.Option("--year", help="Fiscal year judged (default: the latest); "
+                                                              "the application is for batch YEAR+1.")]
+Top = Annotated[Optional[int], typer.Option("--top", min=1, help="Explain the N most likely firms.")]
+PerProvince = Annotated[bool, typer.Option("--per-province", help="With --top: N per province.")]
+Target = Annotated[float, typer.Option("--target", min=0.0, max=1.0, help="Probability the what-if search aims for.")]
+Reasons = Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")]
+GrowthModel = Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")]
+
+
 @app.command()
 def explain(
     model: Annotated[str, typer.Option("--model", help="Model bundle folder (or an MLflow model URI).")],
     input: Annotated[Path, typer.Option("--input", help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
     out: Annotated[Path, typer.Option("--out", help="Report file (.html, .md or .json).")],
-    firm: Annotated[Optional[list[str]], typer.Option("--firm", help="Firm ID to explain (repeatable).")] = None,
-    year: Annotated[Optional[int], typer.Option("--year", help="Fiscal year judged (default: the latest); "
-                                                          "the application is for batch YEAR+1.")] = None,
-    events: Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")] = None,
+    firm: Firms = None, year: FiscalYear = None, events: EventsFile = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
-    units: Units = "yuan",
-    encoding: Encoding = None,
-    growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")] = None,
-    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Explain the N most likely firms.")] = None,
-    per_province: Annotated[bool, typer.Option("--per-province", help="With --top: N per province.")] = False,
-    target: Annotated[float, typer.Option("--target", min=0.0, max=1.0,
-                                          help="Probability the what-if search aims for.")] = 0.5,
-    reasons: Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")] = 8,
-    overwrite: Overwrite = False,
+    units: Units = "yuan", encoding: Encoding = None, growth_model: GrowthModel = None, top: Top = None,
+    per_province: PerProvince = False, target: Target = 0.5, reasons: Reasons = 8, overwrite: Overwrite = False,
 ) -> None:
     """Explain firms: probability, drivers, criteria checklist and what would have to change.
 
@@ -223,94 +207,21 @@ def explain(
     (one combined report of the most likely firms).
     """
     from rich.console import Console
-    import numpy as np
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lgml import io, validate as v
-    from lgml.explain import firm as ex
-    from lgml.modeling.bundle import BundleInputError
-    from lgml.report import render_firms
+    from lgml.explain.firm import USER_ERRORS, explain_file
 
     chosen = _output_format(out, fmt, ("html", "md", "json"))
-    if bool(firm) == bool(top):
-        fail("give either --firm ID or --top N")
-    if per_province and not top:
-        fail("--per-province needs --top N")
-    if out.exists() and not overwrite:
-        fail(f"{out} exists; pass --overwrite to replace it")
+    bundle, growth = _load_model(model), (_load_model(growth_model) if growth_model else None)
     console = Console(stderr=True)
-    bundle = _load_model(model)
-    if bundle.task != "designation":
-        fail(f"{model} is a {bundle.task} model; --model needs a designation model (growth goes in --growth-model)")
-    growth = _load_model(growth_model) if growth_model else None
     try:
-        panel = v.load_panel(input, units=units, encoding=encoding)
-        history = v.load_events(events, panel=panel, encoding=encoding) if events is not None else None
-    except (v.ContractError, io.InputError) as exc:
+        with _ScoreProgress(console) as progress:
+            result = explain_file(bundle, input, out, events=events, units=units, encoding=encoding, overwrite=overwrite,
+                                  firms=firm or (), top=top, per_province=per_province, year=year, growth_bundle=growth,
+                                  target=target, k=reasons, fmt=chosen, progress=progress)
+    except USER_ERRORS as exc:
         fail(str(exc))
-    context, notes = bundle.context, []
-    if context is None:
-        from lgml.features import context_tables
-
-        context = context_tables(panel, history)
-        notes.append("the model bundle holds no province/sector records; they were computed from the input")
-    try:
-        if firm:
-            missing = [f for f in firm if not (panel["firm_id"] == f).any()]
-            if missing:
-                fail(f"firm(s) not in {input}: {', '.join(missing)}")
-            explanations = []
-            for fid in firm:
-                fy = year if year is not None else ex.latest_year(panel, fid)
-                own = panel[(panel["firm_id"] == fid) & (panel["year"] == fy)]
-                if own.empty:
-                    fail(f"firm {fid} has no row for fiscal year {fy}")
-                table = ex.year_table(panel, fy, history, context, provinces=[str(own["province"].iloc[0])])
-                pos = np.flatnonzero(table["firm_id"].to_numpy() == fid)
-                prob = bundle.predict(table)
-                explanations += ex.explain_positions(bundle, panel, table, prob, [int(pos[0])], events=history,
-                                                     context=context, growth_bundle=growth, target=target,
-                                                     k=reasons, notes=notes)
-            text = render_firms(explanations, chosen)
-        else:
-            fy = year if year is not None else ex.latest_year(panel)
-            with console.status(f"Scoring fiscal year {fy}"):
-                table = ex.year_table(panel, fy, history, context)
-                prob = bundle.predict(table)
-            if table.empty:
-                fail(f"no firm has a row for fiscal year {fy}")
-            if per_province:
-                picks = ex.top_per_province(table, prob, top)
-            else:
-                cand = ~table["holds_title"].to_numpy(dtype=bool)
-                order = np.flatnonzero(cand)[np.argsort(-prob[cand], kind="stable")][:top]
-                picks = {"": order.tolist()}
-            positions = [p for idx in picks.values() for p in idx]
-            sections, start = [], 0
-            counts = table.loc[~table["holds_title"], "province"].astype(str).value_counts()
-            for prov, idx in picks.items():
-                heading = (f"{prov}: top {len(idx)} of {int(counts.get(prov, 0)):,} candidate firms" if prov
-                           else f"Top {len(idx)} of {int(counts.sum()):,} candidate firms")
-                sections.append((heading, list(range(start, start + len(idx)))))
-                start += len(idx)
-            steps = len(positions) * (2 if chosen != "json" else 1)
-            with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                          MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
-                task = bar.add_task("Explaining firms", total=steps)
-                explanations = ex.explain_positions(bundle, panel, table, prob, positions, events=history,
-                                                    context=context, growth_bundle=growth, target=target,
-                                                    k=reasons, notes=notes,
-                                                    progress=lambda n: bar.advance(task, n))
-                bar.update(task, description="Drawing figures")
-                text = render_firms(explanations, chosen, sections=sections,
-                                    title=f"Most likely Little Giants of batch {fy + 1}"
-                                          + (f": top {top} per province" if per_province else f": top {top}"),
-                                    progress=lambda n: bar.advance(task, n))
-    except BundleInputError as exc:
-        fail(str(exc))
-    with io.atomic_path(out, overwrite=True) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    console.print(f"Wrote {len(explanations)} firm explanation{'s' if len(explanations) != 1 else ''} to {out}")
+    n = len(result.explanations)
+    console.print(f"Wrote {n} firm explanation{'s' if n != 1 else ''} to {out}")
 
 
 @app.command()

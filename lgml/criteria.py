@@ -1,4 +1,5 @@
-"""Little Giant criteria by rule regime, the provincial SRDI 100-point score, and shortfalls.
+"""Little Giant criteria by rule regime, the provincial SRDI 100-point score, and shortfalls: numbers
+only (sentences: :mod:`lgml.explain.reasons`; labels: :mod:`lgml.vocabulary`).
 
 The application (batch) year picks one of three rule regimes:
 
@@ -11,7 +12,7 @@ SRDI SME conditions and 100-point score); the functions only read them.
 
 Flow: a contract panel -> :func:`criteria_inputs` (point-in-time quantities per firm-year) ->
 :func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`. :func:`assess` does
-it all for one batch, using each firm's fiscal year ``batch_year - 1``, and explains shortfalls.
+it all for one batch, using each firm's fiscal year ``batch_year - 1``.
 
 Conventions:
 
@@ -28,13 +29,13 @@ domestically" alternative to a 10% niche market share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lgml import schema
+from lgml import inputs as _inputs, schema
 
 # ------------------------------------------------------------------------------------------------
 # Thresholds: the one table. Money in yuan, ratios as fractions.
@@ -150,12 +151,6 @@ SRDI: dict[str, Any] = {
 # Metadata
 # ------------------------------------------------------------------------------------------------
 
-DIMENSIONS: dict[str, str] = {
-    "specialization": "专", "refinement": "精", "distinctive": "特", "innovation": "新",
-    "chain": "链·品", "size": "规模",
-}
-
-
 def _meta(dimension: str, label_en: str, label_zh: str, unit: str, direction: int,
           inputs: tuple[str, ...]) -> dict[str, Any]:
     return {"dimension": dimension, "label_en": label_en, "label_zh": label_zh, "unit": unit,
@@ -203,167 +198,8 @@ CRITERIA: dict[str, dict[str, Any]] = {
                           "ratio", 1, ("rd_intensity", "rd_intensity_prev")),
 }
 
-# Dimension of every column of criteria_inputs, for grouping features.
-INPUT_DIMENSIONS: dict[str, str] = {
-    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_2y": "innovation",
-    "rd_expense": "innovation", "rd_staff_share": "innovation", "class1_ip": "innovation",
-    "invention_patents": "innovation", "class2_ip": "innovation", "rd_institution": "innovation",
-    "rd_institution_level": "innovation",
-    "mb_share": "specialization", "mb_growth_2y": "specialization", "profit_growth_2y": "specialization",
-    "revenue_cagr_2y": "specialization", "niche_years": "specialization", "srdi_provincial": "specialization",
-    "debt_ratio": "refinement", "net_margin": "refinement", "digital_level": "refinement",
-    "quality_certified": "refinement",
-    "niche_market_share": "distinctive", "own_brand": "distinctive",
-    "key_customers": "chain", "foundation_field": "chain", "strategic_industry": "chain",
-    "revenue": "size", "employees": "size", "equity_2y": "size",
-}
-
-# Nouns for the inputs, used in shortfall sentences.
-_INPUT_LABELS: dict[str, str] = {
-    "rd_intensity": "R&D intensity", "rd_intensity_prev": "R&D intensity of the previous year",
-    "rd_2y": "R&D over 2 years", "equity_2y": "new equity over 2 years", "rd_staff_share": "R&D staff share",
-    "mb_share": "main-business share", "mb_growth_2y": "main-business revenue growth (2-yr avg)",
-    "profit_growth_2y": "net-profit growth (2-yr avg)", "revenue_cagr_2y": "revenue CAGR (2 yrs)",
-    "debt_ratio": "debt ratio", "digital_level": "digital level", "niche_market_share": "niche market share",
-    "niche_years": "years in the niche", "class1_ip": "Class-I IP items", "invention_patents": "invention patents",
-    "class2_ip": "Class-II IP items", "rd_institution_level": "R&D institution", "revenue": "revenue",
-    "employees": "employees", "score_total": "development score", "srdi_provincial": "provincial SRDI status",
-    "quality_certified": "certification", "own_brand": "own brand",
-}
-
-# ------------------------------------------------------------------------------------------------
-# Inputs
-# ------------------------------------------------------------------------------------------------
-
-# Contract columns passed through unchanged.
-_RAW = ("revenue", "rd_expense", "employees", "class1_ip", "invention_patents", "class2_ip", "niche_years",
-        "niche_market_share", "own_brand", "quality_certified", "digital_level", "rd_institution",
-        "srdi_provincial", "foundation_field", "strategic_industry", "key_customers")
-_PANEL_NEEDS = ("firm_id", "year", "main_business_revenue", "net_profit", "total_assets", "total_liabilities",
-                "equity_financing", "rd_staff", *_RAW)
-
-
-def _floats(frame: pd.DataFrame, col: str) -> np.ndarray:
-    return frame[col].to_numpy(dtype=float, na_value=np.nan)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den with NaN (never inf) where den is 0 or either side is missing."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = num / den
-    return np.where(np.isfinite(out), out, np.nan)
-
-
-def _growth(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """Yearly growth rate; NaN unless the base year is positive (a rate from a zero or negative
-    base, e.g. a loss, has no meaningful sign)."""
-    with np.errstate(invalid="ignore"):
-        return np.where(prev > 0, _ratio(cur, prev) - 1.0, np.nan)
-
-
-def year_rows(panel: pd.DataFrame, offsets: Sequence[int] = (1, 2)) -> list[np.ndarray]:
-    """Row positions of the same firm's year ``t - k`` for each ``k`` of ``offsets`` (-1 where
-    that year is absent; a negative ``k`` looks ahead).
-
-    Raises:
-        ValueError: (firm_id, year) is not unique.
-    """
-    codes = pd.factorize(panel["firm_id"])[0].astype(np.int64)
-    year = panel["year"].to_numpy(dtype=np.int64)
-    if len(year) == 0:
-        return [np.empty(0, np.int64) for _ in offsets]
-    # One integer key per (firm, year); each firm's block has room for the years before its first
-    # and after its last so that t - k never reaches into another firm's block.
-    reach = max(abs(k) for k in offsets) if offsets else 0
-    lo = year.min()
-    span = year.max() - lo + 2 * reach + 1
-    key = codes * span + (year - lo + reach)
-    index = pd.Index(key)
-    if not index.is_unique:
-        dup = panel.iloc[np.flatnonzero(index.duplicated())[:3]]
-        pairs = ", ".join(f"({f}, {y})" for f, y in zip(dup["firm_id"], dup["year"]))
-        raise ValueError(f"(firm_id, year) must be unique; duplicated: {pairs}")
-    return [index.get_indexer(key - k) for k in offsets]
-
-
-def _take(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return np.where(pos >= 0, values[pos], np.nan)
-
-
-def criteria_inputs(panel: pd.DataFrame, prior: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
-    """Point-in-time quantities the criteria need, one row per firm-year.
-
-    Row t uses only the same firm's fiscal years t, t-1 and t-2, matched by exact
-    (firm_id, year - 1) and (firm_id, year - 2); a missing year gives NaN.
-
-    Args:
-        panel: DataFrame of shape (n_firm_years, ...) in the input contract
-            (:data:`lgml.schema.PANEL_NAMES`), many firms and years in any row order; money in yuan.
-        prior: The positions of years t-1 and t-2 (:func:`year_rows`), when already known.
-
-    Returns:
-        DataFrame with the index and row order of ``panel``: ``firm_id``, ``year``, then
-
-        * ``rd_intensity``, ``rd_intensity_prev``: R&D / revenue in t and t-1 (fraction).
-        * ``rd_2y``: R&D of t + t-1 (yuan); NaN unless both years report it.
-        * ``equity_2y``: new paid-in equity of t + t-1 (yuan). A blank counts as 0 when the other
-          year reports a value, NaN when neither does. Equity is never negative, so the sum is a
-          lower bound of the true figure: a pass is never overstated.
-        * ``mb_share``: main-business revenue / revenue.
-        * ``mb_growth_2y``, ``profit_growth_2y``: mean of the growth rates t-2 -> t-1 and
-          t-1 -> t of main-business revenue and of net profit (a rate is NaN from a base <= 0).
-        * ``revenue_cagr_2y``: sqrt(revenue t / revenue t-2) - 1.
-        * ``debt_ratio`` (liabilities / assets), ``net_margin`` (net profit / revenue),
-          ``rd_staff_share`` (R&D staff / employees).
-        * ``rd_institution_level``: 0 none, 1 municipal, 2 provincial, 3 national.
-        * the raw contract columns ``revenue``, ``rd_expense``, ``employees``, ``class1_ip``,
-          ``invention_patents``, ``class2_ip``, ``niche_years``, ``niche_market_share``, ``own_brand``,
-          ``quality_certified``, ``digital_level``, ``rd_institution``, ``srdi_provincial``,
-          ``foundation_field``, ``strategic_industry``, ``key_customers``.
-
-        Any division by zero gives NaN, never inf.
-
-    Raises:
-        KeyError: A needed contract column is missing.
-        ValueError: (firm_id, year) is not unique.
-
-    Example:
-        >>> inputs = criteria_inputs(panel)
-        >>> inputs.loc[panel["year"] == 2023, ["firm_id", "rd_intensity", "mb_growth_2y"]]
-    """
-    missing = [c for c in _PANEL_NEEDS if c not in panel.columns]
-    if missing:
-        raise KeyError(f"criteria_inputs needs the contract columns {missing}")
-    pos1, pos2 = year_rows(panel, (1, 2)) if prior is None else prior
-    rev, rd, mb, profit, equity = (_floats(panel, c) for c in
-                                   ("revenue", "rd_expense", "main_business_revenue", "net_profit", "equity_financing"))
-    rd_int = _ratio(rd, rev)
-    mb1, mb2 = _take(mb, pos1), _take(mb, pos2)
-    profit1, profit2 = _take(profit, pos1), _take(profit, pos2)
-    equity1 = _take(equity, pos1)
-    rev2 = _take(rev, pos2)
-    with np.errstate(invalid="ignore"):
-        cagr = np.where(rev2 > 0, np.sqrt(np.maximum(_ratio(rev, rev2), 0.0)) - 1.0, np.nan)
-    level = pd.Categorical(panel["rd_institution"], categories=schema.RD_INSTITUTION_LEVELS).codes
-    derived = {
-        "rd_intensity": rd_int,
-        "rd_intensity_prev": _take(rd_int, pos1),
-        "rd_2y": rd + _take(rd, pos1),
-        "equity_2y": np.where(np.isnan(equity) & np.isnan(equity1), np.nan,
-                              np.nan_to_num(equity) + np.nan_to_num(equity1)),
-        "mb_share": _ratio(mb, rev),
-        "mb_growth_2y": (_growth(mb, mb1) + _growth(mb1, mb2)) / 2,
-        "profit_growth_2y": (_growth(profit, profit1) + _growth(profit1, profit2)) / 2,
-        "revenue_cagr_2y": cagr,
-        "debt_ratio": _ratio(_floats(panel, "total_liabilities"), _floats(panel, "total_assets")),
-        "net_margin": _ratio(profit, rev),
-        "rd_staff_share": _ratio(_floats(panel, "rd_staff"), _floats(panel, "employees")),
-        "rd_institution_level": np.where(level >= 0, level, np.nan),
-    }
-    columns = {"firm_id": panel["firm_id"].array, "year": panel["year"].array, **derived,
-               **{c: panel[c].array for c in _RAW}}
-    return pd.DataFrame(columns, index=panel.index)
-
+# The point-in-time inputs the criteria read (lgml.inputs), under the names every caller uses.
+criteria_inputs, year_rows = _inputs.criteria_inputs, _inputs.year_rows
 
 # ------------------------------------------------------------------------------------------------
 # Little Giant criteria
@@ -389,6 +225,31 @@ def regime_for(batch_year: int) -> str:
         if (first is None or batch_year >= first) and (last is None or batch_year <= last):
             return name
     raise ValueError(f"no rule regime covers batch {batch_year}")  # unreachable while RULES is complete
+
+
+# Regime whose thresholds describe a criterion when no batch year is given.
+DEFAULT_REGIME = "2022"
+
+
+def rule(criterion: str, batch_year: int | None = None) -> dict[str, Any]:
+    """The rule (threshold spec of :data:`RULES`) of one criterion.
+
+    Args:
+        criterion: A key of :data:`CRITERIA`.
+        batch_year: Whose rules; default :data:`DEFAULT_REGIME` (or the first regime that has
+            the criterion).
+
+    Raises:
+        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    if batch_year is not None:
+        regime = regime_for(batch_year)
+        if criterion not in RULES[regime]["criteria"]:
+            raise ValueError(f"{criterion!r} is not a criterion of the {regime} rules (batch {batch_year})")
+        return RULES[regime]["criteria"][criterion]
+    return next(RULES[r]["criteria"][criterion] for r in (DEFAULT_REGIME, *RULES) if criterion in RULES[r]["criteria"])
 
 
 # Values within this relative distance of a threshold count as equal to it (floating-point rounding).
@@ -491,7 +352,7 @@ def _getter(frame: pd.DataFrame, extra: Mapping[str, np.ndarray]) -> Getter:
 
     def get(col: str) -> np.ndarray:
         if col not in cache:
-            cache[col] = _floats(frame, col)
+            cache[col] = _inputs.float_column(frame, col)
         return cache[col]
 
     return get
@@ -636,196 +497,6 @@ def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------------------------
-# Explaining shortfalls
-# ------------------------------------------------------------------------------------------------
-
-# Regime whose thresholds explain a criterion when no batch year is given.
-_TEXT_DEFAULT_REGIME = "2022"
-
-
-def _isna(x: Any) -> bool:
-    return x is None or (np.ndim(x) == 0 and bool(pd.isna(x)))
-
-
-def _money(x: float) -> str:
-    if abs(x) < 1e5:
-        return f"{x:,.0f} yuan"
-    return f"{x / 1e6:,.1f}".removesuffix(".0") + "M yuan"
-
-
-def _pct(x: float) -> str:
-    return "n/a" if _isna(x) else f"{100 * x:.1f}%"
-
-
-def _pp(x: float) -> str:
-    return f"{100 * x:.1f} pp"
-
-
-def _fmt(x: float, unit: str) -> str:
-    """A value in the unit of a criterion."""
-    if _isna(x):
-        return "n/a"
-    if unit == "ratio":
-        return _pct(x)
-    if unit == "yuan":
-        return _money(x)
-    return f"{x:,.4g}"
-
-
-_UNIT_WORDS = {"years": ("year", "years"), "items": ("item", "items"), "points": ("point", "points"),
-               "employees": ("employee", "employees"), "level": ("level", "levels")}
-
-
-def _gap(x: float, unit: str) -> str:
-    """A shortfall in the unit of a criterion."""
-    if unit == "ratio":
-        return _pp(x)
-    if unit == "yuan":
-        return _money(x)
-    if unit in _UNIT_WORDS:
-        one, many = _UNIT_WORDS[unit]
-        return f"{x:,.4g} {one if x == 1 else many}"
-    return f"{x:,.4g}"
-
-
-def _spec(criterion: str, batch_year: int | None) -> dict[str, Any]:
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
-    if batch_year is not None:
-        regime = regime_for(batch_year)
-        if criterion not in RULES[regime]["criteria"]:
-            raise ValueError(f"{criterion!r} is not a criterion of the {regime} rules (batch {batch_year})")
-        return RULES[regime]["criteria"][criterion]
-    for regime in (_TEXT_DEFAULT_REGIME, *RULES):
-        if criterion in RULES[regime]["criteria"]:
-            return RULES[regime]["criteria"][criterion]
-    raise ValueError(f"{criterion!r} is in no regime")  # unreachable while CRITERIA matches RULES
-
-
-def _rd_amount(short: float, row: Mapping) -> str:
-    """' = 1.8M yuan': an R&D-intensity gap in yuan at this year's revenue."""
-    revenue = row.get("revenue")
-    return "" if _isna(revenue) else f" = {_money(short * revenue)}"
-
-
-def _text_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    column, need, unit = spec["column"], spec["min"], meta["unit"]
-    if column == "rd_institution_level":
-        level = "none" if _isna(value) else schema.RD_INSTITUTION_LEVELS[int(value)]
-        return f"R&D institution: {level}; at least a {schema.RD_INSTITUTION_LEVELS[int(need)]}-level one required"
-    noun = _INPUT_LABELS.get(column, column)
-    extra = " (proxy for information systems on core business)" if column == "digital_level" else ""
-    return f"{noun} {_fmt(value, unit)}; at least {_fmt(need, unit)} required{extra}; short by {_gap(short, unit)}"
-
-
-def _text_max(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    unit = meta["unit"]
-    noun = _INPUT_LABELS.get(spec["column"], spec["column"])
-    return f"{noun} {_fmt(value, unit)}; at most {_fmt(spec['max'], unit)} allowed; over by {_gap(short, unit)}"
-
-
-def _text_flag(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    return f"{meta['label_en']}: not held; required"
-
-
-def _text_any_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    unit = meta["unit"]
-    cols = spec["columns"]
-    have = ", ".join(f"{_INPUT_LABELS[c]} {_fmt(row.get(c, value if i == 0 else None), unit)}"
-                     for i, c in enumerate(cols))
-    need = " or ".join(f"{_fmt(m, unit)} {_INPUT_LABELS[c]}" for c, m in zip(cols, spec["min"]))
-    return f"{have}; at least {need} required; short by {_gap(short, unit)} on the nearer route"
-
-
-def _text_all_min(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    cols = spec["columns"]
-    have = ", ".join(f"{_INPUT_LABELS[c]} {_pct(row.get(c, value if i == 0 else None))}" for i, c in enumerate(cols))
-    return (f"{have}; at least {_pct(spec['min'])} required in each year; "
-            f"short by {_pp(short)}{_rd_amount(short, row)}")
-
-
-def _text_sme_size(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    employees = row.get("employees", value)
-    revenue = row.get("revenue")
-    has = f"{employees:,.0f} employees" + ("" if _isna(revenue) else f" and {_money(revenue)} revenue")
-    return (f"{has}; an SME has fewer than {spec['employees_below']:,} employees or revenue under "
-            f"{_money(spec['revenue_below'])}; {short:,.0f} employees over the limit")
-
-
-def _band_range(bands: tuple[Mapping, ...], i: int) -> str:
-    low = bands[i]["revenue_min"]
-    if i == 0:
-        return f">= {_money(low)}"
-    high = bands[i - 1]["revenue_min"]
-    return f"< {_money(high)}" if low <= 0 else f"{low / 1e6:g}-{high / 1e6:g}M yuan"
-
-
-def _text_rd_band(meta: Mapping, spec: Mapping, value: Any, short: float, row: Mapping) -> str:
-    bands = spec["bands"]
-    revenue = row.get("revenue")
-    if _isna(revenue):  # no row: only the intensity gap is known
-        return f"R&D {_pct(value)} of revenue; short by {_pp(short)} in the R&D rule for its revenue band"
-    i = next((i for i, b in enumerate(bands) if _compare(np.float64(revenue), ">=", b["revenue_min"])),
-             len(bands) - 1)
-    band, where = bands[i], _band_range(bands, i)
-    if "intensity_min" in band:
-        years = [row.get(c) for c in ("rd_intensity", "rd_intensity_prev")]
-        weaker = min((v for v in years if not _isna(v)), default=value)
-        return (f"R&D {_pct(weaker)} of revenue (weaker of the last 2 years); {_pct(band['intensity_min'])} "
-                f"required in each of the last 2 years at revenue {where}; short by {_pp(short)}"
-                f"{_rd_amount(short, row)}")
-    parts = []
-    for col, need in band["min"].items():
-        have = row.get(col)
-        ratio_unit = col == "rd_staff_share"
-        fmt = _pct if ratio_unit else _money
-        gap = need - have
-        status = "met" if gap <= _RTOL * need else f"short by {_pp(gap) if ratio_unit else _money(gap)}"
-        parts.append(f"{_INPUT_LABELS[col]} >= {fmt(need)} (has {fmt(have)}, {status})")
-    return (f"revenue {_money(revenue)} ({where}): the equity route needs " + ", ".join(parts[:-1])
-            + f" and {parts[-1]}")
-
-
-_TEXTS: dict[str, Callable[[Mapping, Mapping, Any, float, Mapping], str]] = {
-    "min": _text_min, "max": _text_max, "flag": _text_flag, "any_min": _text_any_min,
-    "all_min": _text_all_min, "sme_size": _text_sme_size, "rd_band": _text_rd_band,
-}
-
-
-def shortfall_text(criterion: str, value: Any, short: float, inputs_row: Mapping | None = None, *,
-                   batch_year: int | None = None) -> str:
-    """Explain one criterion's result in plain words and natural units.
-
-    Args:
-        criterion: A key of :data:`CRITERIA`.
-        value: The criterion's headline value (its first ``CRITERIA[criterion]["inputs"]``
-            column), e.g. R&D intensity 0.021.
-        short: The shortfall from :func:`check` (0 = met, NaN = data missing).
-        inputs_row: The firm's row of :func:`criteria_inputs` (a Series or dict), for details
-            such as the revenue band or the other route of an either-or rule.
-        batch_year: Whose thresholds to quote; default the 2022 rules (or the only regime
-            that has the criterion).
-
-    Returns:
-        A sentence, e.g. ``"R&D 2.1% of revenue (weaker of the last 2 years); 3.0% required in
-        each of the last 2 years at revenue >= 100M yuan; short by 0.9 pp = 1.8M yuan"``. The
-        yuan figure of an R&D-intensity gap is at this year's revenue.
-
-    Raises:
-        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
-    """
-    spec = _spec(criterion, batch_year)
-    meta = CRITERIA[criterion]
-    row = {} if inputs_row is None else inputs_row
-    if _isna(short):
-        blanks = [_INPUT_LABELS.get(c, c) for c in meta["inputs"] if c in row and _isna(row[c])]
-        return f"{meta['label_en']}: cannot be shown; no data on {', '.join(blanks) if blanks else 'its inputs'}"
-    if short <= 0:
-        return f"{meta['label_en']}: met"
-    return _TEXTS[spec["kind"]](meta, spec, value, short, row)
-
-
-# ------------------------------------------------------------------------------------------------
 # Assessment of one batch
 # ------------------------------------------------------------------------------------------------
 
@@ -836,49 +507,53 @@ def _latest_rows(inputs: pd.DataFrame, fiscal_year: int) -> pd.DataFrame:
     return rows.drop_duplicates("firm_id", keep="last").reset_index(drop=True)
 
 
-def _failed_text(rows: pd.DataFrame, checked: pd.DataFrame, batch_year: int) -> pd.Series:
-    names = list(RULES[regime_for(batch_year)]["criteria"])
-    passed = checked[[f"pass_{n}" for n in names]].to_numpy()
-    short = checked[[f"short_{n}" for n in names]].to_numpy()
-    texts = [""] * len(rows)
-    failing = np.flatnonzero(~passed.all(axis=1))
-    for i, row in zip(failing, rows.iloc[failing].to_dict("records")):
-        texts[i] = " | ".join(
-            f"{n}: " + shortfall_text(n, row.get(CRITERIA[n]["inputs"][0]), short[i, j], row, batch_year=batch_year)
-            for j, n in enumerate(names) if not passed[i, j])
-    return pd.Series(texts, index=rows.index, name="failed", dtype="str")
-
-
-def assess(panel: pd.DataFrame, batch_year: int) -> pd.DataFrame:
-    """Assess every firm of a panel for one designation batch.
-
-    An applicant for batch Y shows fiscal year Y-1 accounts, so each firm is judged on its latest
-    fiscal year <= Y-1 (with t-1 and t-2 for the two-year rules).
+def judged_rows(panel: pd.DataFrame, batch_year: int) -> pd.DataFrame:
+    """The rows an application to ``batch_year`` is judged on: each firm's latest fiscal year
+    <= ``batch_year - 1`` (with t-1 and t-2 for the two-year rules).
 
     Args:
         panel: DataFrame in the input contract, money in yuan.
         batch_year: Application (batch) year.
 
     Returns:
+        DataFrame of shape (n_firms, ...), one row per firm sorted by firm_id, index reset: the
+        :func:`criteria_inputs` columns and the ``score_*`` columns of :func:`srdi_score`. Firms
+        with no year <= Y-1 are left out.
+    """
+    regime_for(batch_year)  # reject a bad year before any work
+    rows = _latest_rows(criteria_inputs(panel), batch_year - 1)
+    return pd.concat([rows, srdi_score(rows)], axis=1)
+
+
+def assess(panel: pd.DataFrame, batch_year: int, *, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Assess every firm of a panel for one designation batch.
+
+    An applicant for batch Y shows fiscal year Y-1 accounts, so each firm is judged on its latest
+    fiscal year <= Y-1 (with t-1 and t-2 for the two-year rules). Numbers only: the sentences
+    come from :func:`lgml.explain.reasons.failed_text`.
+
+    Args:
+        panel: DataFrame in the input contract, money in yuan.
+        batch_year: Application (batch) year.
+        rows: :func:`judged_rows` of ``panel``, when already computed.
+
+    Returns:
         DataFrame of shape (n_firms, ...), one row per firm sorted by firm_id: ``firm_id``,
         ``year`` (fiscal year used), ``eligible``, ``n_met``, ``n_criteria``, every ``pass_*``
-        and ``short_*`` column of :func:`check`, the ``score_*`` columns of :func:`srdi_score`,
-        ``srdi_eligible`` and ``failed`` (" | "-separated ``criterion: shortfall text``; empty
-        when all are met). Firms with no year <= Y-1 are left out.
+        and ``short_*`` column of :func:`check`, the ``score_*`` columns of :func:`srdi_score`
+        and ``srdi_eligible``. Firms with no year <= Y-1 are left out.
 
     Example:
         >>> assessed = assess(panel, 2024)
         >>> failure_summary(assessed).head()
     """
-    regime_for(batch_year)  # reject a bad year before any work
-    rows = _latest_rows(criteria_inputs(panel), batch_year - 1)
-    scores = srdi_score(rows)
-    rows = pd.concat([rows, scores], axis=1)
+    rows = judged_rows(panel, batch_year) if rows is None else rows
     checked = check(rows, batch_year)
     flags = [c for c in checked.columns if c.startswith(("pass_", "short_"))]
+    scores = [c for c in rows.columns if c.startswith("score_")]
     return pd.concat(
-        [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], scores,
-         srdi_eligible(rows), _failed_text(rows, checked, batch_year)],
+        [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], rows[scores],
+         srdi_eligible(rows)],
         axis=1,
     )
 

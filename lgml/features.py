@@ -20,60 +20,21 @@ import pandas as pd
 
 from lgml import criteria
 from lgml.schema import CATEGORY_LEVELS, canonical_rows
+from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 
 KEYS = ("firm_id", "year", "batch_year")
 TARGETS = ("designated_next", "growth_next")
 FLAGS = ("holds_title", "in_pool")
 
-GROUPS = {
-    "specialization": ("专", "specialization"),
-    "refinement": ("精", "refinement"),
-    "distinctive": ("特", "distinctive"),
-    "innovation": ("新", "innovation"),
-    "chain": ("链·品", "chain / product"),
-    "region": ("区域", "region"),
-    "sector": ("行业", "sector"),
-    "size": ("规模", "size"),
-}
 SIZE_BANDS = ("micro", "small", "medium", "large")
 
-# Features computed here (criteria pass/shortfall features are added from criteria.CRITERIA).
-BASE_GROUPS: dict[str, str] = {
-    "mb_share": "specialization", "mb_growth_2y": "specialization", "niche_years": "specialization",
-    "revenue_growth_1y": "specialization",
-    "debt_ratio": "refinement", "net_margin": "refinement", "asset_turnover": "refinement",
-    "digital_level": "refinement", "quality_certified": "refinement", "score_refinement": "refinement",
-    "niche_market_share": "distinctive", "own_brand": "distinctive", "score_distinctive": "distinctive",
-    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_intensity_2y": "innovation",
-    "rd_expense": "innovation", "rd_2y": "innovation", "rd_staff_share": "innovation",
-    "class1_ip": "innovation", "class2_ip": "innovation", "class1_growth_1y": "innovation",
-    "class1_growth_2y": "innovation", "class2_growth_1y": "innovation", "patents_per_100_employees": "innovation",
-    "rd_institution_level": "innovation", "score_innovation": "innovation", "equity_2y": "innovation",
-    "score_specialization": "specialization",
-    "foundation_field": "chain", "strategic_industry": "chain", "key_customers": "chain",
-    "province": "region", "in_hightech_zone": "region", "province_designated_share": "region",
-    "province_pool_share": "region",
-    "sector": "sector", "sector_designated_share": "sector",
-    "revenue": "size", "employees": "size", "total_assets": "size", "firm_age": "size", "size_band": "size",
-    "ownership": "size",
-    "srdi_provincial": "specialization", "srdi_eligible": "specialization", "score_total": "specialization",
-    "eligible": "specialization", "n_met": "specialization", "share_met": "specialization",
-    "ever_revoked": "refinement",
-}
 CATEGORICAL = ("province", "sector", "ownership", "size_band")
 LOOKBACK = 2  # features read fiscal years t-1 and t-2
 
 
-def _criteria_feature_groups() -> dict[str, str]:
-    out = {}
-    for name, meta in criteria.CRITERIA.items():
-        group = meta["dimension"] if meta["dimension"] in GROUPS else "specialization"
-        out[f"pass_{name}"] = group
-        out[f"short_{name}"] = group
-    return out
-
-
-FEATURE_GROUPS: dict[str, str] = {**BASE_GROUPS, **_criteria_feature_groups()}
+# The feature set, in column order, with each feature's dimension; the dimension labels.
+FEATURE_GROUPS: dict[str, str] = FEATURE_DIMENSIONS
+GROUPS = DIMENSIONS
 # Flags a config may add as model inputs (``extra_features``), with the dimension they explain under.
 FLAG_GROUPS: dict[str, str] = {"holds_title": "specialization"}
 

@@ -1,4 +1,9 @@
-"""Feature labels, units and value formatting."""
+"""The words of lgml: the 专精特新 dimensions, each feature's dimension, label and unit, and
+number formatting. The one place every report, reason and table reads.
+
+Imports only :mod:`lgml.criteria` and :mod:`lgml.schema` (numbers), so every other module may
+import it without a cycle.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,69 @@ import pandas as pd
 from lgml import criteria
 from lgml.schema import RD_INSTITUTION_LEVELS
 
+# ------------------------------------------------------------------------------------------------
+# Dimensions and the feature -> dimension map
+# ------------------------------------------------------------------------------------------------
+
+# Dimension -> (Chinese, English) label. The four 专精特新 dimensions, the chain / product field
+# (链·品) and the context dimensions; criteria.CRITERIA names its dimensions from these keys.
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "specialization": ("专", "specialization"),
+    "refinement": ("精", "refinement"),
+    "distinctive": ("特", "distinctive"),
+    "innovation": ("新", "innovation"),
+    "chain": ("链·品", "chain / product"),
+    "region": ("区域", "region"),
+    "sector": ("行业", "sector"),
+    "size": ("规模", "size"),
+}
+
+# Model feature -> dimension, in the order of the feature table's columns (lgml.features re-exports
+# it as FEATURE_GROUPS, the feature set). Criteria pass/shortfall features follow from CRITERIA.
+_COMPUTED_DIMENSIONS: dict[str, str] = {
+    "mb_share": "specialization", "mb_growth_2y": "specialization", "niche_years": "specialization",
+    "revenue_growth_1y": "specialization",
+    "debt_ratio": "refinement", "net_margin": "refinement", "asset_turnover": "refinement",
+    "digital_level": "refinement", "quality_certified": "refinement", "score_refinement": "refinement",
+    "niche_market_share": "distinctive", "own_brand": "distinctive", "score_distinctive": "distinctive",
+    "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_intensity_2y": "innovation",
+    "rd_expense": "innovation", "rd_2y": "innovation", "rd_staff_share": "innovation",
+    "class1_ip": "innovation", "class2_ip": "innovation", "class1_growth_1y": "innovation",
+    "class1_growth_2y": "innovation", "class2_growth_1y": "innovation", "patents_per_100_employees": "innovation",
+    "rd_institution_level": "innovation", "score_innovation": "innovation", "equity_2y": "innovation",
+    "score_specialization": "specialization",
+    "foundation_field": "chain", "strategic_industry": "chain", "key_customers": "chain",
+    "province": "region", "in_hightech_zone": "region", "province_designated_share": "region",
+    "province_pool_share": "region",
+    "sector": "sector", "sector_designated_share": "sector",
+    "revenue": "size", "employees": "size", "total_assets": "size", "firm_age": "size", "size_band": "size",
+    "ownership": "size",
+    "srdi_provincial": "specialization", "srdi_eligible": "specialization", "score_total": "specialization",
+    "eligible": "specialization", "n_met": "specialization", "share_met": "specialization",
+    "ever_revoked": "refinement",
+}
+FEATURE_DIMENSIONS: dict[str, str] = {
+    **_COMPUTED_DIMENSIONS,
+    **{f"{kind}_{name}": meta["dimension"] for name, meta in criteria.CRITERIA.items() for kind in ("pass", "short")},
+}
+
+
+def group_label(group: str) -> str:
+    """Bilingual label of a dimension, e.g. ``"新 innovation"``; the name itself if unknown."""
+    if group in DIMENSIONS:
+        zh, en = DIMENSIONS[group]
+        return f"{zh} {en}"
+    return group
+
 
 # ------------------------------------------------------------------------------------------------
-# Labels and values in words
+# Feature labels and units
 # ------------------------------------------------------------------------------------------------
 
 # feature -> (English label, unit). Units: pct (fraction shown as %), yuan, count, years, level,
 # flag, points, category, log (log ratio shown as % change), per100, number.
 FEATURE_LABELS: dict[str, tuple[str, str]] = {
-    "mb_share": ("main-business share", "pct"), "mb_growth_2y": ("main-business growth (2-yr avg)", "pct"),
+    "mb_share": ("main-business share", "pct"), "mb_growth_2y": ("main-business revenue growth (2-yr avg)", "pct"),
     "niche_years": ("years in the niche", "years"), "revenue_growth_1y": ("revenue growth", "log"),
     "debt_ratio": ("debt ratio", "pct"), "net_margin": ("net margin", "pct"),
     "asset_turnover": ("asset turnover", "number"), "digital_level": ("digital level", "level"),
@@ -64,30 +123,38 @@ def feature_label(feature: str) -> str:
     return FEATURE_LABELS.get(feature, (feature.replace("_", " "), "number"))[0]
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def missing(x: Any) -> bool:
+    """Whether a scalar is missing (None, NaN, NA)."""
+    if isinstance(x, float):  # the usual case, checked without pd.isna
+        return math.isnan(x)
+    return x is None or (not isinstance(x, str) and bool(pd.isna(x)))
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A fraction as a percentage, ``0.021 -> "2.1%"``; ``"n/a"`` when missing."""
+    return "n/a" if missing(x) else f"{100 * float(x):.{digits}f}%"
 
 
 def pct_threshold(x: float) -> str:
+    """A threshold fraction as a percentage without trailing zeros, ``0.03 -> "3%"``."""
     return f"{100 * x:g}%"
 
 
 def money(x: float) -> str:
+    """Yuan, in millions from 100,000 up: ``1.8M yuan``, ``95,000 yuan``."""
     if abs(x) >= 1e5:
         return f"{x / 1e6:,.1f}".removesuffix(".0") + "M yuan"
     return f"{x:,.0f} yuan"
 
 
 def number(x: float) -> str:
+    """A count or plain number: whole numbers without decimals, others with two."""
     return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.2f}"
 
 
 def format_value(value: Any, unit: str) -> str:
     """A feature value in words and natural units (``"2.1%"``, ``"12.5M yuan"``, ``"yes"``)."""
-    if isinstance(value, float):  # the usual case, checked without pd.isna
-        if math.isnan(value):
-            return "missing"
-    elif value is None or (not isinstance(value, str) and pd.isna(value)):
+    if missing(value):
         return "missing"
     if unit in ("category",):
         return str(value)
@@ -128,6 +195,7 @@ def gap_text(x: float, unit: str) -> str:
 
 
 def threshold_text(x: float, unit: str) -> str:
+    """A threshold in the unit of a criterion (criteria.CRITERIA units), e.g. ``"3%"``."""
     if unit == "ratio":
         return pct_threshold(x)
     if unit == "yuan":
@@ -135,3 +203,21 @@ def threshold_text(x: float, unit: str) -> str:
     return number(x)
 
 
+# ------------------------------------------------------------------------------------------------
+# Report tables: fixed decimals, signed changes; "n/a" when missing
+# ------------------------------------------------------------------------------------------------
+
+
+def fixed(x: Any, digits: int = 1) -> str:
+    """A number with ``digits`` decimals and thousands separators, ``1234.5 -> "1,234.5"``."""
+    return "n/a" if missing(x) else f"{float(x):,.{digits}f}"
+
+
+def signed_pp(x: Any) -> str:
+    """A change in percentage points of probability, ``1.23 -> "+1.2 pp"``."""
+    return "n/a" if missing(x) else f"{float(x):+.1f} pp"
+
+
+def signed_log_odds(x: Any) -> str:
+    """A contribution in log-odds, ``-0.4213 -> "-0.42"``."""
+    return "n/a" if missing(x) else f"{float(x):+.2f}"

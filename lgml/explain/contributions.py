@@ -191,14 +191,6 @@ def group_contributions(contrib: pd.DataFrame, groups: Mapping[str, str] | None 
     return pd.DataFrame(contrib.to_numpy(dtype=float) @ members, index=contrib.index, columns=order)
 
 
-def group_label(group: str) -> str:
-    """Bilingual label of a group, e.g. ``"新 innovation"``; the name itself if unknown."""
-    if group in GROUPS:
-        zh, en = GROUPS[group]
-        return f"{zh} {en}"
-    return group
-
-
 def probability_points(contrib: pd.DataFrame, base: np.ndarray, calibrate: Callable[[np.ndarray], np.ndarray],
                        method: str = "proportional", *, eps: float = 1e-9) -> pd.DataFrame:
     """Translate log-odds contributions into percentage points of calibrated probability.

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lgml import criteria
-from lgml.explain.contributions import contributions, group_contributions, group_label, probability_points
+from lgml.io import InputError
+from lgml.explain.contributions import contributions, group_contributions, probability_points
 from lgml.explain.reasons import criterion_phrases, reason_matrix, reason_units
 from lgml.explain.whatif import counterfactual
-from lgml.vocabulary import feature_label
+from lgml.features import candidate_mask, feature_rows
+from lgml.modeling.bundle import BundleInputError
+from lgml.validate import ContractError
+from lgml.vocabulary import feature_label, group_label
 
 
 # ------------------------------------------------------------------------------------------------
@@ -43,7 +49,7 @@ def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any
         One dict per criterion in rule order: ``criterion``, ``dimension``, ``dimension_label``
         (bilingual), ``label_en``, ``label_zh``, ``status`` (``pass``, ``fail`` or ``missing``),
         ``shortfall`` (criterion units, see :data:`lgml.criteria.CRITERIA`; None when passed or
-        unknown) and ``text`` (:func:`lgml.criteria.shortfall_text`).
+        unknown) and ``text`` (:func:`lgml.explain.reasons.criterion_phrases`).
     """
     batch = year + 1
     inputs = criteria.criteria_inputs(firm_rows)
@@ -51,24 +57,18 @@ def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any
     row = inputs[inputs["year"] == year]
     if row.empty:
         raise ValueError(f"no row for fiscal year {year}")
-    checked_rows = criteria.check(row, batch)
-    checked = checked_rows.iloc[0]
-    values = row.iloc[0].to_dict()
-    judged = pd.concat([row, checked_rows], axis=1)
+    judged = pd.concat([row, criteria.check(row, batch)], axis=1)
     out = []
     for name in criteria.RULES[criteria.regime_for(batch)]["criteria"]:
         meta = criteria.CRITERIA[name]
-        short = float(checked[f"short_{name}"])
-        passed = bool(checked[f"pass_{name}"])
+        short = float(judged[f"short_{name}"].iloc[0])
+        passed = bool(judged[f"pass_{name}"].iloc[0])
         status = "pass" if passed else ("missing" if np.isnan(short) else "fail")
-        if passed:  # say what was met, with the firm's value
-            text = criterion_phrases(name, judged, batch)[0]
-        else:
-            text = criteria.shortfall_text(name, values.get(meta["inputs"][0]), short, values, batch_year=batch)
         out.append({"criterion": name, "dimension": meta["dimension"],
                     "dimension_label": group_label(meta["dimension"]),
                     "label_en": meta["label_en"], "label_zh": meta["label_zh"], "status": status,
-                    "shortfall": None if passed or np.isnan(short) else short, "text": text})
+                    "shortfall": None if passed or np.isnan(short) else short,
+                    "text": criterion_phrases(name, judged, batch)[0]})
     return out
 
 
@@ -211,26 +211,6 @@ def _jsonable_value(x: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 
-def year_table(panel: pd.DataFrame, year: int, events: pd.DataFrame | None, context: pd.DataFrame | None,
-               provinces: Sequence[str] | None = None) -> pd.DataFrame:
-    """Feature rows of fiscal year ``year`` (application to batch ``year + 1``).
-
-    Only the years ``year - 2 .. year`` are read (every feature looks back at most two years),
-    optionally only for firms of ``provinces``.
-
-    Returns:
-        Feature table (see :func:`lgml.features.build_features`) with one row per firm that has
-        a row for ``year``, index reset.
-    """
-    from lgml.features import build_features
-
-    window = panel[panel["year"].between(year - 2, year)]
-    if provinces is not None:
-        window = window[window["province"].astype(str).isin([str(p) for p in provinces])]
-    table = build_features(window, events, context)
-    return table[table["year"] == year].reset_index(drop=True)
-
-
 def latest_year(panel: pd.DataFrame, firm_id: str | None = None) -> int:
     """The last fiscal year of the panel (or of one firm).
 
@@ -248,8 +228,7 @@ def top_per_province(table: pd.DataFrame, probability: np.ndarray, n: int) -> di
     provinces in name order; firms holding a valid title are not candidates."""
     frame = pd.DataFrame({"province": table["province"].astype(str).to_numpy(), "p": probability,
                           "pos": np.arange(len(table))})
-    if "holds_title" in table.columns:
-        frame = frame[~table["holds_title"].to_numpy(dtype=bool)]
+    frame = frame[candidate_mask(table)]
     frame = frame.sort_values(["province", "p"], ascending=[True, False], kind="stable")
     return {prov: grp["pos"].head(n).tolist() for prov, grp in frame.groupby("province", sort=True)}
 
@@ -264,7 +243,7 @@ def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, pro
     Args:
         bundle: Designation bundle.
         panel: Canonical panel (for each firm's rows and the counterfactual).
-        table: Year table from :func:`year_table`.
+        table: Feature rows of one fiscal year (:func:`lgml.features.feature_rows`).
         probability: Calibrated probabilities of ``table``'s rows, shape (n_rows,).
         positions: Rows to explain.
         events, context, growth_bundle, target, k: See :func:`firm_explanation`.
@@ -274,8 +253,7 @@ def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, pro
     Returns:
         One explanation dict per position, in order.
     """
-    candidates = (~table["holds_title"].to_numpy(dtype=bool) if "holds_title" in table.columns
-                  else np.ones(len(table), bool))
+    candidates = candidate_mask(table)
     provinces = table["province"].astype(str).to_numpy()
     year = int(table["year"].iloc[0]) if len(table) else 0
     by_firm = panel[panel["year"].between(year - 2, year)].groupby("firm_id", sort=False)
@@ -295,3 +273,173 @@ def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, pro
             progress(1)
     return out
 
+
+
+class ExplainError(ValueError):
+    """A request ``lgml explain`` cannot serve (bad options, unknown firm, empty year)."""
+
+
+# Every error a user of ``lgml explain`` can cause; the CLI prints these without a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ExplainError, BundleInputError, ContractError, InputError, FileExistsError)
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The rendered document of :func:`explain_firms` and what it holds.
+
+    Attributes:
+        text: The document (HTML, Markdown or JSON).
+        explanations: One :func:`firm_explanation` dict per firm, in document order.
+    """
+
+    text: str
+    explanations: list[dict[str, Any]]
+
+
+Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total), as lgml.score's
+
+
+def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = (), top: int | None = None,
+                  per_province: bool = False, year: int | None = None, events: pd.DataFrame | None = None,
+                  growth_bundle: Any = None, target: float = 0.5, k: int = 8, fmt: str = "html",
+                  progress: Progress | None = None) -> Explained:
+    """Explain the requested firms of a panel and render them as one document.
+
+    The feature rows of each fiscal year are built once, with :func:`lgml.features.feature_rows`
+    (as ``lgml score`` builds them), so a firm gets the same features and probability from both.
+
+    Args:
+        bundle: Designation bundle.
+        panel: Canonical panel (contract columns, money in yuan).
+        firms: Firm IDs to explain (one section per firm), or empty with ``top``.
+        top: Explain the ``top`` most likely candidates (of each province with ``per_province``).
+        per_province: With ``top``: per province.
+        year: Fiscal year judged (application to batch ``year + 1``); default each firm's latest
+            (with ``top``: the panel's latest).
+        events: Designation events, or None.
+        growth_bundle: Optional growth bundle.
+        target: Counterfactual target probability (0-1).
+        k: Reasons listed per firm.
+        fmt: ``html``, ``md`` or ``json``.
+        progress: Called as ``progress(stage, done, total)``.
+
+    Returns:
+        :class:`Explained`.
+
+    Raises:
+        ExplainError: Neither or both of ``firms`` and ``top``; an unknown firm; no row to judge.
+        lgml.modeling.bundle.BundleInputError: The panel cannot be scored by the bundle.
+    """
+    from lgml.report import render_firms
+
+    if bool(firms) == bool(top):
+        raise ExplainError("give either --firm ID or --top N")
+    if per_province and not top:
+        raise ExplainError("--per-province needs --top N")
+    if bundle.task != "designation":
+        raise ExplainError(f"the model is a {bundle.task} model; --model needs a designation model "
+                           "(growth goes in --growth-model)")
+    context, notes = bundle.context, []
+    if context is None:
+        from lgml.features import context_tables
+
+        context = context_tables(panel, events)
+        notes.append("the model bundle holds no province/sector records; they were computed from the input")
+    options = dict(events=events, context=context, growth_bundle=growth_bundle, target=target, k=k, notes=notes)
+    tick = (lambda stage, done, total: None) if progress is None else progress
+    if firms:
+        explanations = _explain_listed(bundle, panel, list(firms), year, options, tick)
+        return Explained(render_firms(explanations, fmt), explanations)
+    fy = year if year is not None else latest_year(panel)
+    tick(f"Scoring fiscal year {fy}", 0, None)
+    table = feature_rows(panel, events=events, context=context, year=fy)
+    if table.empty:
+        raise ExplainError(f"no firm has a row for fiscal year {fy}")
+    prob = bundle.predict(table)
+    picks = top_per_province(table, prob, top) if per_province else {"": _top_candidates(table, prob, top)}
+    positions = [p for idx in picks.values() for p in idx]
+    done = iter(range(1, 2 * len(positions) + 1))
+    explanations = explain_positions(bundle, panel, table, prob, positions, **options,
+                                     progress=lambda n: tick("Explaining firms", next(done), len(positions)))
+    title = f"Most likely Little Giants of batch {fy + 1}: top {top}" + (" per province" if per_province else "")
+    text = render_firms(explanations, fmt, sections=_sections(table, picks), title=title,
+                        progress=lambda n: tick("Drawing figures", next(done) - len(positions), len(positions)))
+    return Explained(text, explanations)
+
+
+def _explain_listed(bundle: Any, panel: pd.DataFrame, firms: list[str], year: int | None, options: dict[str, Any],
+                    tick: Progress) -> list[dict[str, Any]]:
+    """Explanations of the listed firms, in order; each fiscal year's feature rows built and
+    scored once."""
+    known = set(panel["firm_id"].astype(str))
+    missing = [f for f in firms if f not in known]
+    if missing:
+        raise ExplainError(f"firm(s) not in the input: {', '.join(missing)}")
+    scored: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
+    out = []
+    for i, fid in enumerate(firms):
+        fy = year if year is not None else latest_year(panel, fid)
+        if fy not in scored:
+            tick(f"Scoring fiscal year {fy}", 0, None)
+            table = feature_rows(panel, events=options["events"], context=options["context"], year=fy)
+            scored[fy] = table, bundle.predict(table)
+        table, prob = scored[fy]
+        pos = np.flatnonzero(table["firm_id"].astype(str).to_numpy() == fid)
+        if not len(pos):
+            raise ExplainError(f"firm {fid} has no row for fiscal year {fy}")
+        out += explain_positions(bundle, panel, table, prob, [int(pos[0])], **options)
+        tick("Explaining firms", i + 1, len(firms))
+    return out
+
+
+def _top_candidates(table: pd.DataFrame, probability: np.ndarray, n: int) -> list[int]:
+    """Positions of the ``n`` most likely candidates, most likely first."""
+    cand = candidate_mask(table)
+    return np.flatnonzero(cand)[np.argsort(-probability[cand], kind="stable")][:n].tolist()
+
+
+def _sections(table: pd.DataFrame, picks: dict[str, list[int]]) -> list[tuple[str, list[int]]]:
+    """Document sections of :func:`explain_firms`' top mode: a heading per province (or one),
+    with the indexes of its explanations."""
+    counts = table.loc[candidate_mask(table), "province"].astype(str).value_counts()
+    sections, start = [], 0
+    for prov, idx in picks.items():
+        heading = (f"{prov}: top {len(idx)} of {int(counts.get(prov, 0)):,} candidate firms" if prov
+                   else f"Top {len(idx)} of {int(counts.sum()):,} candidate firms")
+        sections.append((heading, list(range(start, start + len(idx)))))
+        start += len(idx)
+    return sections
+
+
+def explain_file(bundle: Any, input: str | os.PathLike, out: str | os.PathLike, *, events: str | os.PathLike | None = None,
+                 units: str = "yuan", encoding: str | None = None, overwrite: bool = False,
+                 **options: Any) -> Explained:
+    """``lgml explain``: read a panel (and events), explain firms, write the document.
+
+    Args:
+        bundle: Designation bundle (:func:`lgml.modeling.bundle.open_bundle`).
+        input: Panel file (CSV or Parquet).
+        out: Document to write (replaced atomically).
+        events: Designation events file, or None.
+        units: Money units of the input (``yuan`` or ``wan``).
+        encoding: Forced CSV encoding.
+        overwrite: Replace an existing ``out``.
+        **options: Passed to :func:`explain_firms` (``firms``, ``top``, ``fmt`` ...).
+
+    Returns:
+        :class:`Explained`.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is false (checked before any work).
+        lgml.validate.ContractError, lgml.io.InputError: The input cannot be read.
+        ExplainError, lgml.modeling.bundle.BundleInputError: See :func:`explain_firms`.
+    """
+    from lgml import io, validate
+
+    io.refuse_existing(out, overwrite)
+    panel = validate.load_panel(input, units=units, encoding=encoding)
+    history = validate.load_events(events, panel=panel, encoding=encoding) if events is not None else None
+    result = explain_firms(bundle, panel, events=history, **options)
+    with io.atomic_path(out, overwrite=True) as tmp:
+        tmp.write_text(result.text, encoding="utf-8")
+    return result

@@ -1,4 +1,6 @@
-"""Plain sentences: which criterion a feature speaks to, and the top reasons of each firm."""
+"""Plain sentences, the one engine: each criterion's result (for the per-firm checklist, the
+reasons and the ``failed`` column of ``lgml check``), which criterion a feature speaks to, and
+the top reasons of each firm."""
 
 from __future__ import annotations
 
@@ -10,11 +12,9 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
+from lgml.criteria import DEFAULT_REGIME
 from lgml.vocabulary import (FEATURE_LABELS, INSTITUTION_LEVELS, feature_label, format_value, gap_text, money, number, pct,
                              pct_threshold, threshold_text)
-
-
-DEFAULT_REGIME = "2022"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -37,13 +37,6 @@ def _criterion_map(regime: str) -> dict[str, str]:
 
 
 CRITERION_OF: dict[str, dict[str, str]] = {regime: _criterion_map(regime) for regime in criteria.RULES}
-
-
-def criterion_for(feature: str, batch_year: int | None = None) -> str | None:
-    """The Little Giant criterion a feature speaks to in the regime of ``batch_year`` (default
-    the 2022 rules), e.g. ``rd_intensity`` -> ``rd_band``; None if none."""
-    regime = DEFAULT_REGIME if batch_year is None else criteria.regime_for(int(batch_year))
-    return CRITERION_OF[regime].get(feature)
 
 
 def _col(frame: pd.DataFrame | _Rows, name: str) -> np.ndarray:
@@ -82,8 +75,8 @@ class _Rows:
         return self._converted[name][self.positions]
 
 
-def _each(values: Any, text: Callable[[Any], str]) -> np.ndarray:
-    """``text(v)`` for each of ``values``, as an object array of str. Numbers and string
+def each(values: Any, text: Callable[[Any], str]) -> np.ndarray:
+    """``text(v)`` for each of ``values`` (shape (n,)), as an object array of str, shape (n,). Numbers and string
     categories are formatted once per distinct value (floats by bit pattern, so that e.g. -0.0
     keeps its sign); a missing category is given as NaN, as ``Categorical.to_numpy`` gives it."""
     if isinstance(values, pd.Categorical) and pd.api.types.is_string_dtype(values.categories):
@@ -108,32 +101,39 @@ def _band_where(bands: Sequence[Mapping], i: int) -> str:
     return f"under {money(high)}" if low <= 0 else f"{low / 1e6:g}-{high / 1e6:g}M yuan"
 
 
-_EQUITY_ROUTE_WORDS = {"equity_2y": "new equity over 2 years", "rd_2y": "R&D over 2 years",
-                       "rd_staff_share": "R&D staff share"}
+def _requirement(label: str, need: float, show: Callable[[float], str], gap: Callable[[float], str]
+                 ) -> Callable[[float], str]:
+    """``have -> "label >= need (has have, short by gap)"``: one minimum of the equity route."""
+    def text(have: float) -> str:
+        if math.isnan(have):
+            return f"{label} >= {show(need)} (has missing)"
+        met = have >= need - 1e-9 * max(1.0, abs(need))
+        return f"{label} >= {show(need)} (has {show(have)}, {'met' if met else f'short by {gap(need - have)}'})"
+    return text
 
 
 def _equity_route_phrases(band: Mapping, rows: _Rows, passed: np.ndarray) -> np.ndarray:
     """The R&D rule's equity route (revenue under 50M yuan): every minimum, what the firm has."""
     revenue = _col(rows, "revenue")
     out = np.empty(len(rows), dtype=object)
-    out[passed] = _each(revenue[passed], lambda r: f"revenue {money(r)}: the equity route of the R&D rule is met")
+    out[passed] = each(revenue[passed], lambda r: f"revenue {money(r)}: the equity route of the R&D rule is met")
     failed = ~passed
-    parts = [_each(revenue[failed], lambda r: f"revenue {money(r)} is under 50M yuan: the equity route needs ")]
+    parts = [each(revenue[failed], lambda r: f"revenue {money(r)} is under 50M yuan: the equity route needs ")]
     for i, (col, need) in enumerate(band["min"].items()):
-        show = pct if col == "rd_staff_share" else money
-        head = f"{', ' if i else ''}{_EQUITY_ROUTE_WORDS.get(col, col)} >= {show(need)} (has "
-        parts.append(_each(_col(rows, col)[failed],
-                           lambda v, head=head, show=show: f"{head}{'missing' if math.isnan(v) else show(v)})"))
+        ratio = col == "rd_staff_share"
+        text = _requirement(feature_label(col), need, pct if ratio else money,
+                            (lambda g: gap_text(g, "ratio")) if ratio else money)
+        parts.append(each(_col(rows, col)[failed], (lambda v, text=text: ", " + text(v)) if i else text))
     out[failed] = list(map("".join, zip(*parts)))
     return out
 
 
-def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame | _Rows, regime_year: int) -> np.ndarray:
+def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame | _Rows) -> np.ndarray:
     rows = _Rows.of(rows)
     bands = spec["bands"]
     revenue = _col(rows, "revenue")
     now, prev = _col(rows, "rd_intensity"), _col(rows, "rd_intensity_prev")
-    weaker = np.fmin(now, prev)
+    weaker = np.minimum(now, prev)  # as the check: missing if either year is (then the rule fails)
     weaker_named = prev < now
     passed = _col(rows, "pass_rd_band") >= 0.5
     band = np.full(len(rows), -1)
@@ -141,7 +141,7 @@ def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame | _Rows, regime_year: int)
         band[revenue >= bands[i]["revenue_min"] * (1 - 1e-9)] = i
     out = np.empty(len(rows), dtype=object)
     unknown = band < 0
-    out[unknown] = _each(now[unknown], lambda v: f"R&D intensity {format_value(v, 'pct')}; "
+    out[unknown] = each(now[unknown], lambda v: f"R&D intensity {format_value(v, 'pct')}; "
                                                  "revenue missing, so the R&D band is unknown")
     for i, spec_i in enumerate(bands):
         at = band == i
@@ -158,19 +158,49 @@ def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame | _Rows, regime_year: int)
                 tail = (f"{' (weaker of the last 2 years)' if named else ''} {'meets' if met else 'is below'} "
                         f"the {need} required at revenue {where}")
                 here = at & ~np.isnan(weaker) & (weaker_named == named) & (passed == met)
-                out[here] = _each(weaker[here], lambda w, tail=tail: f"R&D intensity {pct(w)}{tail}")
+                out[here] = each(weaker[here], lambda w, tail=tail: f"R&D intensity {pct(w)}{tail}")
+                if not met:  # the gap, and what it costs at this year's revenue
+                    gap = spec_i["intensity_min"] - weaker[here]
+                    out[here] += _gap_texts(gap, revenue[here])
     return out
 
 
-def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int) -> np.ndarray:
-    """One phrase per row on criterion ``name`` (an object array of str): the firm's value, the
-    threshold and whether it is met (with the shortfall when not)."""
+def _gap_texts(gap: np.ndarray, revenue: np.ndarray) -> np.ndarray:
+    """``" (short by 0.9 pp = 1.8M yuan)"``: an R&D-intensity gap and its yuan amount at the
+    given revenue (the amount left out where revenue is missing)."""
+    amount = each(gap * revenue, lambda a: "" if math.isnan(a) else f" = {money(a)}")
+    return each(gap, lambda g: f" (short by {gap_text(g, 'ratio')}") + amount + ")"
+
+
+# Units in which a criterion's headline value is shown (vocabulary units), by criterion unit.
+_VALUE_UNITS = {"ratio": "pct", "yuan": "yuan", "years": "years", "points": "points"}
+
+
+def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int | None = None) -> np.ndarray:
+    """One phrase per row on criterion ``name``: the firm's value, the threshold and whether it
+    is met, with the shortfall when not. The one sentence engine of lgml.
+
+    Args:
+        name: A criterion, a key of :data:`lgml.criteria.CRITERIA`.
+        rows: Feature rows or :func:`lgml.criteria.criteria_inputs` rows, shape (n_rows, ...),
+            with the ``pass_<name>`` and ``short_<name>`` columns of :func:`lgml.criteria.check`
+            and the criterion's inputs (a missing column reads as missing data).
+        batch_year: Whose thresholds; default the 2022 rules (or the first regime that has
+            the criterion).
+
+    Returns:
+        Object array of str, shape (n_rows,), e.g. ``"R&D intensity 2.1% is below the 3%
+        required at revenue >= 100M yuan (short by 0.9 pp = 1.4M yuan)"``.
+
+    Raises:
+        ValueError: Unknown criterion, or not one of the regime of ``batch_year``.
+    """
     rows = _Rows.of(rows)
-    spec = criteria.RULES[criteria.regime_for(batch_year)]["criteria"][name]
+    spec = criteria.rule(name, batch_year)
     meta = criteria.CRITERIA[name]
     kind, unit = spec["kind"], meta["unit"]
     if kind == "rd_band":
-        return _phrase_rd_band(spec, rows, batch_year)
+        return _phrase_rd_band(spec, rows)
     passed = _col(rows, f"pass_{name}") >= 0.5
     failed = ~passed
     short = _col(rows, f"short_{name}")
@@ -179,11 +209,10 @@ def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int) ->
         column = spec["column"]
         value = _col(rows, column)
         label = feature_label(column)
-        vunit = {"ratio": "pct", "yuan": "yuan", "years": "years", "points": "points"}
-        vunit = vunit.get(unit, "number")
+        vunit = _VALUE_UNITS.get(unit, "number")
         if column == "rd_institution_level":
             need = f"at least a {INSTITUTION_LEVELS[int(spec['min'])]}-level one"
-            have = _each(value, lambda v: f"R&D institution: {format_value(v, 'institution')}; ")
+            have = each(value, lambda v: f"R&D institution: {format_value(v, 'institution')}; ")
             out[passed] = have[passed] + f"meets the requirement of {need}"
             out[failed] = have[failed] + f"required: {need}"
             return out
@@ -195,10 +224,11 @@ def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int) ->
             verdict, verdict_unmet, gap = f"meets the {need} required", f"is below the {need} required", "short by"
         else:
             verdict, verdict_unmet, gap = f"is within the {need} allowed", f"is above the {need} allowed", "over by"
-        out[~known] = f"{label} missing; {'at least' if kind == 'min' else 'at most'} {need} required"
-        out[met] = _each(value[met], lambda v: f"{label} {format_value(v, vunit)} {verdict}")
-        out[unmet] = (_each(value[unmet], lambda v: f"{label} {format_value(v, vunit)} {verdict_unmet} ({gap} ")
-                      + _each(short[unmet], lambda s: f"{gap_text(s, unit)})"))
+        out[~known] = f"{label} missing; at least {need} required" if kind == "min" else \
+            f"{label} missing; at most {need} allowed"
+        out[met] = each(value[met], lambda v: f"{label} {format_value(v, vunit)} {verdict}")
+        out[unmet] = (each(value[unmet], lambda v: f"{label} {format_value(v, vunit)} {verdict_unmet} ({gap} ")
+                      + each(short[unmet], lambda s: f"{gap_text(s, unit)})"))
         return out
     if kind == "flag":
         label = meta["label_en"]
@@ -208,23 +238,70 @@ def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int) ->
     if kind == "all_min":
         now, prev = _col(rows, spec["columns"][0]), _col(rows, spec["columns"][1])
         need = pct_threshold(spec["min"])
-        years = (_each(now, lambda v: f"R&D intensity {format_value(v, 'pct')} and ")
-                 + _each(prev, lambda v: f"{format_value(v, 'pct')} (last 2 years) "))
+        years = (each(now, lambda v: f"R&D intensity {format_value(v, 'pct')} and ")
+                 + each(prev, lambda v: f"{format_value(v, 'pct')} (last 2 years) "))
         out[passed] = years[passed] + f"meet the {need} required each year"
-        out[failed] = (years[failed] + f"fall short of the {need} required each year by "
-                       + _each(short[failed], lambda s: gap_text(s, "ratio")))
+        unknown = failed & np.isnan(short)
+        out[unknown] = years[unknown] + f"cannot show the {need} required each year (data missing)"
+        short_by = failed & ~unknown
+        out[short_by] = (years[short_by] + f"fall short of the {need} required each year"
+                         + _gap_texts(short[short_by], _col(rows, "revenue")[short_by]))
         return out
     if kind == "sme_size":
         out[passed] = "SME size rule met"
-        out[failed] = (_each(_col(rows, "employees")[failed], lambda e: f"{number(e)} employees and ")
-                       + _each(_col(rows, "revenue")[failed], lambda r: f"{money(r)} revenue exceed both SME limits"))
+        limits = (f" exceed both SME limits (fewer than {number(spec['employees_below'])} employees or revenue "
+                  f"under {money(spec['revenue_below'])})")
+        out[failed] = (each(_col(rows, "employees")[failed],
+                            lambda e: "employees missing and " if math.isnan(e) else f"{number(e)} employees and ")
+                       + each(_col(rows, "revenue")[failed],
+                              lambda r: "revenue missing" if math.isnan(r) else f"{money(r)} revenue") + limits)
         return out
-    # any_min: either route; the shortfall is that of the nearer one
-    label = meta["label_en"]
+    return _any_min_phrases(spec, meta, rows, passed, short)
+
+
+def _any_min_phrases(spec: Mapping, meta: Mapping, rows: _Rows, passed: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Either route suffices; the shortfall is that of the nearer one. Each route's value is
+    named where the rows hold it."""
+    label, unit = meta["label_en"], meta["unit"]
+    vunit = _VALUE_UNITS.get(unit, "number")
+    out = np.empty(len(rows), dtype=object)
     out[passed] = f"{label}: met"
-    out[failed] = _each(short[failed], lambda s: f"{label}: not shown (data missing)" if math.isnan(s)
-                        else f"{label}: not met, short by {gap_text(s, unit)} on the nearer route")
+    unknown = ~passed & np.isnan(short)
+    out[unknown] = f"{label}: not shown (data missing)"
+    at = ~passed & ~unknown
+    tail = each(short[at], lambda s: f"short by {gap_text(s, unit)} on the nearer route")
+    if not all(c in rows.columns for c in spec["columns"]):
+        out[at] = f"{label}: not met, " + tail
+        return out
+    need = " or ".join(f"{threshold_text(m, unit)} {feature_label(c)}" for c, m in zip(spec["columns"], spec["min"]))
+    parts = [f"{label}: not met ("]
+    for i, c in enumerate(spec["columns"]):
+        head = f"{', ' if i else ''}{feature_label(c)} "
+        parts.append(each(_col(rows, c)[at], lambda v, head=head: head + format_value(v, vunit)))
+    out[at] = list(map("".join, zip(*np.broadcast_arrays(*parts, f"; at least {need} required), ", tail))))
     return out
+
+
+def failed_text(rows: pd.DataFrame, batch_year: int) -> pd.Series:
+    """The criteria each row fails, in words: ``"criterion: phrase | criterion: phrase"``.
+
+    Args:
+        rows: :func:`lgml.criteria.judged_rows` joined with their :func:`lgml.criteria.check`
+            columns, shape (n_rows, ...).
+        batch_year: The batch judged.
+
+    Returns:
+        Series of str ``failed`` with the index of ``rows``; empty where every criterion is met.
+    """
+    names = list(criteria.RULES[criteria.regime_for(batch_year)]["criteria"])
+    texts = np.full(len(rows), "", dtype=object)
+    table = _Rows(rows)
+    for name in names:
+        at = np.flatnonzero(_col(table, f"pass_{name}") < 0.5)
+        if len(at):
+            phrases = criterion_phrases(name, table.take(at), batch_year)
+            texts[at] = [t + (" | " if t else "") + f"{name}: " + p for t, p in zip(texts[at], phrases)]
+    return pd.Series(texts, index=rows.index, name="failed", dtype="str")
 
 
 # Features that summarise all criteria form one reason, which names the criteria missed.
@@ -232,7 +309,7 @@ AGGREGATES = ("eligible", "n_met", "share_met")
 AGGREGATE_UNIT = "criteria_met"
 
 
-def _aggregate_phrases(rows: pd.DataFrame | _Rows, batch_year: int, values: np.ndarray | None = None) -> np.ndarray:
+def aggregate_phrases(rows: pd.DataFrame | _Rows, batch_year: int, values: np.ndarray | None = None) -> np.ndarray:
     """The reason of the summary features: where they lower the score, ``"misses 1 of 13 Little
     Giant criteria: R&D intensity 2.1% is below ..."`` (the first criterion missed with its
     shortfall); where they raise it, ``"meets 11 of 13 Little Giant criteria (misses ...)"``."""
@@ -266,11 +343,11 @@ def _aggregate_phrases(rows: pd.DataFrame | _Rows, batch_year: int, values: np.n
 def _plain_phrases(feature: str, values: np.ndarray | pd.Series) -> np.ndarray:
     label, unit = FEATURE_LABELS.get(feature, (feature.replace("_", " "), "number"))
     if unit == "pass":
-        return _each(values, lambda v: f"{label}: {'met' if v >= 0.5 else 'not met'}" if not pd.isna(v)
+        return each(values, lambda v: f"{label}: {'met' if v >= 0.5 else 'not met'}" if not pd.isna(v)
                      else f"{label}: not in force")
     if unit == "flag":
-        return _each(values, lambda v: f"{label}: {format_value(v, unit)}")
-    return _each(values, lambda v: f"{label} {format_value(v, unit)}")
+        return each(values, lambda v: f"{label}: {format_value(v, unit)}")
+    return each(values, lambda v: f"{label} {format_value(v, unit)}")
 
 
 def _values_at(table: pd.DataFrame, name: str, positions: np.ndarray) -> np.ndarray | pd.Categorical:
@@ -378,7 +455,7 @@ def reason_matrix(contrib: pd.DataFrame, table: pd.DataFrame, k: int = 3
             r, slots_at = rows[r_local[at]], slots[at]
             unit = unit_names[chosen[at[0]]]
             if unit == AGGREGATE_UNIT:
-                phrases[r, slots_at] = _aggregate_phrases(every_row.take(r), year, values[r, slots_at])
+                phrases[r, slots_at] = aggregate_phrases(every_row.take(r), year, values[r, slots_at])
             elif unit in criteria.RULES[regime]["criteria"]:
                 phrases[r, slots_at] = criterion_phrases(unit, every_row.take(r), year)
             else:
@@ -411,14 +488,14 @@ def top_reasons(contrib: pd.DataFrame, table: pd.DataFrame, k: int = 3) -> pd.Se
         rows = np.flatnonzero(count == c)
         if not len(rows):
             continue
-        parts = [phrases[rows, 0], _log_odds_texts(values[rows, 0])]
+        parts = [phrases[rows, 0], log_odds_texts(values[rows, 0])]
         for j in range(1, c):
-            parts += [[" | "] * len(rows), phrases[rows, j], _log_odds_texts(values[rows, j])]
+            parts += [[" | "] * len(rows), phrases[rows, j], log_odds_texts(values[rows, j])]
         texts[rows] = list(map("".join, zip(*parts)))
     return pd.Series(texts, index=contrib.index, name="reasons", dtype="str")
 
 
-def _log_odds_texts(values: np.ndarray) -> np.ndarray:
+def log_odds_texts(values: np.ndarray) -> np.ndarray:
     """``f" ({v:+.2f} log-odds)"`` of each value, as an object array of str.
 
     Values are rounded to hundredths with numpy and each distinct result is written once.

@@ -47,7 +47,6 @@ ACTIONS: tuple[Action, ...] = (
     Action("rd_institution", "rd_institution_level", 1, "set up or upgrade an R&D institution"),
     Action("niche_share", "niche_market_share", 1, "grow the national niche market share"),
 )
-MUTABLE_ACTIONS = tuple(a.name for a in ACTIONS)
 # Realistic limits: the ladder of targets each change may reach, and how far it may move.
 RD_LADDER = (0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12)
 RD_MAX_RISE = 0.06  # at most +6 pp of revenue
@@ -312,7 +311,13 @@ class _Node:
         return sum(c.effort for c in self.changes)
 
 
-def _window(panel: pd.DataFrame, firm_id: str, year: int) -> pd.DataFrame:
+def firm_window(panel: pd.DataFrame, firm_id: str, year: int) -> pd.DataFrame:
+    """The panel rows the features of one firm's fiscal ``year`` read: years ``year - 2 ..
+    year``, oldest first, index reset.
+
+    Raises:
+        ValueError: The firm has no row for ``year``.
+    """
     rows = panel[(panel["firm_id"] == str(firm_id)) & panel["year"].between(year - 2, year)]
     rows = rows.sort_values("year").reset_index(drop=True)
     if rows.empty or int(rows["year"].iloc[-1]) != year:
@@ -396,7 +401,7 @@ def counterfactual(bundle: Any, panel: pd.DataFrame, firm_id: str, year: int, *,
         from lgml.features import context_tables
 
         context = context_tables(panel, events)
-    rows = _window(panel, firm_id, year)
+    rows = firm_window(panel, firm_id, year)
     allowed = allowed_actions(bundle.metadata.get("monotone"), ACTIONS if actions is None else actions)
     seen: set[tuple] = set()
     nodes: list[_Node] | None = None

@@ -32,6 +32,8 @@ def environment(markdown: bool = False) -> Any:
     """
     import jinja2
 
+    from lgml import vocabulary
+
     options = dict(loader=jinja2.PackageLoader("lgml", "report/templates"), trim_blocks=True, lstrip_blocks=True,
                    undefined=jinja2.StrictUndefined)
     if markdown:
@@ -39,7 +41,8 @@ def environment(markdown: bool = False) -> Any:
     else:
         env = jinja2.Environment(autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                                  **options)
-    env.filters.update(pct=_pct, pp=_pp, lo=_lo, num=_num)
+    env.filters.update(pct=vocabulary.pct, pp=vocabulary.signed_pp, lo=vocabulary.signed_log_odds,
+                       num=vocabulary.fixed)
     return env
 
 
@@ -50,26 +53,6 @@ def _markdown_escape(value: Any) -> Any:
     if text.startswith("data:image/"):
         return text
     return text.replace("<", "&lt;").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _missing(x: Any) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def _pct(x: Any, digits: int = 1) -> str:
-    return "n/a" if _missing(x) else f"{100 * float(x):.{digits}f}%"
-
-
-def _pp(x: Any) -> str:
-    return "n/a" if _missing(x) else f"{float(x):+.1f} pp"
-
-
-def _lo(x: Any) -> str:
-    return "n/a" if _missing(x) else f"{float(x):+.2f}"
-
-
-def _num(x: Any, digits: int = 1) -> str:
-    return "n/a" if _missing(x) else f"{float(x):,.{digits}f}"
 
 
 def to_json(data: Any) -> str:

@@ -174,7 +174,8 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         ``drift`` (PSI rows or None), notes, and ``images`` (data URIs; left out of JSON).
     """
     from lgml import schema
-    from lgml.explain.contributions import contributions, group_label
+    from lgml.explain.contributions import contributions
+    from lgml.vocabulary import group_label
     from lgml.explain.firm import model_info
     from lgml.modeling import plots
     from lgml.modeling.drift import psi_table

@@ -25,3 +25,11 @@ def test_psi_flags_a_shifted_feature_only():
     drift = psi_table(ref, table.assign(rd_intensity=table["rd_intensity"] * 3)).set_index("feature")
     assert drift.loc["rd_intensity", "psi"] > PSI_MAJOR and drift.loc["rd_intensity", "level"] == "major"
     assert drift.loc["province", "psi"] < 1e-9 and drift.loc["province", "level"] == "stable"
+
+
+def test_psi_is_zero_against_itself_and_grows_with_a_shift(bundle, candidates):
+    ref = reference_profile(candidates, bundle.features)
+    same = psi_table(ref, candidates)
+    assert same["psi"].max() < 1e-9
+    shifted = candidates.assign(rd_intensity=candidates["rd_intensity"] * 3)
+    assert psi_table(ref, shifted).set_index("feature").loc["rd_intensity", "psi"] > 0.25

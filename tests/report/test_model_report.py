@@ -59,3 +59,14 @@ def test_cli_report_writes_the_drift_table(trained, tmp_path):
     assert json.loads(out.read_text(encoding="utf-8"))["drift"]
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 1 and "--overwrite" in again.output
+
+
+def test_grouped_importance_ranks_innovation_and_specialization_above_region_and_sector(bundle, candidates):
+    from lgml.explain.contributions import contributions
+    from lgml.report.model import global_importance
+
+    contrib, _ = contributions(bundle, candidates)
+    _, by_group = global_importance(contrib)
+    for strong in ("innovation", "specialization"):
+        for weak in ("region", "sector"):
+            assert by_group[strong] > by_group[weak], by_group.to_dict()

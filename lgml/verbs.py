@@ -1,0 +1,140 @@
+"""Orchestration of the small command-line verbs (``simulate``, ``validate``, ``features``,
+``check``): read, compute, write; the CLI only parses options and prints.
+
+Every error a user can cause is one of :data:`USER_ERRORS`; the CLI prints it without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lgml import criteria, io, validate
+from lgml.explain.reasons import failed_text
+from lgml.validate import ContractError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+SIMULATED_FILES = ("panel.parquet", "events.parquet", "truth.parquet")
+
+
+class VerbError(ValueError):
+    """A request a verb cannot serve (bad output name, nothing to judge ...)."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (ContractError, io.InputError, FileExistsError, VerbError)
+
+
+def _load(panel: str | os.PathLike, events: str | os.PathLike | None, units: str, encoding: str | None
+          ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The canonical panel (money in yuan) and its events (None without a file)."""
+    frame = validate.load_panel(panel, units=units, encoding=encoding)
+    history = validate.load_events(events, panel=frame, encoding=encoding) if events is not None else None
+    return frame, history
+
+
+def validate_files(panel: str | os.PathLike, events: str | os.PathLike | None = None, *, units: str = "yuan",
+                   encoding: str | None = None) -> str:
+    """``lgml validate``: check a panel (and events) against the input contract.
+
+    Returns:
+        The panel's summary text (:func:`lgml.validate.summary`).
+
+    Raises:
+        lgml.validate.ContractError, lgml.io.InputError: The input breaks the contract.
+    """
+    frame, _ = _load(panel, events, units, encoding)
+    return validate.summary(frame)
+
+
+def features_file(panel: str | os.PathLike, out: str | os.PathLike, events: str | os.PathLike | None = None, *,
+                  units: str = "yuan", encoding: str | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """``lgml features``: build the training feature table of a panel and write it to ``out``.
+
+    Returns:
+        The feature table (:func:`lgml.features.build_features`), shape (n_firm_years, n_columns).
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is false (checked before any work).
+        lgml.validate.ContractError, lgml.io.InputError: The input breaks the contract.
+    """
+    from lgml.features import build_features
+
+    io.refuse_existing(out, overwrite)
+    frame, history = _load(panel, events, units, encoding)
+    table = build_features(frame, history)
+    io.write_table(table, out, overwrite=True)
+    return table
+
+
+def simulate_files(out: str | os.PathLike, firms: int, *, seed: int = 0, overwrite: bool = False):
+    """``lgml simulate``: simulate a panel and write ``panel``, ``events`` and ``truth`` parquet
+    files into the folder ``out``.
+
+    Returns:
+        The :class:`lgml.simulate.Simulation`.
+
+    Raises:
+        FileExistsError: One of the files exists and ``overwrite`` is false (before any work).
+    """
+    from lgml.simulate import simulate
+
+    paths = [io.refuse_existing(Path(out) / name, overwrite) for name in SIMULATED_FILES]
+    result = simulate(firms, seed=seed)
+    for path, table in zip(paths, (result.panel, result.events, result.truth)):
+        io.write_table(table, path)
+    return result
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Result of :func:`check_file`.
+
+    Attributes:
+        assessed: One row per firm: :func:`lgml.criteria.assess` and its ``failed`` text.
+        summary: :func:`lgml.criteria.failure_summary` of ``assessed``.
+        source: The rules' source document.
+    """
+
+    assessed: pd.DataFrame
+    summary: pd.DataFrame
+    source: str
+
+
+def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike | None = None, *,
+               units: str = "yuan", encoding: str | None = None, overwrite: bool = False) -> Checked:
+    """``lgml check``: judge every firm of a panel on the Little Giant criteria of one batch,
+    explain its shortfalls in words and optionally write the per-firm table.
+
+    Args:
+        panel: Panel file (CSV or Parquet).
+        batch_year: Application (batch) year; fiscal year ``batch_year - 1`` is judged.
+        out: Per-firm table to write (.csv or .parquet), or None.
+        units, encoding: How to read the panel.
+        overwrite: Replace an existing ``out``.
+
+    Returns:
+        :class:`Checked`; ``assessed`` has the columns of :func:`lgml.criteria.assess` and
+        ``failed`` (" | "-separated ``criterion: phrase`` of each criterion missed, empty when
+        all are met; :func:`lgml.explain.reasons.failed_text`).
+
+    Raises:
+        VerbError: Unknown output format, or no firm has a year to judge.
+        FileExistsError, lgml.validate.ContractError, lgml.io.InputError: See :func:`features_file`.
+    """
+    if out is not None:
+        if Path(out).suffix.lower() not in TABLE_SUFFIXES:
+            raise VerbError(f"{out}: unknown output format {Path(out).suffix!r} (use .csv or .parquet)")
+        io.refuse_existing(out, overwrite)
+    frame, _ = _load(panel, None, units, encoding)
+    rows = criteria.judged_rows(frame, batch_year)
+    assessed = criteria.assess(frame, batch_year, rows=rows)
+    if assessed.empty:
+        raise VerbError(f"no firm has a fiscal year <= {batch_year - 1} to judge for batch {batch_year}")
+    judged = pd.concat([rows, assessed.drop(columns=[c for c in assessed.columns if c in rows.columns])], axis=1)
+    assessed["failed"] = failed_text(judged, batch_year)
+    if out is not None:
+        io.write_table(assessed, out, overwrite=overwrite)
+    return Checked(assessed, criteria.failure_summary(assessed), criteria.RULES[criteria.regime_for(batch_year)]["source"])

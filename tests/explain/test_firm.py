@@ -1,0 +1,139 @@
+"""Tests of lgml.explain.firm: the per-firm report and ``lgml explain``, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lgml import criteria, io
+from lgml.cli import app
+from lgml.vocabulary import DIMENSIONS
+
+XSS = "<script>alert(1)</script>"
+runner = CliRunner()
+
+
+def _some_firm(table) -> str:
+    rows = table[(table["year"] == 2025) & ~table["holds_title"]]
+    return str(rows.sort_values("score_total").iloc[-1]["firm_id"])
+
+
+@pytest.mark.parametrize("fmt", ["html", "md", "json"])
+def test_cli_explain_writes_each_format(bundle_dir, data_dir, table, tmp_path, fmt):
+    firm = _some_firm(table)
+    out = tmp_path / f"firm.{fmt}"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                                 "--events", str(data_dir / "events.parquet"), "--firm", firm, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    if fmt == "json":
+        data = json.loads(text)
+        for key in ("probability", "raw_score", "base_value", "contributions", "groups", "reasons", "counterfactual"):
+            assert key in data
+        assert sum(data["contributions"].values()) + data["base_value"] == pytest.approx(data["raw_score"], abs=1e-6)
+        assert set(data["groups"]) == set(DIMENSIONS)
+    elif fmt == "html":
+        assert text.count("data:image/png;base64,") >= 2
+        assert "http://" not in text and "https://" not in text
+    else:
+        assert f"## Firm {firm}" in text
+
+
+def test_cli_explain_errors(bundle_dir, data_dir, tmp_path):
+    base = ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet")]
+    out = tmp_path / "x.html"
+    assert runner.invoke(app, [*base, "--firm", "NO-SUCH-FIRM", "--out", str(out)]).exit_code == 1
+    assert not out.exists()
+    out.write_text("keep")
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(out)]).exit_code == 1
+    assert out.read_text() == "keep"
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(tmp_path / "x.pdf")]).exit_code == 1
+    assert runner.invoke(app, ["explain", "--model", str(tmp_path), "--input", str(data_dir / "panel.parquet"),
+                               "--top", "1", "--out", str(tmp_path / "y.html")]).exit_code == 1
+
+
+def test_cli_explain_escapes_firm_ids(bundle_dir, small_sim, table, tmp_path):
+    firm = _some_firm(table)
+    panel = small_sim.panel.copy()
+    panel["firm_id"] = panel["firm_id"].replace({firm: XSS})
+    io.write_table(panel, tmp_path / "panel.parquet")
+    out = tmp_path / "xss.html"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
+                                 "--firm", XSS, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html
+    md = tmp_path / "xss.md"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
+                                 "--firm", XSS, "--out", str(md), "--format", "md"])
+    assert result.exit_code == 0, result.output
+    assert "<script" not in md.read_text(encoding="utf-8")
+
+
+def test_cli_explain_top_per_province(bundle_dir, data_dir, tmp_path):
+    out = tmp_path / "top.json"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                                 "--events", str(data_dir / "events.parquet"), "--top", "1", "--per-province",
+                                 "--year", "2024", "--target", "0.05", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    firms = json.loads(out.read_text(encoding="utf-8"))["firms"]
+    provinces = [f["province"] for f in firms]
+    assert len(provinces) == len(set(provinces)) > 5
+    assert all(f["year"] == 2024 for f in firms)
+
+
+def test_cli_explain_with_a_growth_model(bundle_dir, growth_dir, data_dir, table, tmp_path):
+    out = tmp_path / "growth.json"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--growth-model", str(growth_dir),
+                                 "--input", str(data_dir / "panel.parquet"), "--firm", _some_firm(table),
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    growth = json.loads(out.read_text(encoding="utf-8"))["growth"]
+    assert growth["p10_pct"] <= growth["p90_pct"]
+    assert -100 < growth["growth_pct"] < 1000
+    swapped = runner.invoke(app, ["explain", "--model", str(growth_dir), "--input", str(data_dir / "panel.parquet"),
+                                  "--firm", _some_firm(table), "--out", str(tmp_path / "g.json")])
+    assert swapped.exit_code == 1
+
+
+def test_explain_and_score_give_the_same_probability_and_model(bundle, bundle_dir, data_dir, table, tmp_path):
+    """The same firm gets the same features, probability and model name from both verbs."""
+    rows = table[(table["year"] == 2025) & ~table["holds_title"]].sort_values("score_total")
+    firms = [str(f) for f in rows["firm_id"].iloc[[0, len(rows) // 2, -1]]]
+    panel, events = str(data_dir / "panel.parquet"), str(data_dir / "events.parquet")
+    scores = tmp_path / "scores.parquet"
+    result = runner.invoke(app, ["score", "--model", str(bundle_dir), "--input", panel, "--events", events,
+                                 "--output", str(scores)])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(scores).set_index("firm_id")
+    out = tmp_path / "firms.json"
+    args = ["explain", "--model", str(bundle_dir), "--input", panel, "--events", events, "--out", str(out)]
+    result = runner.invoke(app, [*args, *(a for f in firms for a in ("--firm", f))])
+    assert result.exit_code == 0, result.output
+    explained = json.loads(out.read_text(encoding="utf-8"))["firms"]
+    assert [e["firm_id"] for e in explained] == firms
+    for e in explained:
+        assert e["probability"] == pytest.approx(scored.loc[e["firm_id"], "probability"], abs=1e-12)
+        assert e["model"]["name"] == scored.loc[e["firm_id"], "model"] == bundle.name
+        assert e["model"]["version"] == scored.loc[e["firm_id"], "model_version"] == bundle.version
+
+
+def test_checklist_says_what_is_met_and_what_is_short(small_sim, table):
+    from lgml.explain.firm import criteria_checklist
+    from lgml.explain.reasons import criterion_phrases
+
+    row = table[(table["year"] == 2023) & (table["n_met"] < table["n_met"].max())].iloc[0]
+    firm_rows = small_sim.panel[small_sim.panel["firm_id"] == row["firm_id"]]
+    checklist = criteria_checklist(firm_rows, 2023)
+    assert [c["criterion"] for c in checklist] == list(criteria.RULES["2022"]["criteria"])
+    statuses = {c["status"] for c in checklist}
+    assert "pass" in statuses and statuses & {"fail", "missing"}
+    for c in checklist:
+        same = criterion_phrases(c["criterion"], table[table.index == row.name], 2024)[0]
+        assert c["text"] == same, c  # one engine: the checklist and the reasons agree
+        assert (c["shortfall"] is None) == (c["status"] != "fail")
