@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from lgml.explain.contributions import contributions, fast_contributions
-from lgml.explain.firm import explain_positions, year_table
+from lgml.explain.firm import explain_positions
 from lgml.explain.reasons import top_reasons
 from lgml.explain.whatif import counterfactual
-from lgml.features import build_features, context_tables
+from lgml.features import build_features, context_tables, feature_rows
 from lgml.modeling.bundle import load_bundle
 from lgml.report import render_firms
 from lgml.simulate import simulate
@@ -91,7 +91,8 @@ def main() -> None:
     for firm in firms:
         start = time.perf_counter()
         province = sim.panel.loc[sim.panel["firm_id"] == firm, "province"].astype(str).iloc[-1]
-        year_rows = year_table(sim.panel, year, sim.events, context, provinces=[province])
+        own = sim.panel[sim.panel["province"].astype(str) == province]
+        year_rows = feature_rows(own, events=sim.events, context=context, year=year)
         p = bundle.predict(year_rows)
         pos = int(np.flatnonzero(year_rows["firm_id"].to_numpy() == firm)[0])
         data = explain_positions(bundle, sim.panel, year_rows, p, [pos], events=sim.events, context=context)
