@@ -16,7 +16,6 @@ from lgml import criteria, io, validate
 from lgml.explain.reasons import failed_text
 from lgml.validate import ContractError
 
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 SIMULATED_FILES = ("panel.parquet", "events.parquet", "truth.parquet")
 
 
@@ -58,11 +57,12 @@ def features_file(panel: str | os.PathLike, out: str | os.PathLike, events: str 
 
     Raises:
         FileExistsError: ``out`` exists and ``overwrite`` is false (checked before any work).
+        lgml.io.InputError: ``out`` is not .csv or .parquet (checked before any work).
         lgml.validate.ContractError, lgml.io.InputError: The input breaks the contract.
     """
     from lgml.features import build_features
 
-    io.refuse_existing(out, overwrite)
+    io.output_path(out, overwrite)
     frame, history = _load(panel, events, units, encoding)
     table = build_features(frame, history)
     io.write_table(table, out, overwrite=True)
@@ -121,13 +121,12 @@ def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike
         all are met; :func:`lgml.explain.reasons.failed_text`).
 
     Raises:
-        VerbError: Unknown output format, or no firm has a year to judge.
+        VerbError: No firm has a year to judge.
+        lgml.io.InputError: Unknown output format.
         FileExistsError, lgml.validate.ContractError, lgml.io.InputError: See :func:`features_file`.
     """
     if out is not None:
-        if Path(out).suffix.lower() not in TABLE_SUFFIXES:
-            raise VerbError(f"{out}: unknown output format {Path(out).suffix!r} (use .csv or .parquet)")
-        io.refuse_existing(out, overwrite)
+        io.output_path(out, overwrite)
     frame, _ = _load(panel, None, units, encoding)
     rows = criteria.judged_rows(frame, batch_year)
     assessed = criteria.assess(frame, batch_year, rows=rows)

@@ -13,7 +13,7 @@ from lgml.explain.contributions import (AdditivityError, contributions, fast_con
                                         group_contributions, probability_points)
 from lgml.features import FEATURE_GROUPS, GROUPS
 from lgml.kernels import cache, treeshap
-from lgml.modeling.data import lightgbm_matrix
+from lgml.modeling.matrix import lightgbm_matrix
 
 
 def test_contributions_add_up_to_the_raw_score(bundle, candidates):

@@ -44,6 +44,6 @@ def fit(synthetic) -> Callable:
 @pytest.fixture(scope="session")
 def matrix_of() -> Callable:
     """``matrix_of(booster, frame)``: the float matrix the kernels read (categoricals as codes)."""
-    from lgml.modeling.data import lightgbm_matrix
+    from lgml.modeling.matrix import lightgbm_matrix
 
     return lambda booster, X: lightgbm_matrix(X, booster.pandas_categorical)

@@ -70,3 +70,23 @@ def test_grouped_importance_ranks_innovation_and_specialization_above_region_and
     for strong in ("innovation", "specialization"):
         for weak in ("region", "sector"):
             assert by_group[strong] > by_group[weak], by_group.to_dict()
+
+
+def test_cli_report(bundle_dir, data_dir, tmp_path):
+    out = tmp_path / "model.html"
+    args = ["report", "--model", str(bundle_dir), "--data", str(data_dir / "panel.parquet"),
+            "--events", str(data_dir / "events.parquet"), "--sample", "800", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 4
+    assert "Metrics by province" in html and "model &gt; rules" in html
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1
+    js = tmp_path / "model.json"
+    result = CliRunner().invoke(app, ["report", "--model", str(bundle_dir), "--sample", "500", "--out", str(js)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert data["group_importance"]
+    assert data["drift"], "the bundle's training reference gives a drift table even without --data"
+    assert {"feature", "psi", "level"} <= set(data["drift"][0])
