@@ -10,7 +10,7 @@ The application (batch) year picks one of three rule regimes:
 Every threshold lives in :data:`RULES` (Little Giant criteria) and :data:`SRDI` (the provincial
 SRDI SME conditions and 100-point score); the functions only read them.
 
-Flow: a contract panel -> :func:`criteria_inputs` (point-in-time quantities per firm-year) ->
+Flow: a contract panel -> :func:`lgml.inputs.criteria_inputs` (point-in-time quantities per firm-year) ->
 :func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`. :func:`assess` does
 it all for one batch, using each firm's fiscal year ``batch_year - 1``.
 
@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml import inputs as _inputs, schema
+from lgml import schema
+from lgml.inputs import criteria_inputs, float_column
 
 # ------------------------------------------------------------------------------------------------
 # Thresholds: the one table. Money in yuan, ratios as fractions.
@@ -199,7 +200,6 @@ CRITERIA: dict[str, dict[str, Any]] = {
 }
 
 # The point-in-time inputs the criteria read (lgml.inputs), under the names every caller uses.
-criteria_inputs, year_rows = _inputs.criteria_inputs, _inputs.year_rows
 
 # ------------------------------------------------------------------------------------------------
 # Little Giant criteria
@@ -352,7 +352,7 @@ def _getter(frame: pd.DataFrame, extra: Mapping[str, np.ndarray]) -> Getter:
 
     def get(col: str) -> np.ndarray:
         if col not in cache:
-            cache[col] = _inputs.float_column(frame, col)
+            cache[col] = float_column(frame, col)
         return cache[col]
 
     return get

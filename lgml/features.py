@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
+from lgml.inputs import criteria_inputs, year_rows
 from lgml.schema import CATEGORY_LEVELS, canonical_rows
 from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 
@@ -51,7 +52,7 @@ def size_band(employees: pd.Series, revenue: pd.Series) -> pd.Series:
 
 def _lag(panel: pd.DataFrame, cols: list[str], pos: np.ndarray) -> pd.DataFrame:
     """Values of ``cols`` at row positions ``pos`` (the same firm's year ``t - k``, from
-    :func:`lgml.criteria.year_rows`; -1 gives NaN), aligned to ``panel``'s rows."""
+    :func:`lgml.inputs.year_rows`; -1 gives NaN), aligned to ``panel``'s rows."""
     values = {c: panel[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
     return pd.DataFrame({c: np.where(pos >= 0, v[pos], np.nan) for c, v in values.items()}, index=panel.index)
 
@@ -189,8 +190,8 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     has_events = events is not None
     events = events if has_events else _empty_events()
     context = context_tables(panel, events) if context is None else context
-    pos1, pos2, pos_next = criteria.year_rows(panel, (1, 2, -1))
-    inputs = criteria.criteria_inputs(panel, prior=(pos1, pos2))
+    pos1, pos2, pos_next = year_rows(panel, (1, 2, -1))
+    inputs = criteria_inputs(panel, prior=(pos1, pos2))
     lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], pos1)
     lag2 = _lag(panel, ["class1_ip", "revenue"], pos2)
     growth_next = np.log(_ratio(_lag(panel, ["revenue"], pos_next)["revenue"], panel["revenue"]).where(lambda s: s > 0))

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
+from lgml.inputs import criteria_inputs
 from lgml.published import BATCHES, PUBLISHED, UNIVERSE
 from lgml.schema import PANEL_COLUMNS, PROVINCE_LEVELS, PROVINCES, dtype_of
 
@@ -314,7 +315,7 @@ def _window_inputs(history: list[pd.DataFrame]) -> pd.DataFrame:
     """Criteria inputs of the last year in ``history`` (its last three frames), beside that
     year's observed values."""
     window = pd.concat(history[-3:], ignore_index=True)
-    inputs = criteria.criteria_inputs(window)
+    inputs = criteria_inputs(window)
     last = window["year"].to_numpy() == window["year"].max()
     inputs = inputs[last].reset_index(drop=True)
     current = history[-1].reset_index(drop=True)

@@ -12,6 +12,7 @@ import pytest
 
 from lgml import criteria as c
 from lgml import schema
+from lgml.inputs import criteria_inputs
 from lgml.vocabulary import DIMENSIONS
 
 YEARS = (2021, 2022, 2023)
@@ -56,7 +57,7 @@ def history(firm_id: str = "F1", years=YEARS, per_year: dict | None = None, **ov
 
 def inputs_of(**overrides) -> pd.DataFrame:
     """One-row criteria_inputs of the default firm's last year, with derived columns overridden."""
-    inputs = c.criteria_inputs(to_panel(history()))
+    inputs = criteria_inputs(to_panel(history()))
     row = inputs[inputs["year"] == YEARS[-1]].reset_index(drop=True)
     for key, value in overrides.items():
         row[key] = pd.Series([value], dtype=float if isinstance(value, float) else None)
@@ -262,7 +263,7 @@ def test_rd_band_equity_route(batch, changes, passed, short):
 def test_rd_band_from_raw_round_numbers():
     # 3M of R&D on 100M revenue in both years is exactly 3%, despite floating point.
     rows = history(per_year={y: dict(revenue=100e6, main_business_revenue=95e6, rd_expense=3e6) for y in YEARS})
-    checked = c.check(c.criteria_inputs(to_panel(rows)).tail(1), 2024)
+    checked = c.check(criteria_inputs(to_panel(rows)).tail(1), 2024)
     assert one(checked, "rd_band") == (True, 0.0)
 
 
@@ -298,7 +299,7 @@ def test_either_or_rule_uses_the_known_route():
 
 
 def test_single_year_firm_cannot_show_two_year_rules():
-    inputs = c.criteria_inputs(to_panel([firm_year()]))
+    inputs = criteria_inputs(to_panel([firm_year()]))
     checked = c.check(inputs, 2024)
     for criterion in ("mb_growth", "rd_band"):
         passed, short = one(checked, criterion)
@@ -317,7 +318,7 @@ def test_inputs_values():
                                         rd_expense=6e6, equity_financing=30e6),
                              2023: dict(main_business_revenue=132e6, net_profit=9e6, revenue=144e6,
                                         rd_expense=7.2e6, equity_financing=np.nan)})
-    got = c.criteria_inputs(to_panel(rows)).iloc[-1]
+    got = criteria_inputs(to_panel(rows)).iloc[-1]
     assert got["rd_intensity"] == pytest.approx(0.05)
     assert got["rd_intensity_prev"] == pytest.approx(0.05)
     assert got["rd_2y"] == pytest.approx(13.2e6)
@@ -338,13 +339,13 @@ def test_inputs_values():
 def test_equity_2y(this_year, last_year, expected):
     rows = history(years=(2022, 2023), per_year={2022: dict(equity_financing=last_year),
                                                  2023: dict(equity_financing=this_year)})
-    got = c.criteria_inputs(to_panel(rows))["equity_2y"].iloc[-1]
+    got = criteria_inputs(to_panel(rows))["equity_2y"].iloc[-1]
     assert got == pytest.approx(expected, nan_ok=True)
 
 
 def test_year_gap_gives_nan():
     rows = history(years=(2020, 2022, 2023), equity_financing=5e6)
-    got = c.criteria_inputs(to_panel(rows)).set_index("year")
+    got = criteria_inputs(to_panel(rows)).set_index("year")
     assert np.isnan(got.loc[2022, "rd_intensity_prev"]) and np.isnan(got.loc[2022, "rd_2y"])
     assert got.loc[2022, "equity_2y"] == 5e6                  # the absent year counts as no equity
     assert not np.isnan(got.loc[2023, "rd_intensity_prev"])
@@ -355,7 +356,7 @@ def test_division_by_zero_gives_nan_not_inf():
     rows = history(years=(2021, 2022, 2023), per_year={
         2022: dict(main_business_revenue=0.0, revenue=0.0, rd_expense=0.0, net_profit=0.0),
         2023: dict(employees=0, rd_staff=0.0)})
-    got = c.criteria_inputs(to_panel(rows))
+    got = criteria_inputs(to_panel(rows))
     numeric = got.select_dtypes("number")
     assert np.isfinite(numeric.to_numpy(dtype=float)[~np.isnan(numeric.to_numpy(dtype=float))]).all()
     row22, row23 = got.iloc[1], got.iloc[2]
@@ -385,7 +386,7 @@ def _by_key(inputs: pd.DataFrame, last_year: int) -> pd.DataFrame:
 @pytest.mark.parametrize("cutoff", [2019, 2021, 2023])
 def test_point_in_time(cutoff):
     panel = _random_panel()
-    base = _by_key(c.criteria_inputs(panel), cutoff)
+    base = _by_key(criteria_inputs(panel), cutoff)
     later = panel["year"] > cutoff
     altered = panel.copy()
     for col in ("revenue", "main_business_revenue", "net_profit", "rd_expense", "total_liabilities"):
@@ -394,23 +395,23 @@ def test_point_in_time(cutoff):
     altered.loc[later, "own_brand"] = ~altered.loc[later, "own_brand"]
     deleted = panel[~later]
     for changed in (altered, deleted):
-        pd.testing.assert_frame_equal(_by_key(c.criteria_inputs(changed), cutoff), base)
+        pd.testing.assert_frame_equal(_by_key(criteria_inputs(changed), cutoff), base)
 
 
 def test_any_row_order_and_index_kept():
     panel = _random_panel()
     shuffled = panel.sample(frac=1, random_state=3)
     shuffled.index = [f"r{i}" for i in range(len(shuffled))]
-    got = c.criteria_inputs(shuffled)
+    got = criteria_inputs(shuffled)
     assert got.index.equals(shuffled.index)
     assert (got["firm_id"].to_numpy() == shuffled["firm_id"].to_numpy()).all()
-    pd.testing.assert_frame_equal(_by_key(got, 2030), _by_key(c.criteria_inputs(panel), 2030))
+    pd.testing.assert_frame_equal(_by_key(got, 2030), _by_key(criteria_inputs(panel), 2030))
 
 
 def test_inputs_are_not_mutated():
     panel = _random_panel()
     before = panel.copy(deep=True)
-    inputs = c.criteria_inputs(panel)
+    inputs = criteria_inputs(panel)
     inputs_before = inputs.copy(deep=True)
     c.check(inputs, 2024), c.check(inputs, 2026), c.srdi_score(inputs), c.srdi_eligible(inputs)
     c.assess(panel, 2024)
@@ -420,16 +421,16 @@ def test_inputs_are_not_mutated():
 
 def test_duplicate_firm_years_are_rejected():
     with pytest.raises(ValueError, match=r"\(F1, 2023\)"):
-        c.criteria_inputs(to_panel([firm_year(), firm_year()]))
+        criteria_inputs(to_panel([firm_year(), firm_year()]))
 
 
 def test_missing_contract_column_is_named():
     with pytest.raises(KeyError, match="rd_staff"):
-        c.criteria_inputs(to_panel([firm_year()]).drop(columns="rd_staff"))
+        criteria_inputs(to_panel([firm_year()]).drop(columns="rd_staff"))
 
 
 def test_empty_panel():
-    inputs = c.criteria_inputs(to_panel([firm_year()]).iloc[:0])
+    inputs = criteria_inputs(to_panel([firm_year()]).iloc[:0])
     assert inputs.empty and "rd_intensity" in inputs
     assert c.check(inputs, 2024).empty and c.srdi_score(inputs).empty and c.srdi_eligible(inputs).empty
     assert c.assess(to_panel([firm_year()]), 2020).empty
@@ -441,7 +442,7 @@ def test_empty_panel():
 
 
 def score_of(rows: list[dict]) -> dict:
-    return c.srdi_score(c.criteria_inputs(to_panel(rows))).iloc[-1].to_dict()
+    return c.srdi_score(criteria_inputs(to_panel(rows))).iloc[-1].to_dict()
 
 
 def test_score_worked_example_strong_firm():
@@ -604,7 +605,7 @@ def test_rule_rank_score_orders_by_criteria_then_score():
     score = c.rule_rank_score(frame)
     assert list(score.sort_values(ascending=False).index) == [2, 0, 1, 3]
     assert score.iloc[0] == pytest.approx(5.09)
-    checked = c.check(c.criteria_inputs(assess_panel()), 2024)
+    checked = c.check(criteria_inputs(assess_panel()), 2024)
     assert c.rule_rank_score(checked).equals(checked["n_met"].astype(float).rename("rule_score"))
 
 
@@ -615,7 +616,7 @@ def test_speed_100k_rows():
     big["firm_id"] = pd.array(np.repeat([f"G{i}" for i in range(copies)], len(base)), dtype=base["firm_id"].dtype)
     big = big.iloc[:100_000]
     start = time.perf_counter()
-    inputs = c.criteria_inputs(big)
+    inputs = criteria_inputs(big)
     c.check(inputs, 2024), c.srdi_score(inputs)
     assert time.perf_counter() - start < 2.0  # typically ~0.1 s
 

@@ -12,15 +12,19 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
-from lgml.io import InputError
-from lgml.explain.contributions import contributions, group_contributions, probability_points
+from lgml.explain.contributions import (
+    contributions,
+    group_contributions,
+    probability_points,
+)
 from lgml.explain.reasons import criterion_phrases, reason_matrix, reason_units
 from lgml.explain.whatif import counterfactual
 from lgml.features import candidate_mask, feature_rows
+from lgml.inputs import criteria_inputs
+from lgml.io import InputError
 from lgml.modeling.bundle import BundleInputError
 from lgml.validate import ContractError
 from lgml.vocabulary import feature_label, group_label
-
 
 # ------------------------------------------------------------------------------------------------
 # One firm, everything a reader needs
@@ -52,7 +56,7 @@ def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any
         unknown) and ``text`` (:func:`lgml.explain.reasons.criterion_phrases`).
     """
     batch = year + 1
-    inputs = criteria.criteria_inputs(firm_rows)
+    inputs = criteria_inputs(firm_rows)
     inputs = pd.concat([inputs, criteria.srdi_score(inputs)], axis=1)
     row = inputs[inputs["year"] == year]
     if row.empty:

@@ -182,7 +182,7 @@ def criterion_phrases(name: str, rows: pd.DataFrame | _Rows, batch_year: int | N
 
     Args:
         name: A criterion, a key of :data:`lgml.criteria.CRITERIA`.
-        rows: Feature rows or :func:`lgml.criteria.criteria_inputs` rows, shape (n_rows, ...),
+        rows: Feature rows or :func:`lgml.inputs.criteria_inputs` rows, shape (n_rows, ...),
             with the ``pass_<name>`` and ``short_<name>`` columns of :func:`lgml.criteria.check`
             and the criterion's inputs (a missing column reads as missing data).
         batch_year: Whose thresholds; default the 2022 rules (or the first regime that has

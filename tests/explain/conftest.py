@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from lgml import criteria
+from lgml.inputs import criteria_inputs
 
 HAND_BUILT = {
     "firm_id": "HAND-RD", "year": [2021, 2022, 2023], "province": "Jiangsu", "sector": "35", "founded_year": 2005,
@@ -31,7 +32,7 @@ def rd_only_firm(small_sim) -> tuple[pd.DataFrame, str]:
         values = value if isinstance(value, list) else [value] * 3
         columns[name] = pd.Series(values, dtype=dtype)
     panel = pd.DataFrame(columns)[list(template.columns)]
-    inputs = criteria.criteria_inputs(panel)
+    inputs = criteria_inputs(panel)
     checked = criteria.check(inputs[inputs["year"] == 2023], 2024)
     failed = [c.removeprefix("pass_") for c in checked.columns if c.startswith("pass_") and not checked[c].iloc[0]]
     assert failed == ["rd_band"]
