@@ -7,30 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 from lgml.cli import app
-from lgml.config import TrainConfig
 from lgml.features import build_features
-from lgml.modeling.bundle import load_bundle
-from lgml.modeling.train import train_from_config
 from lgml.report.model import build_model_report, model_report
 
-CONFIG = """
-task: designation
-name: report-test
-seed: 3
-data: {{simulate: {{firms: 1500, seed: 11}}}}
-split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
-lightgbm: {{num_threads: 1, num_boost_round: 20, early_stopping_rounds: 5}}
-gates: {{beat_rules: false}}
-mlflow: {{enabled: false}}
-models_dir: '{models}'
-"""
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report-models")
-    result = train_from_config(TrainConfig.from_yaml(CONFIG.format(models=folder.as_posix())))
-    return load_bundle(result.bundle_path)
+def trained(bundle):
+    """The session's designation bundle (tests/conftest.py), trained on 3,000 simulated firms."""
+    return bundle
 
 
 def test_model_report_on_data_has_a_drift_table(trained, small_sim):
@@ -47,7 +30,7 @@ def test_report_of_a_simulated_model_without_data_uses_a_fresh_sample(trained):
     steps = []
     report = build_model_report(trained, sample=300, on_step=steps.append)
     assert steps == ["Building features", "Computing contributions and metrics"]
-    assert "fresh simulated sample of 1,500 firms" in report["data_note"]
+    assert "fresh simulated sample of 3,000 firms" in report["data_note"]
     assert report["drift"] and report["n_sample"] == 300
 
 

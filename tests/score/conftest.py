@@ -1,6 +1,5 @@
-"""Fixtures of the scoring tests: one small designation model and one growth model (with
-quantiles) trained once per session through the training API (1,500 simulated firms, few
-rounds); they score the shared simulated panel (3,000 firms)."""
+"""Fixtures of the scoring tests: the session's designation and growth models (tests/conftest.py)
+score the shared simulated panel (3,000 firms), read as Parquet and CSV."""
 
 from __future__ import annotations
 
@@ -14,33 +13,10 @@ import pytest
 from lgml import io
 from lgml.score import score_file
 
-TRAIN_CONFIG = """
-task: {task}
-name: score-test-{task}
-seed: 3
-data: {{simulate: {{firms: 1500, seed: 4}}}}
-split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
-lightgbm: {{num_threads: 1, num_boost_round: 40, learning_rate: 0.1, num_leaves: 15, min_child_samples: 40,
-            early_stopping_rounds: 10}}
-gates: {{beat_rules: false}}
-mlflow: {{enabled: false}}
-models_dir: '{models}'
-"""
-
-
-def _train(folder: Path, task: str) -> Path:
-    """A small bundle trained through the training API (few rounds, no tracking)."""
-    from lgml.config import TrainConfig
-    from lgml.modeling.train import train_from_config
-
-    text = TRAIN_CONFIG.format(task=task, models=folder.as_posix())
-    return Path(train_from_config(TrainConfig.from_yaml(text)).bundle_path)
-
-
 @pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("score-models")
-    return {task: _train(folder, task) for task in ("designation", "growth")}
+def models(bundle_dir, growth_dir) -> dict[str, Path]:
+    """The session's designation and growth bundles (tests/conftest.py)."""
+    return {"designation": bundle_dir, "growth": growth_dir}
 
 
 @pytest.fixture(scope="session")

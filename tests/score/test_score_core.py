@@ -48,7 +48,7 @@ def test_ranks_percentiles_and_title_holders(reference):
         best = group["probability"].max()
         assert (group.loc[group["probability"] == best, "rank_province"] == 1).all()
         assert (group["rank_province"] <= len(group)).all()
-    assert reference["model"].eq("score-test-designation").all()
+    assert reference["model"].eq("test-designation").all()
     assert reference["model_version"].str.len().gt(0).all()
     assert (reference["growth_p10"] <= reference["growth_p90"]).all()
     assert reference["designation_history"].str.startswith("events events.parquet").all()
