@@ -10,10 +10,10 @@ HistGradientBoosting comes with scikit-learn, and must be >= 1.7 for its ``X_val
 What it does:
 
 - Simulates one panel (``--firms``, ``--seed``) and trains lgml exactly as ``lgml train`` does,
-  through :func:`lgml.modeling.pipeline.train_from_config`, with ``configs/designation.yaml`` and
+  through :func:`lgml.modeling.train.train_from_config`, with ``configs/designation.yaml`` and
   ``configs/growth.yaml`` (MLflow off, bundle in a temporary folder, ``lightgbm.num_threads`` =
   ``--threads``). lgml's test predictions come from the written bundle.
-- Every peer gets the rows and features of :func:`lgml.modeling.data.model_data` for the same
+- Every peer gets the rows and features of :func:`lgml.modeling.dataset.model_data` for the same
   config (train / valid / test batches), minus any feature entirely missing in the training
   batches (HistGradientBoosting rejects such a column; the others get the same columns). Each
   stops early on the validation batch (AUC for designation, squared error for growth) with the
@@ -59,13 +59,13 @@ import numpy as np
 import pandas as pd
 
 from lgml.config import TrainConfig
-from lgml.features import categorical_levels
 from lgml.modeling import evaluate
 from lgml.modeling.baselines import LinearBaseline, RuleBaseline
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.calibrate import make_calibrator
-from lgml.modeling.data import Source, load_source, model_data, model_frame
-from lgml.modeling.pipeline import train_from_config
+from lgml.modeling.dataset import Source, load_source, model_data
+from lgml.modeling.matrix import feature_levels, model_frame
+from lgml.modeling.train import train_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"designation": ROOT / "configs/designation.yaml", "growth": ROOT / "configs/growth.yaml"}
@@ -169,7 +169,7 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
     data = model_data(source, config)
     sets = data.sets
     task = config.task
-    levels = {k: v for k, v in categorical_levels().items() if k in data.features}
+    levels = feature_levels(data.features)
     empty = [f for f in data.features if sets["train"][f].isna().all()]
     usable = [f for f in data.features if f not in empty]
     y = {k: v["target"].to_numpy(float) for k, v in sets.items()}
