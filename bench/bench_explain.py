@@ -26,7 +26,7 @@ from lgml.explain.reasons import top_reasons
 from lgml.explain.whatif import counterfactual
 from lgml.features import build_features, context_tables, feature_rows
 from lgml.modeling.bundle import load_bundle
-from lgml.report import render_firms
+from lgml.report.firm import render_firms
 from lgml.simulate import simulate
 
 

@@ -250,7 +250,7 @@ def report(
 
     from lgml import io, validate as v
     from lgml.modeling.bundle import BundleInputError
-    from lgml.report import render_model
+    from lgml.report.model import render_model
     from lgml.report.model import build_model_report
 
     chosen = _output_format(out, fmt, ("html", "json"))

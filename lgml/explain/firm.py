@@ -334,7 +334,7 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
         ExplainError: Neither or both of ``firms`` and ``top``; an unknown firm; no row to judge.
         lgml.modeling.bundle.BundleInputError: The panel cannot be scored by the bundle.
     """
-    from lgml.report import render_firms
+    from lgml.report.firm import render_firms
 
     if bool(firms) == bool(top):
         raise ExplainError("give either --firm ID or --top N")

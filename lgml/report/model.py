@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from lgml.features import FEATURE_GROUPS, candidate_mask
+from lgml.report import environment, now, to_json
 
 log = logging.getLogger(__name__)
 
@@ -310,3 +311,12 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
     step("Computing contributions and metrics")
     return model_report(bundle, table, reference=profile, data_note=note, reference_note=profile_note,
                         sample=sample, seed=bundle.config.seed)
+
+
+def render_model(report: dict[str, Any], fmt: str = "html") -> str:
+    """Render a model report (see :func:`lgml.report.model.model_report`)."""
+    if fmt == "json":
+        return to_json({k: v for k, v in report.items() if k != "images"})
+    if fmt != "html":
+        raise ValueError(f"the model report is written as html or json, not {fmt!r}")
+    return environment().get_template("model.html.j2").render(r=report, generated=now())

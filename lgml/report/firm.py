@@ -1,0 +1,64 @@
+"""The per-firm report: one or many firm explanations (:func:`lgml.explain.firm.firm_explanation`)
+as one HTML, Markdown or JSON document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lgml.report import FORMATS, environment, now, to_json
+from lgml.report import figures
+
+TOP_WATERFALL = 10
+
+
+def firm_figures(data: dict[str, Any]) -> dict[str, str]:
+    """Waterfall and grouped bars of one firm explanation, as PNG data URIs."""
+    from lgml.vocabulary import FEATURE_LABELS, format_value
+    
+    labels = {}
+    for f, value in data["feature_values"].items():
+        unit = FEATURE_LABELS.get(f, (f, "number"))[1]
+        labels[f] = f"{data['feature_labels'].get(f, f)} = {format_value(value, unit)}"
+    return {
+        "waterfall": figures.waterfall(data["contributions"], labels, data["base_value"], top=TOP_WATERFALL,
+                                       pp=data["contributions_pp"]),
+        "groups": figures.group_bars(data["groups"], data["group_labels"], unit="log-odds (sum per dimension)"),
+    }
+
+
+def render_firms(explanations: list[dict[str, Any]], fmt: str = "html", *, title: str | None = None,
+                 figures_on: bool = True, sections: list[tuple[str, list[int]]] | None = None,
+                 progress: Callable[[int], None] | None = None) -> str:
+    """Render one or many firm explanations as one document.
+
+    Args:
+        explanations: Output of :func:`lgml.explain.firm_explanation`.
+        fmt: ``html``, ``md`` or ``json``.
+        title: Document title; default names the firm (or the number of firms).
+        figures_on: Embed the waterfall and grouped bars (HTML and Markdown).
+        sections: Optional grouping, ``[(heading, [index into explanations, ...]), ...]``,
+            e.g. one section per province.
+        progress: Called with 1 after each firm's figures.
+
+    Returns:
+        The document text.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "json":
+        body = explanations[0] if len(explanations) == 1 and sections is None else {"firms": explanations}
+        return to_json(body)
+    firms = []
+    for e in explanations:
+        firms.append(dict(e, _figures=firm_figures(e) if figures_on else {}))
+        if progress is not None:
+            progress(1)
+    if title is None:
+        title = (f"Firm {explanations[0]['firm_id']}: Little Giant outlook" if len(explanations) == 1
+                 else f"{len(explanations)} firms: Little Giant outlook")
+    if sections is None:
+        sections = [("", list(range(len(firms))))]
+    model = explanations[0]["model"] if explanations else {}
+    template = environment(fmt == "md").get_template("firms.html.j2" if fmt == "html" else "firms.md.j2")
+    return template.render(title=title, firms=firms, sections=sections, model=model, generated=now())
