@@ -260,7 +260,7 @@ def _designated_next(table: pd.DataFrame, events: pd.DataFrame, has_events: bool
     y = table[["firm_id", "batch_year"]].merge(won, on=["firm_id", "batch_year"], how="left")["_won"]
     y = y.fillna(0.0).set_axis(table.index)
     covered = table["batch_year"].between(events["batch_year"].min(), events["batch_year"].max())
-    return y.where(covered & ~table["holds_title"])
+    return y.where(covered & candidate_mask(table))
 
 
 def candidate_mask(table: pd.DataFrame) -> np.ndarray:

@@ -93,6 +93,16 @@ def each(values: Any, text: Callable[[Any], str]) -> np.ndarray:
     return np.array([text(v) for v in distinct.tolist()], dtype=object)[codes]
 
 
+def shown(values: np.ndarray, unit: str) -> np.ndarray:
+    """``values`` rounded to the precision they are shown in (``money``: 0.1M yuan from 100,000
+    up, else whole yuan; ``pct``: 0.1 percentage point), so that :func:`each` formats each
+    shown value once instead of once per distinct raw value. Shape kept."""
+    values = np.asarray(values, dtype=float)
+    if unit == "pct":
+        return np.round(values, 3)
+    return np.where(np.abs(values) >= 1e5, np.round(values, -5), np.round(values))
+
+
 def _band_where(bands: Sequence[Mapping], i: int) -> str:
     low = bands[i]["revenue_min"]
     if i == 0:
@@ -114,7 +124,7 @@ def _requirement(label: str, need: float, show: Callable[[float], str], gap: Cal
 
 def _equity_route_phrases(band: Mapping, rows: _Rows, passed: np.ndarray) -> np.ndarray:
     """The R&D rule's equity route (revenue under 50M yuan): every minimum, what the firm has."""
-    revenue = _col(rows, "revenue")
+    revenue = shown(_col(rows, "revenue"), "money")
     out = np.empty(len(rows), dtype=object)
     out[passed] = each(revenue[passed], lambda r: f"revenue {money(r)}: the equity route of the R&D rule is met")
     failed = ~passed
@@ -123,7 +133,8 @@ def _equity_route_phrases(band: Mapping, rows: _Rows, passed: np.ndarray) -> np.
         ratio = col == "rd_staff_share"
         text = _requirement(feature_label(col), need, pct if ratio else money,
                             (lambda g: gap_text(g, "ratio")) if ratio else money)
-        parts.append(each(_col(rows, col)[failed], (lambda v, text=text: ", " + text(v)) if i else text))
+        have = shown(_col(rows, col)[failed], "pct" if ratio else "money")
+        parts.append(each(have, (lambda v, text=text: ", " + text(v)) if i else text))
     out[failed] = list(map("".join, zip(*parts)))
     return out
 
@@ -168,7 +179,7 @@ def _phrase_rd_band(spec: Mapping, rows: pd.DataFrame | _Rows) -> np.ndarray:
 def _gap_texts(gap: np.ndarray, revenue: np.ndarray) -> np.ndarray:
     """``" (short by 0.9 pp = 1.8M yuan)"``: an R&D-intensity gap and its yuan amount at the
     given revenue (the amount left out where revenue is missing)."""
-    amount = each(gap * revenue, lambda a: "" if math.isnan(a) else f" = {money(a)}")
+    amount = each(shown(gap * revenue, "money"), lambda a: "" if math.isnan(a) else f" = {money(a)}")
     return each(gap, lambda g: f" (short by {gap_text(g, 'ratio')}") + amount + ")"
 
 

@@ -296,3 +296,14 @@ def test_failed_text_joins_the_criteria_missed():
     assert ex.failed_text(rows, 2024).tolist() == [
         "", "debt_ratio: debt ratio 88.0% is above the 70% allowed (over by 18.0 pp)",
         "own_brand: no own brand (required) | class1_ip: Class-I IP items 1 is below the 2 required (short by 1 item)"]
+
+
+def test_values_rounded_as_shown_read_the_same():
+    from lgml.explain.reasons import shown
+    from lgml.vocabulary import money, pct
+
+    rng = np.random.default_rng(0)
+    amounts = np.concatenate([rng.lognormal(13, 3, 5_000), -rng.lognormal(10, 2, 500), [0.0, 99_999.4, 1e5]])
+    assert [money(v) for v in shown(amounts, "money")] == [money(v) for v in amounts]
+    shares = rng.random(5_000) * 0.4
+    assert [pct(v) for v in shown(shares, "pct")] == [pct(v) for v in shares]
