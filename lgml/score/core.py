@@ -23,8 +23,8 @@ from lgml.features import candidate_mask, feature_rows
 
 THRESHOLDS = (0.5, 0.2, 0.1)
 GROUP_PREFIX = "shap_"
-FRONT_COLUMNS = ("firm_id", "year", "batch_year", "province", "holds_title", "probability", "rank_national",
-                 "percentile_national", "rank_province", "percentile_province")
+FRONT_COLUMNS = ("firm_id", "year", "batch_year", "province", "holds_title", "probability", "log_odds",
+                 "rank_national", "percentile_national", "rank_province", "percentile_province")
 
 
 def history_notice(bundle: Any, events: pd.DataFrame | None, source: str | None = None) -> str:
@@ -81,7 +81,8 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
     Returns:
         DataFrame with one row per scored firm: ``firm_id``, ``year`` (fiscal year t),
         ``batch_year`` (t + 1), ``province``, ``holds_title``, ``probability`` (calibrated,
-        0-1; NaN for title holders), ``growth`` (expected log growth) and ``growth_p10``/
+        0-1; NaN for title holders), ``log_odds`` (the model's raw score, before calibration;
+        NaN for title holders), ``growth`` (expected log growth) and ``growth_p10``/
         ``growth_p90`` with a growth bundle (with quantile models), then the explanation
         columns. Unranked: see :func:`rank_scores`.
 
@@ -117,14 +118,16 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
         "holds_title": pd.array(~where if history_known else [pd.NA] * len(table), dtype="boolean"),
     })
     candidates = table[where]
-    probability = np.full(len(table), np.nan)
+    probability, log_odds = np.full(len(table), np.nan), np.full(len(table), np.nan)
     matrix = np.empty((0, len(bundle.features)))
     raw = np.empty(0)
     if len(candidates):
         matrix = bundle.model_matrix(candidates)
         raw = bundle.raw_from_matrix(matrix)
         probability[where] = bundle.calibrator.transform(raw)
+        log_odds[where] = raw
     out["probability"] = probability
+    out["log_odds"] = log_odds
     if growth is not None:
         out = out.assign(**_growth_columns(growth, table))
     if explain:
@@ -167,28 +170,47 @@ def _explain_columns(bundle: Any, candidates: pd.DataFrame, where: np.ndarray, n
 
 
 def rank_scores(scored: pd.DataFrame) -> pd.DataFrame:
-    """Add ranks and percentiles of ``probability`` among candidates, nationally and within
-    province.
+    """Add ranks and percentiles among candidates, nationally and within province.
 
-    Ranks: 1 = most likely; ties share the best rank. Percentile: percent of the candidates of
-    the same scope scoring at or below the firm (the top firm has 100). Title holders (no
-    probability) get neither.
+    Candidates are ordered by ``probability`` and, where probabilities are equal, by the model's
+    ``log_odds`` (a calibrator may map different scores to one probability; the model still
+    tells them apart). Ranks: 1 = most likely; only firms equal in both share a rank (the best).
+    Percentile: percent of the candidates of the same scope ordered at or below the firm (the
+    top firm has 100). Title holders (no probability) get neither.
 
     Args:
         scored: Output of :func:`score_rows`, any number of rows, any order. Not modified.
+            Without a ``log_odds`` column, ties in probability stay ties.
 
     Returns:
         A new frame with ``rank_national``, ``percentile_national``, ``rank_province`` and
         ``percentile_province`` (ranks as nullable integers).
     """
-    p = scored["probability"]
-    by = scored.groupby("province", sort=False)["probability"]
+    order = _order_key(scored)
+    by = order.groupby(scored["province"].to_numpy(), sort=False)
     return scored.assign(
-        rank_national=p.rank(ascending=False, method="min").astype("Int64"),
-        percentile_national=100.0 * p.rank(method="max", pct=True),
+        rank_national=order.rank(ascending=False, method="min").astype("Int64"),
+        percentile_national=100.0 * order.rank(method="max", pct=True),
         rank_province=by.rank(ascending=False, method="min").astype("Int64"),
         percentile_province=100.0 * by.rank(method="max", pct=True),
     )
+
+
+def _order_key(scored: pd.DataFrame) -> pd.Series:
+    """One number per row that orders rows as (probability, log_odds) do; NaN without a
+    probability."""
+    p = scored["probability"].to_numpy(dtype=float)
+    tie = scored["log_odds"].to_numpy(dtype=float) if "log_odds" in scored.columns else np.zeros(len(scored))
+    tie = np.where(np.isnan(tie), -np.inf, tie)
+    known = ~np.isnan(p)
+    key = np.full(len(scored), np.nan)
+    if known.any():
+        pos = np.flatnonzero(known)
+        sort = pos[np.lexsort((tie[pos], p[pos]))]
+        pairs = np.column_stack([p[sort], tie[sort]])
+        new = np.r_[True, np.any(pairs[1:] != pairs[:-1], axis=1)]
+        key[sort] = np.cumsum(new)
+    return pd.Series(key, index=scored.index)
 
 
 def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:

@@ -3,12 +3,13 @@ the per-province summary, the designation-history notice."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from lgml.modeling.bundle import load_bundle
 from lgml.score import score_file
-from lgml.score.core import province_summary, score_panel
+from lgml.score.core import province_summary, rank_scores, score_panel
 
 PREDICTIONS = ["probability", "growth", "growth_p10", "growth_p90"]
 
@@ -42,11 +43,13 @@ def test_ranks_percentiles_and_title_holders(reference):
     assert holders.any() and reference.loc[holders, ["probability", "rank_national"]].isna().all().all()
     candidates = reference[~holders]
     assert candidates["probability"].between(0, 1).all()
-    top = candidates.loc[candidates["probability"].idxmax()]
+    top = candidates.sort_values(["probability", "log_odds"]).iloc[-1]
     assert top["rank_national"] == 1 and top["percentile_national"] == 100
     for _, group in candidates.groupby("province"):
-        best = group["probability"].max()
-        assert (group.loc[group["probability"] == best, "rank_province"] == 1).all()
+        best = group.sort_values(["probability", "log_odds"]).iloc[-1]
+        assert best["rank_province"] == 1
+        assert (group["rank_province"] == 1).sum() == (group[["probability", "log_odds"]] == best[
+            ["probability", "log_odds"]].to_numpy(dtype=float)).all(axis=1).sum()
         assert (group["rank_province"] <= len(group)).all()
     assert reference["model"].eq("test-designation").all()
     assert reference["model_version"].str.len().gt(0).all()
@@ -71,3 +74,25 @@ def test_without_events_the_output_says_which_history_the_model_saw(models, data
     assert "none given" in result.history and f"data sha256 {meta['data_hash'][:12]}" in result.history
     assert "labels of batches up to 2025" in result.history
     assert scores["designation_history"].eq(result.history).all()
+
+
+def test_ties_in_probability_are_broken_by_the_models_score():
+    scored = pd.DataFrame({
+        "firm_id": list("abcdef"), "province": ["Jiangsu"] * 4 + ["Zhejiang"] * 2,
+        "probability": [0.2, 0.2, 0.2, 0.1, np.nan, 0.3],
+        "log_odds": [-1.0, -0.5, -0.5, -2.0, np.nan, -0.2],
+    })
+    ranked = rank_scores(scored).set_index("firm_id")
+    assert ranked["rank_national"].tolist()[:4] == [4, 2, 2, 5] and pd.isna(ranked.loc["e", "rank_national"])
+    assert ranked.loc["f", "rank_national"] == 1 and ranked.loc["f", "percentile_national"] == 100
+    assert ranked.loc["a", "rank_province"] == 3 and ranked.loc["b", "rank_province"] == 1
+    assert ranked.loc["b", "percentile_national"] == pytest.approx(80.0)  # b, c, a, d of five
+    without = rank_scores(scored.drop(columns="log_odds")).set_index("firm_id")
+    assert without.loc[["a", "b", "c"], "rank_national"].tolist() == [2, 2, 2]
+
+
+def test_scores_carry_the_models_log_odds(reference, bundle_dir):
+    candidates = reference[~reference["holds_title"].astype(bool)]
+    calibrated = load_bundle(bundle_dir).calibrator.transform(candidates["log_odds"].to_numpy())
+    np.testing.assert_allclose(calibrated, candidates["probability"].to_numpy())
+    assert reference.loc[reference["holds_title"].astype(bool), "log_odds"].isna().all()
