@@ -7,7 +7,7 @@ Example:
     >>> cfg = TrainConfig.from_yaml("task: designation\\nname: demo\\ndata: {simulate: {firms: 3000}}\\n"
     ...                             "split: {train_until: 2022, valid: [2023], test: [2024, 2025]}\\n")
     >>> cfg.calibration, cfg.lightgbm.num_threads
-    ('isotonic', 2)
+    ('spline', 2)
     >>> TrainConfig.from_yaml(cfg.to_yaml()) == cfg
     True
 """
@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Task = Literal["designation", "growth"]
-Calibration = Literal["isotonic", "platt", "none"]
+Calibration = Literal["spline", "isotonic", "platt", "none"]
 Imbalance = Literal["none", "is_unbalance", "scale_pos_weight"]
 Metric = Literal["auc", "average_precision", "binary_logloss", "l2", "l1", "huber"]
 BINARY_METRICS = ("auc", "average_precision", "binary_logloss")
@@ -196,7 +196,7 @@ class TrainConfig(_Frozen):
     lightgbm: LightGBMConfig = LightGBMConfig()
     monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
     level_adjust: LevelAdjustConfig = LevelAdjustConfig()
-    calibration: Calibration = "isotonic"
+    calibration: Calibration = "spline"
     extra_features: list[Literal["holds_title"]] = Field(
         default_factory=list, description="Flags of the feature table also used as model inputs "
                                           "(holds_title: designation lifts later growth).")

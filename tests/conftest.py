@@ -19,7 +19,7 @@ split: {{train_until: 2022, valid: [2023], test: [2024, 2025]}}
 lightgbm: {{num_threads: 2, num_boost_round: 60, learning_rate: 0.1, num_leaves: 15, min_child_samples: 40,
             early_stopping_rounds: 20}}
 monotone: {{rd_intensity: 1, class1_ip: 1, debt_ratio: -1}}
-calibration: isotonic
+calibration: spline
 mlflow: {{enabled: false}}
 models_dir: '{models}'
 """

@@ -22,7 +22,7 @@ def load(text: str) -> TrainConfig:
 
 def test_minimal_config_gets_defaults():
     cfg = load(MINIMAL)
-    assert cfg.calibration == "isotonic"
+    assert cfg.calibration == "spline"
     assert cfg.lightgbm.deterministic and cfg.lightgbm.force_row_wise and cfg.lightgbm.num_threads == 2
     assert cfg.mlflow.enabled and cfg.mlflow.register and cfg.mlflow.tracking_uri is None
     assert cfg.bundle_dir == Path("models/test-designation")
@@ -76,7 +76,7 @@ def test_unknown_nested_data_key():
 
 
 @pytest.mark.parametrize("extra, expected", [
-    ("calibration: sigmoid", "calibration: Input should be 'isotonic', 'platt' or 'none'"),
+    ("calibration: sigmoid", "calibration: Input should be 'spline', 'isotonic', 'platt' or 'none'"),
     ("lightgbm: {imbalance: smote}", "lightgbm.imbalance: Input should be 'none', 'is_unbalance' or 'scale_pos_weight'"),
     ("monotone: {rd_intensity: 2}", "monotone.rd_intensity: Input should be -1 or 1"),
 ])

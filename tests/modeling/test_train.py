@@ -61,7 +61,7 @@ def test_cli_refuses_to_overwrite_and_reports_config_errors(cli_run, designation
     bad.write_text(designation_yaml.replace("calibration: isotonic", "calibration: sigmoid"), encoding="utf-8")
     result = runner.invoke(app, ["train", "--config", str(bad), "--no-track"])
     assert result.exit_code == 2
-    assert "calibration: Input should be 'isotonic', 'platt' or 'none'" in result.output
+    assert "calibration: Input should be 'spline', 'isotonic', 'platt' or 'none'" in result.output
     assert "Traceback" not in result.output
 
 

@@ -96,3 +96,9 @@ def test_scores_carry_the_models_log_odds(reference, bundle_dir):
     calibrated = load_bundle(bundle_dir).calibrator.transform(candidates["log_odds"].to_numpy())
     np.testing.assert_allclose(calibrated, candidates["probability"].to_numpy())
     assert reference.loc[reference["holds_title"].astype(bool), "log_odds"].isna().all()
+
+
+def test_every_distinct_score_keeps_a_distinct_probability(reference):
+    """The session bundle calibrates with the default spline: no ties the model did not make."""
+    candidates = reference[~reference["holds_title"].astype(bool)]
+    assert candidates["probability"].nunique() >= 0.99 * candidates["log_odds"].nunique()
