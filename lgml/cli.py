@@ -455,7 +455,8 @@ def _metrics_table(evaluation: dict, name: str):
     """Rich table of the test metrics: scorers x populations."""
     from rich.table import Table
 
-    keys = ("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] == "designation" else ("r2", "rmse", "spearman")
+    keys = (("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] == "designation"
+            else ("r2", "r2_within", "spearman", "level_error", "coverage"))
     batches = ", ".join(str(b) for b in evaluation.get("test_batches", []))
     table = Table(title=f"{name}: test batches {batches}")
     table.add_column("population")

@@ -116,19 +116,38 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, rank: np.ndarray | None = None,
     }
 
 
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Growth metrics: ``r2, rmse, mae, spearman, n`` of predicted vs actual log growth."""
+def regression_metrics(y: np.ndarray, pred: np.ndarray, year: np.ndarray | None = None,
+                       interval: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+    """Growth metrics of predicted vs actual log growth, arrays of shape (n,).
+
+    Returns:
+        ``r2``, ``rmse``, ``mae``, ``spearman``, ``level_error`` (mean predicted minus mean
+        actual: the year's growth level missed) and ``n``; with ``year`` also ``r2_within`` (R²
+        after removing each year's mean from both actual and predicted: how well firms are told
+        apart within a year, whatever the year's level); with ``interval`` (p10, p90) also
+        ``coverage`` (share of actual values inside it; 0.8 when the interval is right).
+    """
     from scipy.stats import spearmanr
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     y, pred = np.asarray(y, float), np.asarray(pred, float)
-    return {
+    out = {
         "r2": float(r2_score(y, pred)),
         "rmse": float(np.sqrt(mean_squared_error(y, pred))),
         "mae": float(mean_absolute_error(y, pred)),
         "spearman": float(spearmanr(y, pred).statistic),
+        "level_error": float(pred.mean() - y.mean()),
         "n": int(len(y)),
     }
+    if year is not None:
+        def within(x: np.ndarray) -> np.ndarray:
+            return x - pd.Series(x).groupby(np.asarray(year)).transform("mean").to_numpy()
+
+        out["r2_within"] = float(r2_score(within(y), within(pred)))
+    if interval is not None:
+        lo, hi = (np.asarray(b, float) for b in interval)
+        out["coverage"] = float(np.mean((y >= lo) & (y <= hi)))
+    return out
 
 
 def _scorer_metrics(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.ndarray]],
@@ -141,7 +160,9 @@ def _scorer_metrics(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str
             out[name] = binary_metrics(test["target"].to_numpy()[ok], score["p"][ok],
                                        None if rank is None else rank[ok], test.loc[ok, ["province", "batch_year"]])
         else:
-            out[name] = regression_metrics(test["target"].to_numpy()[ok], score["p"][ok])
+            interval = (score["p10"][ok], score["p90"][ok]) if "p10" in score else None
+            out[name] = regression_metrics(test["target"].to_numpy()[ok], score["p"][ok],
+                                           test["batch_year"].to_numpy()[ok], interval)
         if ok.sum() < mask.sum():
             out[name]["n_missing"] = int(mask.sum() - ok.sum())
     return out

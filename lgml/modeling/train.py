@@ -64,7 +64,8 @@ def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
 
 
 def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator, levels: dict) -> dict:
-    """Every scorer's predictions on the test rows: ``{name: {"p": ..., optional "rank": ...}}``."""
+    """Every scorer's predictions on the test rows: ``{name: {"p": ..., optional "rank": ...}}``;
+    the growth model's also ``p10``/``p90`` when it has quantile models."""
     train, valid, test = (data.sets[k] for k in ("train", "valid", "test"))
     raw = predict_model(fit, model_frame(test, data.features, levels), config.task)
     numeric = [f for f in data.features if f not in levels]
@@ -78,6 +79,10 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
         scores["logistic"] = {"p": linear.predict(test)}
     else:
         scores["model"] = {"p": raw}
+        if fit.quantile_boosters:
+            frame = model_frame(test, data.features, levels)
+            lo, hi = (fit.quantile_boosters[q].predict(frame) for q in ("p10", "p90"))
+            scores["model"].update(p10=np.minimum(lo, hi), p90=np.maximum(lo, hi))
         scores["linear"] = {"p": linear.predict(test)}
     if "oracle" in test.columns:
         scores["oracle"] = {"p": test["oracle"].to_numpy(dtype=float)}
