@@ -101,14 +101,14 @@ def test_cli_explain_with_a_growth_model(bundle_dir, growth_dir, data_dir, table
     assert swapped.exit_code == 1
 
 
-def test_explain_and_score_give_the_same_probability_and_model(bundle, bundle_dir, data_dir, table, tmp_path):
-    """The same firm gets the same features, probability and model name from both verbs."""
+def test_explain_and_score_give_the_same_probability_reasons_and_model(bundle, bundle_dir, data_dir, table, tmp_path):
+    """The same firm gets the same features, probability, reasons and model name from both verbs."""
     rows = table[(table["year"] == 2025) & ~table["holds_title"]].sort_values("score_total")
     firms = [str(f) for f in rows["firm_id"].iloc[[0, len(rows) // 2, -1]]]
     panel, events = str(data_dir / "panel.parquet"), str(data_dir / "events.parquet")
     scores = tmp_path / "scores.parquet"
     result = runner.invoke(app, ["score", "--model", str(bundle_dir), "--input", panel, "--events", events,
-                                 "--output", str(scores)])
+                                 "--output", str(scores), "--explain"])
     assert result.exit_code == 0, result.output
     scored = pd.read_parquet(scores).set_index("firm_id")
     out = tmp_path / "firms.json"
@@ -121,6 +121,8 @@ def test_explain_and_score_give_the_same_probability_and_model(bundle, bundle_di
         assert e["probability"] == pytest.approx(scored.loc[e["firm_id"], "probability"], abs=1e-12)
         assert e["model"]["name"] == scored.loc[e["firm_id"], "model"] == bundle.name
         assert e["model"]["version"] == scored.loc[e["firm_id"], "model_version"] == bundle.version
+        top = scored.loc[e["firm_id"], "reasons"].split(" | ")
+        assert len(top) == 3 and all(t.startswith(r["text"]) for t, r in zip(top, e["reasons"][:3]))
 
 
 def test_checklist_says_what_is_met_and_what_is_short(small_sim, table):
