@@ -34,7 +34,8 @@ def stand_in_model(sim, folder: Path) -> Path:
     """A designation bundle trained with the training API and the config defaults (LightGBM
     with early stopping, isotonic calibration on the validation batch)."""
     from lgml.config import TrainConfig
-    from lgml.features import FEATURE_GROUPS, categorical_levels
+    from lgml.features import categorical_levels
+    from lgml.vocabulary import FEATURE_DIMENSIONS
     from lgml.modeling.bundle import save_bundle
     from lgml.modeling.calibrate import make_calibrator
     from lgml.modeling.dataset import Source, model_data
@@ -51,7 +52,7 @@ def stand_in_model(sim, folder: Path) -> Path:
     raw = fit.booster.predict(model_frame(valid, data.features, levels), raw_score=True)
     calibrator = make_calibrator(config.calibration).fit(raw, valid["target"].to_numpy())
     meta = {"task": "designation", "features": data.features, "categorical_levels": levels,
-            "feature_groups": {f: FEATURE_GROUPS[f] for f in data.features}}
+            "feature_groups": {f: FEATURE_DIMENSIONS[f] for f in data.features}}
     return save_bundle(folder / "bench-explain", booster=fit.booster, calibrator=calibrator, metadata=meta,
                        evaluation={}, config=config, plots={})
 

@@ -66,7 +66,8 @@ def train_fixed(folder: Path, firms: int, rounds: int) -> Path:
     iteration, which makes model size, and so predict time, depend on early stopping)."""
     import lightgbm as lgb
 
-    from lgml.features import FEATURE_GROUPS, build_features, categorical_levels, context_tables, feature_columns
+    from lgml.features import build_features, categorical_levels, context_tables, feature_columns
+    from lgml.vocabulary import FEATURE_DIMENSIONS
     from lgml.modeling.bundle import save_bundle
     from lgml.modeling.calibrate import IsotonicCalibrator
     from lgml.modeling.matrix import model_frame
@@ -83,7 +84,7 @@ def train_fixed(folder: Path, firms: int, rounds: int) -> Path:
     raw = booster.predict(model_frame(valid, features, levels), raw_score=True)
     calibrator = IsotonicCalibrator().fit(raw, valid["designated_next"].to_numpy())
     meta = {"task": "designation", "name": config.name, "features": features, "categorical_levels": levels,
-            "feature_groups": {f: FEATURE_GROUPS[f] for f in features}, "split": config.split.model_dump()}
+            "feature_groups": {f: FEATURE_DIMENSIONS[f] for f in features}, "split": config.split.model_dump()}
     return save_bundle(config.bundle_dir, booster=booster, calibrator=calibrator, metadata=meta, evaluation={},
                        config=config, plots={}, context=context_tables(sim.panel, sim.events))
 

@@ -219,11 +219,12 @@ class TrainConfig(_Frozen):
     def _known_features(cls, value: dict[str, int]) -> dict[str, int]:
         if not value:
             return value
-        from lgml.features import CATEGORICAL, FEATURE_GROUPS
+        from lgml.features import CATEGORICAL
+        from lgml.vocabulary import FEATURE_DIMENSIONS
 
-        unknown = sorted(set(value) - set(FEATURE_GROUPS))
+        unknown = sorted(set(value) - set(FEATURE_DIMENSIONS))
         if unknown:
-            raise ValueError(f"unknown feature(s) {unknown}; allowed: {sorted(set(FEATURE_GROUPS) - set(CATEGORICAL))}")
+            raise ValueError(f"unknown feature(s) {unknown}; allowed: {sorted(set(FEATURE_DIMENSIONS) - set(CATEGORICAL))}")
         categorical = sorted(set(value) & set(CATEGORICAL))
         if categorical:
             raise ValueError(f"categorical feature(s) {categorical} cannot be monotone")

@@ -9,7 +9,7 @@ Example:
     >>> from lgml.simulate import simulate
     >>> sim = simulate(2_000, seed=1)
     >>> table = build_features(sim.panel, sim.events)
-    >>> set(FEATURE_GROUPS) == set(feature_columns(table))
+    >>> set(FEATURE_DIMENSIONS) == set(feature_columns(table))
     True
 """
 
@@ -21,7 +21,7 @@ import pandas as pd
 from lgml import criteria
 from lgml.inputs import criteria_inputs, year_rows
 from lgml.schema import CATEGORY_LEVELS, canonical_rows
-from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
+from lgml.vocabulary import FEATURE_DIMENSIONS
 
 KEYS = ("firm_id", "year", "batch_year")
 TARGETS = ("designated_next", "growth_next")
@@ -33,9 +33,6 @@ CATEGORICAL = ("province", "sector", "ownership", "size_band")
 LOOKBACK = 2  # features read fiscal years t-1 and t-2
 
 
-# The feature set, in column order, with each feature's dimension; the dimension labels.
-FEATURE_GROUPS: dict[str, str] = FEATURE_DIMENSIONS
-GROUPS = DIMENSIONS
 # Flags a config may add as model inputs (``extra_features``), with the dimension they explain under.
 FLAG_GROUPS: dict[str, str] = {"holds_title": "specialization"}
 
@@ -147,7 +144,7 @@ def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFr
     if not parts:  # no rows
         parts.append(pd.DataFrame(index=inputs.index, columns=["eligible", "n_met", "n_criteria"], dtype=float))
     checked = pd.concat(parts).reindex(inputs.index)
-    names = [c for c in FEATURE_GROUPS if c.startswith(("pass_", "short_"))]
+    names = [c for c in FEATURE_DIMENSIONS if c.startswith(("pass_", "short_"))]
     out = checked.reindex(columns=names)
     for col in out.columns:
         if col.startswith("pass_"):
@@ -176,7 +173,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
 
     Returns:
         DataFrame of shape (n_firm_years, n_columns), the selected rows only with ``rows``:
-        the keys ``firm_id``, ``year`` (fiscal year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_GROUPS`; the flags
+        the keys ``firm_id``, ``year`` (fiscal year t), ``batch_year`` (t + 1); every feature of :data:`FEATURE_DIMENSIONS`; the flags
         ``holds_title`` and ``in_pool``; the targets ``designated_next`` (1.0 if designated
         in batch t + 1, NaN for title holders and for batches the events do not cover) and
         ``growth_next`` (log(revenue[t+1] / revenue[t]), NaN without a next year).
@@ -248,7 +245,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     out["in_pool"] = panel["srdi_provincial"].astype(bool)
     out["designated_next"] = _designated_next(out, events, has_events)
     out["growth_next"] = growth_next
-    return out[[*KEYS, *FEATURE_GROUPS, *FLAGS, *TARGETS]]
+    return out[[*KEYS, *FEATURE_DIMENSIONS, *FLAGS, *TARGETS]]
 
 
 def _designated_next(table: pd.DataFrame, events: pd.DataFrame, has_events: bool) -> pd.Series:
@@ -274,8 +271,8 @@ def candidate_mask(table: pd.DataFrame) -> np.ndarray:
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
-    """Model input columns of a feature table (every feature, in FEATURE_GROUPS order)."""
-    return [c for c in FEATURE_GROUPS if c in table.columns]
+    """Model input columns of a feature table (every feature, in FEATURE_DIMENSIONS order)."""
+    return [c for c in FEATURE_DIMENSIONS if c in table.columns]
 
 
 def categorical_levels() -> dict[str, list[str]]:

@@ -32,8 +32,8 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "size": ("规模", "size"),
 }
 
-# Model feature -> dimension, in the order of the feature table's columns (lgml.features re-exports
-# it as FEATURE_GROUPS, the feature set). Criteria pass/shortfall features follow from CRITERIA.
+# Model feature -> dimension, in the order of the feature table's columns: also the feature set
+# (lgml.features builds these columns). Criteria pass/shortfall features follow from CRITERIA.
 _COMPUTED_DIMENSIONS: dict[str, str] = {
     "mb_share": "specialization", "mb_growth_2y": "specialization", "niche_years": "specialization",
     "revenue_growth_1y": "specialization",

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 from lgml import features as F
 from lgml.cli import app
 from lgml.schema import PROVINCE_LEVELS
+from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +22,8 @@ def test_one_row_per_firm_year_with_keys(table, small_sim):
 
 def test_group_map_covers_every_feature(table):
     features = F.feature_columns(table)
-    assert set(features) == set(F.FEATURE_GROUPS)
-    assert set(F.FEATURE_GROUPS.values()) <= set(F.GROUPS)
+    assert set(features) == set(FEATURE_DIMENSIONS)
+    assert set(FEATURE_DIMENSIONS.values()) <= set(DIMENSIONS)
     # Every model input is a feature with a group; keys, flags and targets are not.
     others = set(table.columns) - set(features)
     assert others == {*F.KEYS, *F.FLAGS, *F.TARGETS}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml.features import FEATURE_GROUPS, GROUPS
+from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 from lgml.kernels import cache, treeshap
 
 log = logging.getLogger(__name__)
@@ -175,17 +175,17 @@ def group_contributions(contrib: pd.DataFrame, groups: Mapping[str, str] | None 
 
     Args:
         contrib: Contributions of shape (n_rows, n_features), any units (they are summed).
-        groups: Feature -> group; default :data:`lgml.features.FEATURE_GROUPS`. Features with
+        groups: Feature -> group; default :data:`lgml.vocabulary.FEATURE_DIMENSIONS`. Features with
             no group are summed under ``other``.
 
     Returns:
         DataFrame of shape (n_rows, n_groups), same units and index as ``contrib``; one column
-        per group of :data:`lgml.features.GROUPS` in that order (0 where a group has no
+        per group of :data:`lgml.vocabulary.DIMENSIONS` in that order (0 where a group has no
         feature), then ``other`` if needed. Rows sum to ``contrib``'s row sums.
     """
-    groups = FEATURE_GROUPS if groups is None else groups
+    groups = FEATURE_DIMENSIONS if groups is None else groups
     names = [groups.get(c, "other") for c in contrib.columns]
-    order = list(GROUPS) + (["other"] if "other" in names else []) + sorted(set(names) - set(GROUPS) - {"other"})
+    order = list(DIMENSIONS) + (["other"] if "other" in names else []) + sorted(set(names) - set(DIMENSIONS) - {"other"})
     members = np.zeros((len(names), len(order)))
     members[np.arange(len(names)), [order.index(n) for n in names]] = 1.0
     return pd.DataFrame(contrib.to_numpy(dtype=float) @ members, index=contrib.index, columns=order)

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml.features import CATEGORICAL, FEATURE_GROUPS
+from lgml.features import CATEGORICAL
+from lgml.vocabulary import FEATURE_DIMENSIONS
 
 PSI_BINS = 10
 PSI_EPS = 1e-4
@@ -83,13 +84,13 @@ def psi_table(reference: Mapping[str, Any], table: pd.DataFrame,
     Args:
         reference: Output of :func:`reference_profile`.
         table: Current feature table.
-        groups: Feature -> dimension (default :data:`lgml.features.FEATURE_GROUPS`).
+        groups: Feature -> dimension (default :data:`lgml.vocabulary.FEATURE_DIMENSIONS`).
 
     Returns:
         DataFrame with ``feature``, ``group``, ``psi``, ``level`` (stable / moderate / major),
         largest PSI first.
     """
-    groups = FEATURE_GROUPS if groups is None else groups
+    groups = FEATURE_DIMENSIONS if groups is None else groups
     n = max(len(table), 1)
     rows = []
     for f, prof in reference.get("numeric", {}).items():

@@ -91,7 +91,8 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
 
 def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator) -> dict:
     """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
-    from lgml.features import FEATURE_GROUPS, FLAG_GROUPS
+    from lgml.features import FLAG_GROUPS
+    from lgml.vocabulary import FEATURE_DIMENSIONS
 
     return {
         "task": config.task,
@@ -100,7 +101,7 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "features": data.features,
         "dtypes": {f: "category" if f in levels else "float64" for f in data.features},
         "categorical_levels": levels,
-        "feature_groups": {f: {**FEATURE_GROUPS, **FLAG_GROUPS}[f] for f in data.features},
+        "feature_groups": {f: {**FEATURE_DIMENSIONS, **FLAG_GROUPS}[f] for f in data.features},
         "monotone": dict(config.monotone),
         "calibration": calibrator.method if calibrator is not None else None,
         "data_hash": data.data_hash,

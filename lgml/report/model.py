@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml.features import FEATURE_GROUPS, candidate_mask
+from lgml.features import candidate_mask
+from lgml.vocabulary import FEATURE_DIMENSIONS
 from lgml.report import environment, now, to_json
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def global_importance(contrib: pd.DataFrame, groups: Mapping[str, str] | None = 
 
     by_feature = contrib.abs().mean().sort_values(ascending=False)
     by_group = group_contributions(contrib, groups).abs().mean()
-    by_group = by_group[by_group.index.isin(set((groups or FEATURE_GROUPS).values()) | {"other"})]
+    by_group = by_group[by_group.index.isin(set((groups or FEATURE_DIMENSIONS).values()) | {"other"})]
     return by_feature, by_group.sort_values(ascending=False)
 
 
@@ -193,7 +194,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         "plots": bundle_plots(bundle), "images": {}, "data_note": data_note, "reference_note": reference_note,
         "importance": [], "group_importance": [], "by_province": [], "by_sector": [], "drift": None,
         "n_sample": 0, "n_labelled": 0,
-        "group_labels": {g: group_label(g) for g in (*FEATURE_GROUPS.values(), "other")},
+        "group_labels": {g: group_label(g) for g in (*FEATURE_DIMENSIONS.values(), "other")},
     }
     reference = reference if reference is not None else bundle.reference
     if reference is None:
@@ -207,7 +208,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     by_feature, by_group = global_importance(contrib, groups)
     labels = {f: feature_label(f) for f in contrib.columns}
     report["n_sample"] = len(take)
-    report["importance"] = [{"feature": f, "label": labels[f], "group": (groups or FEATURE_GROUPS).get(f, "other"),
+    report["importance"] = [{"feature": f, "label": labels[f], "group": (groups or FEATURE_DIMENSIONS).get(f, "other"),
                              "mean_abs_log_odds": float(v)} for f, v in by_feature.head(25).items()]
     report["group_importance"] = [{"group": g, "label": group_label(g), "mean_abs_log_odds": float(v)}
                                   for g, v in by_group.items()]

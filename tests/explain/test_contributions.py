@@ -11,7 +11,7 @@ import pytest
 
 from lgml.explain.contributions import (AdditivityError, contributions, fast_contributions, forest_cache_dir,
                                         group_contributions, probability_points)
-from lgml.features import FEATURE_GROUPS, GROUPS
+from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 from lgml.kernels import cache, treeshap
 from lgml.modeling.matrix import lightgbm_matrix
 
@@ -130,9 +130,9 @@ def test_contributions_from_a_given_model_matrix(bundle, candidates):
 def test_group_sums_equal_the_sum_of_their_features(bundle, candidates):
     contrib, _ = contributions(bundle, candidates)
     groups = group_contributions(contrib)
-    assert list(groups.columns) == list(GROUPS)
-    for group in GROUPS:
-        members = [f for f in contrib.columns if FEATURE_GROUPS[f] == group]
+    assert list(groups.columns) == list(DIMENSIONS)
+    for group in DIMENSIONS:
+        members = [f for f in contrib.columns if FEATURE_DIMENSIONS[f] == group]
         np.testing.assert_allclose(groups[group], contrib[members].sum(axis=1), atol=1e-12)
     np.testing.assert_allclose(groups.sum(axis=1), contrib.sum(axis=1), atol=1e-9)
 
