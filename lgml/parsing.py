@@ -126,7 +126,7 @@ def _header_unit(unit: str) -> str | None:
 
 
 def header_positions(headers: Sequence[Hashable], table: str = "panel") -> dict[str, list[int]]:
-    """Positions of the headers that :func:`standardize` reads as each contract column of
+    """Positions of the headers that :func:`lgml.validate.standardize` reads as each contract column of
     ``table`` (several when a column is given twice; the first is used)."""
     return map_headers(pd.Index(headers), TABLES[table], table, "yuan", 0)[0]
 

@@ -485,7 +485,7 @@ def top_reasons(contrib: pd.DataFrame, table: pd.DataFrame, k: int = 3) -> pd.Se
 
     Args:
         contrib: Contributions of shape (n_rows, n_features) in log-odds (from
-            :func:`contributions`).
+            :func:`lgml.explain.contributions.contributions`).
         table: The feature table the contributions were computed on (same rows, same order).
         k: Drivers per row.
 

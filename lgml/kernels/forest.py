@@ -17,7 +17,7 @@ The split rules are LightGBM's (``Tree::NumericalDecision`` and ``Tree::Categori
 Like LightGBM's dense-matrix input, values with ``|x| <= 1e-35`` are read as 0.0.
 
 Models the kernel does not handle (several outputs per iteration, linear trees, averaged
-output as in random forests) return None from :func:`flatten`, and callers use
+output as in random forests) return None from :func:`parse_model`, and callers use
 ``Booster.predict``. :func:`raw_scores` re-checks a few rows against ``Booster.predict`` on
 every call and falls back to it on any difference.
 

@@ -61,7 +61,7 @@ class PlattCalibrator:
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> PlattCalibrator:
         """Fit on log-odds ``raw`` of shape (n,) and 0/1 labels ``y`` of shape (n,). The slope is
-        kept at or above :data:`MIN_SLOPE`, so probabilities always increase with the score; with
+        kept at or above ``MIN_SLOPE``, so probabilities always increase with the score; with
         one class only, the intercept gives the observed rate within ``[1/(2n), 1 - 1/(2n)]``."""
         from sklearn.linear_model import LogisticRegression
 
@@ -132,7 +132,7 @@ class SplineCalibrator:
     without a positive says the rate is small, not zero). Knot y values increase strictly, so
     PCHIP between them increases strictly; beyond the outer knots the curve continues in a
     straight line (in log-odds) with the Platt slope fitted on the same rows. Neighbouring
-    blocks whose knots rise by less than :data:`MIN_SLOPE` are pooled, and the tail slope is
+    blocks whose knots rise by less than ``MIN_SLOPE`` are pooled, and the tail slope is
     floored at it, so the curve is nowhere nearly flat. Equal scores get equal probabilities; different scores never do,
     up to floating-point resolution.
 
@@ -168,7 +168,7 @@ class SplineCalibrator:
 
     def _knots(self, blocks: list[list[float]], eps: float) -> tuple[np.ndarray, np.ndarray]:
         """Knots (mean score, logit of the rate) of the blocks, pooling neighbours whose knots
-        rise by less than :data:`MIN_SLOPE`, so that no stretch of the curve is nearly flat."""
+        rise by less than ``MIN_SLOPE``, so that no stretch of the curve is nearly flat."""
         while True:
             n, score, positives = (np.array(c, dtype=float) for c in zip(*blocks))
             x, knots = score / n, _logit(np.clip(positives / n, eps, 1 - eps))

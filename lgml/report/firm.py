@@ -33,7 +33,7 @@ def render_firms(explanations: list[dict[str, Any]], fmt: str = "html", *, title
     """Render one or many firm explanations as one document.
 
     Args:
-        explanations: Output of :func:`lgml.explain.firm_explanation`.
+        explanations: Output of :func:`lgml.explain.firm.firm_explanation`.
         fmt: ``html``, ``md`` or ``json``.
         title: Document title; default names the firm (or the number of firms).
         figures_on: Embed the waterfall and grouped bars (HTML and Markdown).
