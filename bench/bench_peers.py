@@ -37,7 +37,10 @@ candidates (designation rows exclude current title holders): AUC, PR-AUC, ECE (1
 equal-frequency bins) and top-k precision within province (per province x batch, k = its
 actual designations, pooled: total hits / total designations), by ``lgml.modeling.evaluate``;
 growth: R², R² within years (each test batch's mean removed from actual and predicted),
-Spearman, level error (mean predicted - mean actual). ``fit_s``: training wall time on
+Spearman, level error (mean predicted - mean actual) and, for lgml, the coverage of its p10-p90
+interval. For growth every scorer learns growth relative to its year (the year's mean removed,
+as lgml does) and gets lgml's level for the test year (the mean of the three fiscal years
+before it). ``fit_s``: training wall time on
 ``--threads`` threads -- for lgml LightGBM's Dataset construction, boosting and level rounds
 (growth's p10/p90 interval models excluded); for a peer its input encoding and fit.
 
@@ -59,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from lgml.config import TrainConfig
-from lgml.modeling import evaluate
+from lgml.modeling import evaluate, level
 from lgml.modeling.baselines import LinearBaseline, RuleBaseline
 from lgml.modeling.bundle import load_bundle
 from lgml.modeling.calibrate import make_calibrator
@@ -173,6 +176,13 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
     empty = [f for f in data.features if sets["train"][f].isna().all()]
     usable = [f for f in data.features if f not in empty]
     y = {k: v["target"].to_numpy(float) for k, v in sets.items()}
+    shift = 0.0
+    if task == "growth":  # every scorer learns growth relative to its year and gets lgml's level
+        years = {k: v["year"].to_numpy() for k, v in sets.items()}
+        levels = level.year_levels(np.concatenate(list(years.values())), np.concatenate(list(y.values())))
+        y = {k: level.relative_growth(years[k], y[k], levels) for k in sets}
+        shift = level.growth_level(years["test"], levels, recent_years=config.level_years,
+                                   macro_growth=config.macro_growth)[0]
     scores: dict[str, dict] = {}
 
     def add(name: str, raw_valid, raw_test, fit_s: float, rounds=None) -> None:
@@ -181,7 +191,7 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
             cal = make_calibrator(config.calibration).fit(raw_valid, y["valid"])
             entry.update(p=cal.transform(raw_test), rank=np.asarray(raw_test, float))
         else:
-            entry["p"] = np.asarray(raw_test, float)
+            entry["p"] = np.asarray(raw_test, float) + shift
         scores[name] = entry
 
     start = time.perf_counter()
@@ -192,6 +202,8 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
     scores["lgml"] = {"p": bundle.predict(sets["test"]), "fit_s": lgml_s, "rounds": result.fit.best_iteration}
     if task == "designation":
         scores["lgml"]["rank"] = bundle.predict_raw(sets["test"])
+    elif bundle.quantile_boosters:
+        scores["lgml"]["interval"] = bundle.predict_interval(sets["test"])
     print(f"\n{task}: {', '.join(f'{k} {len(v):,} rows' for k, v in sets.items())}; {len(data.features)} features"
           f"; lgml wall {wall:.1f} s")
     if empty:
@@ -221,17 +233,11 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
 
 # --- metrics ---------------------------------------------------------------------------------
 
-def growth_metrics(y: np.ndarray, pred: np.ndarray, year: np.ndarray) -> dict:
-    """R², R² within years, Spearman and level error of predicted vs actual log growth."""
-    from sklearn.metrics import r2_score
-
-    base = evaluate.regression_metrics(y, pred)
-
-    def demean(v: np.ndarray) -> np.ndarray:
-        return v - pd.Series(v).groupby(year).transform("mean").to_numpy()
-
-    return {"r2": base["r2"], "r2_within": float(r2_score(demean(y), demean(pred))),
-            "spearman": base["spearman"], "level_error": float(pred.mean() - y.mean())}
+def growth_metrics(y: np.ndarray, pred: np.ndarray, year: np.ndarray, interval=None) -> dict:
+    """R², R² within years, Spearman, level error and (with a p10/p90 ``interval``) its
+    coverage, by :func:`lgml.modeling.evaluate.regression_metrics`; coverage NaN without one."""
+    m = evaluate.regression_metrics(y, pred, year=year, interval=interval)
+    return {k: m.get(k, float("nan")) for k in ("r2", "r2_within", "spearman", "level_error", "coverage")}
 
 
 def metrics(task: str, test: pd.DataFrame, scores: dict) -> dict[str, dict[str, dict]]:
@@ -248,12 +254,15 @@ def metrics(task: str, test: pd.DataFrame, scores: dict) -> dict[str, dict[str, 
                                             test.loc[ok, ["province", "batch_year"]])
                 out[pop][name] = {"auc": m["auc"], "pr_auc": m["pr_auc"], "ece": m["ece"], "topk": m["topk_precision"]}
             else:
-                out[pop][name] = growth_metrics(y[ok], s["p"][ok], test["batch_year"].to_numpy()[ok])
+                interval = s.get("interval")
+                out[pop][name] = growth_metrics(y[ok], s["p"][ok], test["batch_year"].to_numpy()[ok],
+                                                None if interval is None else (interval[ok, 0], interval[ok, 1]))
     return out
 
 
 def table(task: str, results: dict, scores: dict, test: pd.DataFrame) -> str:
-    keys = ("auc", "pr_auc", "ece", "topk") if task == "designation" else ("r2", "r2_within", "spearman", "level_error")
+    keys = ("auc", "pr_auc", "ece", "topk") if task == "designation" else ("r2", "r2_within", "spearman", "level_error",
+                                                                          "coverage")
     cols = [(pop, k) for pop in ("pool", "all") for k in keys]
     w = max(len(f"{pop}.{k}") for pop, k in cols) + 2
     head = f"{'scorer':<10}" + "".join(f"{pop + '.' + k:>{w}}" for pop, k in cols) + f"{'fit_s':>9}{'rounds':>8}"

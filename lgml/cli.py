@@ -289,6 +289,9 @@ def score(
     units: Units = "yuan",
     encoding: Encoding = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="Per-province summary to write (.csv or .parquet).")] = None,
+    macro_growth: Annotated[Optional[float], typer.Option(
+        "--macro-growth", help="The year's growth level for --growth-model as a rate (0.05 = 5%), e.g. a published "
+                               "industrial value-added forecast (default: the mean of recent years).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
     """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
@@ -305,7 +308,7 @@ def score(
             result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
                                    units=units, encoding=encoding, overwrite=overwrite, summary=summary,
-                                   progress=progress)
+                                   macro_growth=macro_growth, progress=progress)
         except errors as exc:
             progress.stop()
             fail(str(exc))
@@ -331,6 +334,8 @@ def _print_scores(console, result, year: Optional[int]) -> None:
     if result.skipped:
         console.print(f"[yellow]{result.skipped:,} firms have no row for fiscal year {year} and were not scored[/yellow]")
     console.print(f"Designation history: {result.history}")
+    if result.growth_level:
+        console.print(f"Growth level: {result.growth_level}")
     Console().print(_summary_table(result.summary))
     if result.summary_output is not None:
         console.print(f"Wrote the per-province summary to {result.summary_output}")

@@ -201,6 +201,11 @@ class TrainConfig(_Frozen):
         default_factory=list, description="Flags of the feature table also used as model inputs "
                                           "(holds_title: designation lifts later growth).")
     intervals: IntervalsConfig = IntervalsConfig()
+    macro_growth: float | None = Field(
+        None, gt=-1, description="Growth only: the year's growth level as a rate (0.05 = 5%), e.g. a published "
+                                 "forecast of industrial value added; default: the mean of recent years.")
+    level_years: int = Field(3, ge=1, le=10, description="Growth only: recent fiscal years averaged for the "
+                                                          "year's level when macro_growth is not given.")
     tuning: TuningConfig = TuningConfig()
     gates: GatesConfig = GatesConfig()
     mlflow: MLflowConfig = MLflowConfig()
@@ -241,6 +246,8 @@ class TrainConfig(_Frozen):
                 raise ValueError("lightgbm.imbalance and lightgbm.negative_rate apply to task 'designation' only")
         elif self.gates.r2_min is not None:
             raise ValueError("gate r2_min applies to task 'growth', not 'designation'")
+        elif self.macro_growth is not None:
+            raise ValueError("macro_growth applies to task 'growth', not 'designation'")
         metric = self.lightgbm.metric
         if metric is not None and (metric in BINARY_METRICS) != (self.task == "designation"):
             allowed = BINARY_METRICS if self.task == "designation" else ("l2", "l1", "huber")

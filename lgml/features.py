@@ -30,7 +30,8 @@ FLAGS = ("holds_title", "in_pool")
 SIZE_BANDS = ("micro", "small", "medium", "large")
 
 CATEGORICAL = ("province", "sector", "ownership", "size_band")
-LOOKBACK = 2  # features read fiscal years t-1 and t-2
+LOOKBACK = 5  # features read fiscal years t-1 .. t-5 (the long history; most read t-1 and t-2)
+HISTORY = 5  # years of the long-history features
 
 
 # Flags a config may add as model inputs (``extra_features``), with the dimension they explain under.
@@ -56,6 +57,38 @@ def _lag(panel: pd.DataFrame, cols: list[str], pos: np.ndarray) -> pd.DataFrame:
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return (num / den.where(den > 0)).astype(float)
+
+
+def long_history(panel: pd.DataFrame, prior: list[np.ndarray]) -> pd.DataFrame:
+    """Features of a firm's longer past, from the rows of years ``t-1 .. t-HISTORY`` that the
+    panel has (``prior[k-1]`` = row position of year ``t-k``, -1 when absent).
+
+    - ``history_years``: how many of those years the panel holds (0 .. HISTORY);
+    - ``revenue_growth_mean`` / ``revenue_growth_sd``: mean and standard deviation of the yearly
+      log revenue growths ending in years ``t-HISTORY+1 .. t`` (each needs both of its years;
+      the mean needs one growth, the deviation two);
+    - ``rd_intensity_long``: R&D spending over revenue summed over years ``t-HISTORY+1 .. t``
+      (the years present).
+    """
+    revenue = panel["revenue"].to_numpy(dtype=float, na_value=np.nan)
+    rd = panel["rd_expense"].to_numpy(dtype=float, na_value=np.nan)
+    rev = [revenue] + [np.where(p >= 0, revenue[p], np.nan) for p in prior]  # rev[k]: year t-k
+    rds = [rd] + [np.where(p >= 0, rd[p], np.nan) for p in prior[:HISTORY - 1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growths = np.column_stack([np.log(np.where((a > 0) & (b > 0), a / b, np.nan))
+                                   for a, b in zip(rev[:-1], rev[1:])])
+        known = np.isfinite(growths).sum(axis=1)
+        mean = np.where(known >= 1, np.nansum(growths, axis=1) / np.maximum(known, 1), np.nan)
+        dev = growths - mean[:, None]
+        sd = np.where(known >= 2, np.sqrt(np.nansum(dev ** 2, axis=1) / np.maximum(known - 1, 1)), np.nan)
+        both = [np.isfinite(r) & np.isfinite(x) for r, x in zip(rev[:HISTORY], rds)]
+        rd_sum = np.sum([np.where(b, x, 0.0) for b, x in zip(both, rds)], axis=0)
+        rev_sum = np.sum([np.where(b, r, 0.0) for b, r in zip(both, rev[:HISTORY])], axis=0)
+        intensity = np.where(rev_sum > 0, rd_sum / np.where(rev_sum > 0, rev_sum, 1.0), np.nan)
+    return pd.DataFrame({
+        "history_years": np.sum([p >= 0 for p in prior], axis=0).astype(float) if prior else 0.0,
+        "revenue_growth_mean": mean, "revenue_growth_sd": sd, "rd_intensity_long": intensity,
+    }, index=panel.index)
 
 
 def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +200,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
             computed from ``panel`` and ``events`` (training). Scoring passes the training
             bundle's records so that features do not depend on which firms are scored together.
         rows: Boolean mask over ``panel``'s rows (positional): build the feature rows of these
-            firm-years only. The other rows still supply the lags (years t-1, t-2) and the
+            firm-years only. The other rows still supply the lags (years t-1 .. t-5) and the
             growth target (t+1), so every selected row is identical to its row in the full
             table. Scoring uses it to skip the rows that only hold history.
 
@@ -187,21 +220,24 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     has_events = events is not None
     events = events if has_events else _empty_events()
     context = context_tables(panel, events) if context is None else context
-    pos1, pos2, pos_next = year_rows(panel, (1, 2, -1))
+    pos_next, *prior = year_rows(panel, (-1, *range(1, HISTORY + 1)))
+    pos1, pos2 = prior[:2]
     inputs = criteria_inputs(panel, prior=(pos1, pos2))
     lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], pos1)
     lag2 = _lag(panel, ["class1_ip", "revenue"], pos2)
+    history = long_history(panel, prior)
     growth_next = np.log(_ratio(_lag(panel, ["revenue"], pos_next)["revenue"], panel["revenue"]).where(lambda s: s > 0))
     if rows is not None:  # the history rows have done their part
         keep = rows[order]
-        panel, inputs, lag1, lag2, growth_next = (
-            x[keep].reset_index(drop=True) for x in (panel, inputs, lag1, lag2, growth_next))
+        panel, inputs, lag1, lag2, history, growth_next = (
+            x[keep].reset_index(drop=True) for x in (panel, inputs, lag1, lag2, history, growth_next))
     batch_year = panel["year"] + 1
     out = pd.DataFrame({
         "firm_id": panel["firm_id"], "year": panel["year"], "batch_year": batch_year,
         "mb_share": inputs["mb_share"], "mb_growth_2y": inputs["mb_growth_2y"],
         "niche_years": panel["niche_years"].astype(float),
         "revenue_growth_1y": np.log(_ratio(panel["revenue"], lag1["revenue"]).where(lambda s: s > 0)),
+        **{c: history[c] for c in history.columns},
         "debt_ratio": inputs["debt_ratio"], "net_margin": inputs["net_margin"],
         "asset_turnover": _ratio(panel["revenue"], panel["total_assets"]),
         "digital_level": panel["digital_level"].astype(float),
@@ -239,9 +275,9 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     out = out.assign(**{c: scores[c].astype(float) for c in scores.columns},
                      srdi_eligible=criteria.srdi_eligible(inputs).astype(float))
     out = pd.concat([out, _criteria_features(inputs, batch_year)], axis=1)
-    history = title_history(panel, events)
-    out["ever_revoked"] = history["ever_revoked"].astype(float)
-    out["holds_title"] = history["holds_title"]
+    titles = title_history(panel, events)
+    out["ever_revoked"] = titles["ever_revoked"].astype(float)
+    out["holds_title"] = titles["holds_title"]
     out["in_pool"] = panel["srdi_provincial"].astype(bool)
     out["designated_next"] = _designated_next(out, events, has_events)
     out["growth_next"] = growth_next
@@ -285,7 +321,7 @@ def categorical_levels() -> dict[str, list[str]]:
 
 def scoring_window(panel: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows features need: each scored firm's scored year ``t`` (its latest, or ``year``
-    for firms with a row in it) and the years ``t-1``, ``t-2``; and the mask of the scored
+    for firms with a row in it) and the years ``t-1 .. t-LOOKBACK``; and the mask of the scored
     rows among them."""
     years = panel["year"].to_numpy()
     if year is not None:

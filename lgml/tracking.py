@@ -285,10 +285,15 @@ def signature(bundle: Bundle) -> ModelSignature:
     """Input and output schema of the pyfunc model.
 
     Categorical features are strings (as they arrive from JSON or CSV requests); the model
-    restores the bundle's category levels. Every other feature is a double.
+    restores the bundle's category levels. Every other feature is a double. Growth models also
+    take an optional ``year`` (the fiscal year t, which picks the year's growth level; without
+    it rows are taken as the year after the latest level the bundle knows).
     """
     levels = bundle.categorical_levels
-    inputs = Schema([ColSpec("string" if name in levels else "double", name) for name in bundle.features])
+    columns = [ColSpec("string" if name in levels else "double", name) for name in bundle.features]
+    if bundle.task == "growth" and "year" not in bundle.features:  # picks the year's growth level
+        columns.append(ColSpec("long", "year", required=False))
+    inputs = Schema(columns)
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", c) for c in output_columns(bundle)]))
 
 

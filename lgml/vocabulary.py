@@ -36,11 +36,13 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
 # (lgml.features builds these columns). Criteria pass/shortfall features follow from CRITERIA.
 _COMPUTED_DIMENSIONS: dict[str, str] = {
     "mb_share": "specialization", "mb_growth_2y": "specialization", "niche_years": "specialization",
-    "revenue_growth_1y": "specialization",
+    "revenue_growth_1y": "specialization", "revenue_growth_mean": "specialization",
+    "revenue_growth_sd": "specialization", "history_years": "size",
     "debt_ratio": "refinement", "net_margin": "refinement", "asset_turnover": "refinement",
     "digital_level": "refinement", "quality_certified": "refinement", "score_refinement": "refinement",
     "niche_market_share": "distinctive", "own_brand": "distinctive", "score_distinctive": "distinctive",
     "rd_intensity": "innovation", "rd_intensity_prev": "innovation", "rd_intensity_2y": "innovation",
+    "rd_intensity_long": "innovation",
     "rd_expense": "innovation", "rd_2y": "innovation", "rd_staff_share": "innovation",
     "class1_ip": "innovation", "class2_ip": "innovation", "class1_growth_1y": "innovation",
     "class1_growth_2y": "innovation", "class2_growth_1y": "innovation", "patents_per_100_employees": "innovation",
@@ -79,6 +81,10 @@ def group_label(group: str) -> str:
 FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "mb_share": ("main-business share", "pct"), "mb_growth_2y": ("main-business revenue growth (2-yr avg)", "pct"),
     "niche_years": ("years in the niche", "years"), "revenue_growth_1y": ("revenue growth", "log"),
+    "revenue_growth_mean": ("mean revenue growth over up to 5 years", "log"),
+    "revenue_growth_sd": ("variability of revenue growth over up to 5 years", "log"),
+    "history_years": ("earlier years on record (up to 5)", "years"),
+    "rd_intensity_long": ("R&D intensity over up to 5 years", "pct"),
     "debt_ratio": ("debt ratio", "pct"), "net_margin": ("net margin", "pct"),
     "asset_turnover": ("asset turnover", "number"), "digital_level": ("digital level", "level"),
     "quality_certified": ("certification", "flag"), "score_refinement": ("refinement score", "points"),

@@ -139,3 +139,32 @@ def test_selected_rows_equal_their_rows_in_the_full_table(small_sim, table):
     with pytest.raises(ValueError, match="boolean mask"):
         F.build_features(panel, small_sim.events, rows=rows[:-1])
     assert F.build_features(panel, small_sim.events, rows=np.zeros(len(panel), bool)).empty
+
+
+def test_long_history_counts_years_and_averages_growth_and_rd(small_sim):
+    counts = small_sim.panel["firm_id"].value_counts()
+    firm = counts.index[counts >= 8][0]
+    rows = small_sim.panel[small_sim.panel["firm_id"] == firm].sort_values("year").head(8).copy()
+    assert (np.diff(rows["year"]) == 1).all()
+    years = rows["year"].to_numpy()
+    rows["revenue"] = 1e8 * np.exp(0.1 * np.arange(len(rows)) ** 1.5)
+    rows["rd_expense"] = 1e6 * (1 + np.arange(len(rows)))
+    gap = rows[rows["year"] != years[5]]  # the same firm with year t-2 of the last year missing
+    full = F.build_features(rows).set_index("year")
+    holed = F.build_features(gap).set_index("year")
+    last = years[-1]
+    rev = rows.set_index("year")["revenue"]
+    growths = np.log(rev / rev.shift(1)).loc[last - 4:last].to_numpy()
+    assert full.loc[last, "history_years"] == 5 and full.loc[years[0], "history_years"] == 0
+    assert full.loc[years[2], "history_years"] == 2
+    assert full.loc[last, "revenue_growth_mean"] == pytest.approx(growths.mean())
+    assert full.loc[last, "revenue_growth_sd"] == pytest.approx(growths.std(ddof=1))
+    rd = rows.set_index("year")["rd_expense"]
+    assert full.loc[last, "rd_intensity_long"] == pytest.approx(rd.loc[last - 4:].sum() / rev.loc[last - 4:].sum())
+    assert np.isnan(full.loc[years[0], "revenue_growth_mean"]) and np.isnan(full.loc[years[1], "revenue_growth_sd"])
+    # a missing year drops the two growths that need it and its R&D, and is not counted
+    kept = [g for y, g in zip(range(last - 4, last + 1), growths) if y not in (years[5], years[5] + 1)]
+    assert holed.loc[last, "history_years"] == 4
+    assert holed.loc[last, "revenue_growth_mean"] == pytest.approx(np.mean(kept))
+    span = [y for y in range(last - 4, last + 1) if y != years[5]]
+    assert holed.loc[last, "rd_intensity_long"] == pytest.approx(rd.loc[span].sum() / rev.loc[span].sum())

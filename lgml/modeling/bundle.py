@@ -324,17 +324,47 @@ class Bundle:
 
         return forest.predict(self.booster, matrix, raw_score=self.task == "designation")
 
-    def predict(self, table: pd.DataFrame) -> np.ndarray:
+    def predict(self, table: pd.DataFrame, *, macro_growth: float | None = None) -> np.ndarray:
         """Calibrated probability of designation in the next batch (designation), or expected
-        log growth (growth); shape (n_rows,)."""
+        log growth (growth: the model's growth relative to the year plus the year's level,
+        :meth:`growth_level`); shape (n_rows,)."""
         raw = self.predict_raw(table)
         if self.task == "designation":
             return self.calibrator.transform(raw)
-        return raw
+        return raw + self.growth_level(table, macro_growth=macro_growth)[0]
 
-    def predict_interval(self, table: pd.DataFrame) -> np.ndarray:
-        """Growth only: 10% and 90% quantiles of log growth, shape (n_rows, 2), columns
-        (p10, p90), with p10 <= p90.
+    def growth_level(self, table: pd.DataFrame, *, macro_growth: float | None = None) -> tuple[np.ndarray, str]:
+        """Growth only: the year's level added to each row's relative growth (log growth, shape
+        (n_rows,)) and its source (see :mod:`lgml.modeling.level`): ``macro_growth`` when given,
+        else the training config's ``macro_growth``, else the mean of the recent years' levels
+        stored at training. Rows without a ``year`` column are taken as the year after the latest
+        stored level. Bundles saved before the level was kept apart predict absolute growth:
+        their level is 0.
+
+        Raises:
+            lgml.modeling.level.LevelError: ``macro_growth`` is not a rate above -1.
+        """
+        from lgml.modeling.level import growth_level
+
+        stored = self.metadata.get("growth_level")
+        if not stored:
+            if macro_growth is not None:
+                raise BundleError(f"bundle {self.path.name} predicts absolute growth; it takes no macro_growth")
+            return np.zeros(len(years)), "none: the model predicts absolute growth"
+        levels = {int(y): float(v) for y, v in stored["levels"].items()}
+        if "year" in table.columns:
+            years = pd.to_numeric(table["year"], errors="coerce").to_numpy(dtype=float)
+            if np.isnan(years).any():
+                raise BundleInputError(f"bundle {self.path.name}: column 'year' must be a whole fiscal year in every row")
+            years = years.astype("int64")
+        else:  # rows without a year (e.g. a pyfunc request): the year after the latest known level
+            years = np.full(len(table), max(levels) + 1, dtype="int64")
+        given = macro_growth if macro_growth is not None else stored.get("macro_growth")
+        return growth_level(years, levels, recent_years=int(stored["recent_years"]), macro_growth=given)
+
+    def predict_interval(self, table: pd.DataFrame, *, macro_growth: float | None = None) -> np.ndarray:
+        """Growth only: 10% and 90% quantiles of log growth (level included, as :meth:`predict`),
+        shape (n_rows, 2), columns (p10, p90), with p10 <= p90.
 
         Raises:
             BundleError: The bundle has no quantile models.
@@ -346,7 +376,8 @@ class Bundle:
         X = self.prepare(table)
         lo, hi = (forest.predict(b, lightgbm_matrix(X, b.pandas_categorical))
                   for b in (self.quantile_boosters[k] for k in ("p10", "p90")))
-        return np.column_stack([np.minimum(lo, hi), np.maximum(lo, hi)])
+        shift = self.growth_level(table, macro_growth=macro_growth)[0]
+        return np.column_stack([np.minimum(lo, hi) + shift, np.maximum(lo, hi) + shift])
 
     def stored_plots(self) -> dict[str, bytes]:
         """The evaluation plots saved at training (``plots/<name>.png``): name -> PNG bytes,

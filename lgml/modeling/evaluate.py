@@ -2,12 +2,13 @@
 
 Scorers, each evaluated on the same test rows:
 
-- ``model``: the trained LightGBM model (calibrated probability / predicted log growth);
+- ``model``: the trained LightGBM model (calibrated probability / predicted log growth: the
+  year's level of :mod:`lgml.modeling.level` plus the relative growth the booster predicts);
 - ``rules``: the rule check (:func:`lgml.criteria.rule_rank_score`): its ranking for AUC, PR-AUC
   and top-k; its probabilities from a Platt fit of that score on the validation batches;
 - ``logistic`` (designation) / ``linear`` (growth): a regularised linear model on standardised
   numeric features with missing-value indicators and median imputation plus one-hot
-  categoricals, fitted on the training batches;
+  categoricals, fitted on the training batches (growth: on relative growth, with the model's level);
 - ``oracle``: the true probability / expected growth, when a truth table is known.
 
 Populations: ``all`` (every labelled row) and ``pool`` (rows holding provincial SRDI status).

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ import pandas as pd
 from lgml.config import TrainConfig
 from lgml.features import context_tables
 from lgml.io import refuse_existing
-from lgml.modeling import baselines, calibrate, evaluate, plots
+from lgml.modeling import baselines, calibrate, evaluate, level, plots
 from lgml.modeling.bundle import save_bundle
 from lgml.modeling.dataset import ModelData, Source, load_source, model_data
 from lgml.modeling.drift import reference_profile
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 TARGET_DOC = {
     "designation": "probability of designation in the next batch (batch_year); raw output in log-odds",
-    "growth": "log(revenue[t+1] / revenue[t]), revenue in yuan",
+    "growth": "log(revenue[t+1] / revenue[t]), revenue in yuan: the year's level (growth_level) plus the "
+              "firm's growth relative to its year (the booster's output)",
 }
 
 
@@ -63,14 +64,20 @@ def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
     return fit.booster.predict(frame)
 
 
-def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator, levels: dict) -> dict:
+def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator, levels: dict,
+               growth_levels: dict[int, float] | None = None) -> dict:
     """Every scorer's predictions on the test rows: ``{name: {"p": ..., optional "rank": ...}}``;
-    the growth model's also ``p10``/``p90`` when it has quantile models."""
+    the growth model's also ``p10``/``p90`` when it has quantile models. The growth model's
+    relative predictions get the level :func:`lgml.modeling.level.growth_level` forms for each
+    test year from ``growth_levels`` (or the config's ``macro_growth``)."""
     train, valid, test = (data.sets[k] for k in ("train", "valid", "test"))
     raw = predict_model(fit, model_frame(test, data.features, levels), config.task)
     numeric = [f for f in data.features if f not in levels]
     linear = baselines.LinearBaseline(config.task, numeric, levels, random_state=config.seed)
-    linear.fit(train, train["target"].to_numpy())
+    y_train = train["target"].to_numpy()
+    if config.task == "growth":  # the same split into level and relative growth as the model
+        y_train = level.relative_growth(train["year"].to_numpy(), y_train, growth_levels or {})
+    linear.fit(train, y_train)
     scores: dict[str, dict[str, np.ndarray]] = {}
     if config.task == "designation":
         rules = baselines.RuleBaseline().fit(valid, valid["target"].to_numpy())
@@ -78,18 +85,43 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
         scores["rules"] = {"p": rules.predict_proba(test), "rank": rules.score(test)}
         scores["logistic"] = {"p": linear.predict(test)}
     else:
-        scores["model"] = {"p": raw}
+        shift, _ = levels_of_test(test, config, growth_levels or {})
+        scores["model"] = {"p": raw + shift}
         if fit.quantile_boosters:
             frame = model_frame(test, data.features, levels)
             lo, hi = (fit.quantile_boosters[q].predict(frame) for q in ("p10", "p90"))
-            scores["model"].update(p10=np.minimum(lo, hi), p90=np.maximum(lo, hi))
-        scores["linear"] = {"p": linear.predict(test)}
+            scores["model"].update(p10=np.minimum(lo, hi) + shift, p90=np.maximum(lo, hi) + shift)
+        scores["linear"] = {"p": linear.predict(test) + shift}
     if "oracle" in test.columns:
         scores["oracle"] = {"p": test["oracle"].to_numpy(dtype=float)}
     return scores
 
 
-def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator) -> dict:
+def levels_of_test(test: pd.DataFrame, config: TrainConfig, growth_levels: dict[int, float]) -> tuple[np.ndarray, str]:
+    """The growth level of each test row, and its source (see :mod:`lgml.modeling.level`)."""
+    return level.growth_level(test["year"].to_numpy(), growth_levels, recent_years=config.level_years,
+                              macro_growth=config.macro_growth)
+
+
+def relative_data(data: ModelData, growth_levels: dict[int, float]) -> ModelData:
+    """``data`` with every growth target made relative to its year's mean (the model's target)."""
+    sets = {k: v.assign(target=level.relative_growth(v["year"].to_numpy(), v["target"].to_numpy(), growth_levels))
+            for k, v in data.sets.items()}
+    return replace(data, sets=sets)
+
+
+def growth_level_metadata(data: ModelData, config: TrainConfig, growth_levels: dict[int, float]) -> dict:
+    """``metadata.json``'s ``growth_level``: the known year levels, how scoring forms a level, and
+    what the test batches used."""
+    test = data.sets["test"]
+    shift, source = levels_of_test(test, config, growth_levels)
+    return {"levels": {str(y): v for y, v in growth_levels.items()}, "recent_years": config.level_years,
+            "macro_growth": config.macro_growth, "test_source": source,
+            "test_level": float(np.mean(shift)), "test_actual": float(test["target"].mean())}
+
+
+def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator,
+                 growth_level: dict | None = None) -> dict:
     """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
     from lgml.features import FLAG_GROUPS
     from lgml.vocabulary import FEATURE_DIMENSIONS
@@ -113,6 +145,7 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "best_iteration": fit.best_iteration,
         "n_trees": fit.booster.num_trees(),
         "level_adjust": config.level_adjust.model_dump() if config.level_adjust.by else None,
+        "growth_level": growth_level,
         "lightgbm_params": fit.params,
         "quantile_models": sorted(fit.quantile_boosters),
         "tuning": fit.tuning,
@@ -169,8 +202,14 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     step("build features")
     data = model_data(source, config)
     levels = feature_levels(data.features)
+    growth_levels, growth_meta = None, None
+    if config.task == "growth":  # the model learns growth relative to its year; the level is added back
+        growth_levels = level.year_levels(*(np.concatenate([s[c].to_numpy() for s in data.sets.values()])
+                                            for c in ("year", "target")))
+        growth_meta = growth_level_metadata(data, config, growth_levels)
+        log.info("growth level of the test batches: %s", growth_meta["test_source"])
     step("train LightGBM")
-    fit = fit_model(data, config, levels)
+    fit = fit_model(relative_data(data, growth_levels) if growth_levels else data, config, levels)
     step("calibrate")
     calibrator = None
     if config.task == "designation":
@@ -178,9 +217,11 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
         raw_valid = fit.booster.predict(model_frame(valid, data.features, levels), raw_score=True)
         calibrator = calibrate.make_calibrator(config.calibration).fit(raw_valid, valid["target"].to_numpy())
     step("baselines and evaluation")
-    scores = score_test(data, config, fit, calibrator, levels)
+    scores = score_test(data, config, fit, calibrator, levels, growth_levels)
     test = data.sets["test"]
     report = evaluate.evaluate(config.task, test, scores, config.gates)
+    if growth_meta is not None:
+        report["growth_level"] = {k: growth_meta[k] for k in ("test_source", "test_level", "test_actual")}
     if calibrator is not None:
         report["calibration"] = _calibration_summary(test, calibrate.sigmoid(scores["model"]["rank"]),
                                                      scores["model"]["p"], calibrator.method)
@@ -189,7 +230,8 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     figures = _figures(config.task, test, scores)
     step("save bundle")
     path = save_bundle(target, booster=fit.booster, calibrator=calibrator,
-                       metadata=metadata_for(data, config, fit, levels, calibrator), evaluation=report,
+                       metadata=metadata_for(data, config, fit, levels, calibrator, growth_meta),
+                       evaluation=report,
                        config=config, plots=figures, quantile_boosters=fit.quantile_boosters,
                        context=context_tables(source.panel, source.events),
                        reference=reference_profile(data.sets["train"], data.features), overwrite=overwrite)

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -72,6 +73,8 @@ class ScoreResult:
         model: ``name version`` of the designation model.
         seconds: Wall time.
         summary_output: The summary file written, or None.
+        growth_level: Where the growth model's year level came from (distinct
+            ``growth_level_source`` values), or None without a growth model.
     """
 
     output: Path
@@ -85,6 +88,7 @@ class ScoreResult:
     model: str
     seconds: float
     summary_output: Path | None = None
+    growth_level: str | None = None
 
 
 def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
@@ -92,7 +96,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                engine: str = "local", scheduler: str | None = None, units: str = "yuan",
                encoding: str | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
-               progress: Progress | None = None) -> ScoreResult:
+               macro_growth: float | None = None, progress: Progress | None = None) -> ScoreResult:
     """Score every firm of a panel file and write one row per firm (see the module docstring).
 
     Args:
@@ -110,6 +114,9 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         encoding: Force the CSV encoding.
         overwrite: Replace existing output files.
         summary: Optional ``.csv``/``.parquet`` file for the per-province summary.
+        macro_growth: The year's growth level for the growth model (a rate, 0.05 = 5%); None
+            takes the model's default, the mean of recent years. The output's
+            ``growth_level_source`` says which was used.
         progress: Called as ``progress(stage, done, total)``.
 
     Returns:
@@ -124,6 +131,9 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     """
     started = time.perf_counter()
     output, summary = _check_options(engine, chunk_rows, output, summary, overwrite)
+    if macro_growth is not None and (growth_model is None or not math.isfinite(macro_growth) or macro_growth <= -1):
+        raise ScoreError("macro_growth needs a growth model (growth_model)" if growth_model is None else
+                         f"macro_growth must be a growth rate above -1 (0.05 = 5%), not {macro_growth}")
     report = progress or (lambda stage, done, total: None)
     with io.work_dir(output) as work:
         bundle, growth = _load_models(model, growth_model, work)
@@ -144,7 +154,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         job = engines.ScoringJob(
             engines.bundle_identity(bundle), engines.bundle_identity(growth) if growth is not None else None,
             history, context if context is not None else stream.input_context(buckets, history), year, explain,
-            str(source.path))
+            str(source.path), macro_growth)
         scored = engines.score_buckets(engine, buckets, work, job, bundle, growth, scheduler=scheduler,
                                        progress=lambda n: report("score", n, len(buckets)))
         if scored.empty:
@@ -161,6 +171,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         skipped=max(firms - len(final), 0) if year is not None else 0, years=years,
         summary=per_province, history=notice, model=f"{bundle.name} {bundle.version}",
         seconds=time.perf_counter() - started, summary_output=summary,
+        growth_level="; ".join(final["growth_level_source"].unique()) if growth is not None else None,
     )
 
 

@@ -61,7 +61,8 @@ def _span(years: Sequence[Any] | pd.Series) -> str:
 
 
 def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
-               context: pd.DataFrame | None = None, year: int | None = None, explain: bool = False) -> pd.DataFrame:
+               context: pd.DataFrame | None = None, year: int | None = None, explain: bool = False,
+               macro_growth: float | None = None) -> pd.DataFrame:
     """Score whole firms: features of each firm's scored year, then predictions.
 
     Title holders (known from ``events``) get no designation probability: they are not
@@ -92,11 +93,12 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
     """
     context = bundle.context if context is None else context
     table = feature_rows(panel, events=events, context=context, year=year)
-    return predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain)
+    return predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain,
+                        macro_growth=macro_growth)
 
 
 def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, history_known: bool = True,
-                 explain: bool = False) -> pd.DataFrame:
+                 explain: bool = False, macro_growth: float | None = None) -> pd.DataFrame:
     """Predictions for feature rows (the second half of :func:`score_rows`).
 
     Args:
@@ -106,6 +108,8 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
         history_known: Whether the features saw designation events (else ``holds_title`` is NA
             and every firm is a candidate).
         explain: Add the explanation columns.
+        macro_growth: The year's growth level to add to the growth model's relative growth (a
+            rate, 0.05 = 5%); None takes the growth bundle's default (recent years).
 
     Returns:
         See :func:`score_rows`.
@@ -129,17 +133,23 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
     out["probability"] = probability
     out["log_odds"] = log_odds
     if growth is not None:
-        out = out.assign(**_growth_columns(growth, table))
+        out = out.assign(**_growth_columns(growth, table, macro_growth))
     if explain:
         out = out.assign(**_explain_columns(bundle, candidates, where, len(table), raw, matrix))
     return out
 
 
-def _growth_columns(growth: Any, table: pd.DataFrame) -> dict[str, np.ndarray]:
-    cols = {"growth": np.asarray(growth.predict(table), dtype=float) if len(table) else np.empty(0)}
+def _growth_columns(growth: Any, table: pd.DataFrame, macro_growth: float | None) -> dict[str, Any]:
+    """``growth`` (level + relative), the ``growth_p10``/``growth_p90`` interval, ``growth_level``
+    (the year's level added) and ``growth_level_source`` (where the level came from)."""
+    n = len(table)
+    cols: dict[str, Any] = {"growth": np.asarray(growth.predict(table, macro_growth=macro_growth), dtype=float)
+                            if n else np.empty(0)}
     if getattr(growth, "quantile_boosters", None):
-        interval = growth.predict_interval(table) if len(table) else np.empty((0, 2))
+        interval = growth.predict_interval(table, macro_growth=macro_growth) if n else np.empty((0, 2))
         cols.update(growth_p10=interval[:, 0], growth_p90=interval[:, 1])
+    shift, source = growth.growth_level(table, macro_growth=macro_growth) if n else (np.empty(0), "")
+    cols.update(growth_level=shift, growth_level_source=pd.array([source] * n, dtype="str"))
     return cols
 
 
@@ -246,13 +256,14 @@ def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHO
 
 def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
                 context: pd.DataFrame | None = None, year: int | None = None,
-                explain: bool = False) -> pd.DataFrame:
+                explain: bool = False, macro_growth: float | None = None) -> pd.DataFrame:
     """Score a canonical panel held in memory (see :func:`score_rows`) and rank the firms.
 
     Example:
         >>> scores = score_panel(sim.panel, bundle, events=sim.events)  # doctest: +SKIP
     """
-    scored = score_rows(panel, bundle, growth=growth, events=events, context=context, year=year, explain=explain)
+    scored = score_rows(panel, bundle, growth=growth, events=events, context=context, year=year, explain=explain,
+                        macro_growth=macro_growth)
     return finish_scores(rank_scores(scored), bundle, growth, history_notice(bundle, events))
 
 

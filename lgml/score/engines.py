@@ -62,6 +62,7 @@ class ScoringJob:
         year: Fiscal year scored, or None for each firm's latest.
         explain: Add the explanation columns.
         source: The input, named in error messages.
+        macro_growth: The growth level given for the growth model, or None (its default).
     """
 
     model: tuple[str, str]
@@ -71,6 +72,7 @@ class ScoringJob:
     year: int | None
     explain: bool
     source: str
+    macro_growth: float | None = None
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Check a bucket's keys (its rows came from different chunks) and build the feature
@@ -86,7 +88,7 @@ class ScoringJob:
         if growth is None and self.growth is not None:
             growth = bundle_at(*self.growth)
         return predict_rows(table, bundle, growth=growth, history_known=self.events is not None,
-                            explain=self.explain)
+                            explain=self.explain, macro_growth=self.macro_growth)
 
     def score(self, frame: pd.DataFrame, bundle: Any = None, growth: Any = None) -> pd.DataFrame:
         """Features then predictions of one bucket (see :func:`lgml.score.core.score_rows`)."""

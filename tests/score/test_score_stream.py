@@ -22,7 +22,7 @@ def test_chunked_equals_unchunked(score, data, reference, tmp_path, monkeypatch,
     chunked = score(tmp_path / "chunked.parquet", chunk_rows=997,
                     progress=lambda stage, done, total: stages.__setitem__(stage, (done, total)))
     pd.testing.assert_frame_equal(chunked, reference)
-    assert stages["score"] == ((5, 5) if spill else (1, 1))  # 9,000 window rows in buckets of about 2,000
+    assert stages["score"] == ((9, 9) if spill else (1, 1))  # 18,000 window rows (t-5..t) in buckets of about 2,000
     assert stages["read"][0] == len(pd.read_parquet(data["parquet"], columns=["year"]))
     assert reference["firm_id"].is_unique and len(reference) == 3000
     assert reference["year"].eq(2025).all() and reference["batch_year"].eq(2026).all()
@@ -43,7 +43,7 @@ def test_folder_of_yearly_files_skips_years_outside_the_window(models, data, sma
     yearly = score_file(models["designation"], folder, tmp_path / "a.parquet", year=2021)
     mixed = score_file(models["designation"], data["parquet"], tmp_path / "b.parquet", year=2021)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet"))
-    in_window = small_sim.panel["year"].between(2019, 2021).sum()
+    in_window = small_sim.panel["year"].between(2016, 2021).sum()
     assert yearly.rows_read == in_window < mixed.rows_read == len(small_sim.panel)
     # Without a year, the small folder is read into memory once, files joined into one table.
     latest = score_file(models["designation"], folder, tmp_path / "c.parquet")
