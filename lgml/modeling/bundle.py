@@ -350,7 +350,7 @@ class Bundle:
         if not stored:
             if macro_growth is not None:
                 raise BundleError(f"bundle {self.path.name} predicts absolute growth; it takes no macro_growth")
-            return np.zeros(len(years)), "none: the model predicts absolute growth"
+            return np.zeros(len(table)), "none: the model predicts absolute growth"
         levels = {int(y): float(v) for y, v in stored["levels"].items()}
         if "year" in table.columns:
             years = pd.to_numeric(table["year"], errors="coerce").to_numpy(dtype=float)

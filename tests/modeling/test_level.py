@@ -119,3 +119,17 @@ def test_score_reports_the_level_and_takes_macro_growth(bundle_dir, growth_dir, 
     with pytest.raises(ScoreError, match="above -1"):
         score_file(bundle_dir, panel, tmp_path / "c.parquet", growth_model=growth_dir, macro_growth=-2)
     assert not (tmp_path / "c.parquet").exists()
+
+
+def test_bundles_saved_before_the_level_predict_absolute_growth(growth_dir, table):
+    from dataclasses import replace
+
+    from lgml.modeling.bundle import BundleError
+
+    bundle = load_bundle(growth_dir)
+    old = replace(bundle, metadata={k: v for k, v in bundle.metadata.items() if k != "growth_level"})
+    rows = table.head(20)
+    np.testing.assert_array_equal(old.predict(rows), old.predict_raw(rows))
+    assert old.growth_level(rows)[1] == "none: the model predicts absolute growth"
+    with pytest.raises(BundleError, match="takes no macro_growth"):
+        old.predict(rows, macro_growth=0.02)
