@@ -132,3 +132,15 @@ def test_wrong_task_and_missing_year_exit_1(models, data, tmp_path):
                                   "--output", out, "--year", "2031"])
     assert no_year.exit_code == 1 and "has a row for fiscal year 2031" in no_year.output
     assert not Path(out).exists() and _leftovers(tmp_path) == []
+
+
+def test_macro_growth_on_the_command_line(models, data, tmp_path):
+    args = ["score", "--model", str(models["designation"]), "--input", str(data["parquet"])]
+    alone = runner.invoke(app, [*args, "--output", str(tmp_path / "a.parquet"), "--macro-growth", "0.04"])
+    assert alone.exit_code == 1 and "macro_growth needs a growth model" in alone.output
+    assert "Traceback" not in alone.output and not (tmp_path / "a.parquet").exists()
+    given = runner.invoke(app, [*args, "--output", str(tmp_path / "b.parquet"), "--growth-model",
+                                str(models["growth"]), "--macro-growth", "0.04"])
+    assert given.exit_code == 0, given.output
+    assert "Growth level: given: macro_growth 0.04" in given.output
+    assert pd.read_parquet(tmp_path / "b.parquet")["growth_level_source"].str.startswith("given").all()
