@@ -179,9 +179,9 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
     shift = 0.0
     if task == "growth":  # every scorer learns growth relative to its year and gets lgml's level
         years = {k: v["year"].to_numpy() for k, v in sets.items()}
-        levels = level.year_levels(np.concatenate(list(years.values())), np.concatenate(list(y.values())))
-        y = {k: level.relative_growth(years[k], y[k], levels) for k in sets}
-        shift = level.growth_level(years["test"], levels, recent_years=config.level_years,
+        year_means = level.year_levels(np.concatenate(list(years.values())), np.concatenate(list(y.values())))
+        y = {k: level.relative_growth(years[k], y[k], year_means) for k in sets}
+        shift = level.growth_level(years["test"], year_means, recent_years=config.level_years,
                                    macro_growth=config.macro_growth)[0]
     scores: dict[str, dict] = {}
 
@@ -226,7 +226,7 @@ def score_all(config: TrainConfig, source: Source, threads: int) -> tuple[pd.Dat
         scores["rules"] = {"p": rules.predict_proba(sets["test"]), "rank": rules.score(sets["test"])}
     else:
         add("linear", None, linear.predict(sets["test"]), fit_s)
-    if data.has_oracle:
+    if "oracle" in sets["test"].columns:
         scores["oracle"] = {"p": sets["test"]["oracle"].to_numpy(float)}
     return sets["test"], scores, result.evaluation
 
