@@ -59,9 +59,10 @@ def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return (num / den.where(den > 0)).astype(float)
 
 
-def long_history(panel: pd.DataFrame, prior: list[np.ndarray]) -> pd.DataFrame:
+def long_history(panel: pd.DataFrame, prior: list[np.ndarray], at: np.ndarray | None = None) -> pd.DataFrame:
     """Features of a firm's longer past, from the rows of years ``t-1 .. t-HISTORY`` that the
-    panel has (``prior[k-1]`` = row position of year ``t-k``, -1 when absent).
+    panel has (``prior[k-1]`` = row position of year ``t-k``, -1 when absent), for the rows at
+    positions ``at`` (default: every row; the result has a fresh 0..n-1 index then too).
 
     - ``history_years``: how many of those years the panel holds (0 .. HISTORY);
     - ``revenue_growth_mean`` / ``revenue_growth_sd``: mean and standard deviation of the yearly
@@ -70,10 +71,12 @@ def long_history(panel: pd.DataFrame, prior: list[np.ndarray]) -> pd.DataFrame:
     - ``rd_intensity_long``: R&D spending over revenue summed over years ``t-HISTORY+1 .. t``
       (the years present).
     """
+    at = np.arange(len(panel)) if at is None else at
+    prior = [p[at] for p in prior]
     revenue = panel["revenue"].to_numpy(dtype=float, na_value=np.nan)
     rd = panel["rd_expense"].to_numpy(dtype=float, na_value=np.nan)
-    rev = [revenue] + [np.where(p >= 0, revenue[p], np.nan) for p in prior]  # rev[k]: year t-k
-    rds = [rd] + [np.where(p >= 0, rd[p], np.nan) for p in prior[:HISTORY - 1]]
+    rev = [revenue[at]] + [np.where(p >= 0, revenue[p], np.nan) for p in prior]  # rev[k]: year t-k
+    rds = [rd[at]] + [np.where(p >= 0, rd[p], np.nan) for p in prior[:HISTORY - 1]]
     with np.errstate(divide="ignore", invalid="ignore"):
         growths = np.column_stack([np.log(np.where((a > 0) & (b > 0), a / b, np.nan))
                                    for a, b in zip(rev[:-1], rev[1:])])
@@ -86,9 +89,9 @@ def long_history(panel: pd.DataFrame, prior: list[np.ndarray]) -> pd.DataFrame:
         rev_sum = np.sum([np.where(b, r, 0.0) for b, r in zip(both, rev[:HISTORY])], axis=0)
         intensity = np.where(rev_sum > 0, rd_sum / np.where(rev_sum > 0, rev_sum, 1.0), np.nan)
     return pd.DataFrame({
-        "history_years": np.sum([p >= 0 for p in prior], axis=0).astype(float) if prior else 0.0,
+        "history_years": np.sum([p >= 0 for p in prior], axis=0).astype(float),
         "revenue_growth_mean": mean, "revenue_growth_sd": sd, "rd_intensity_long": intensity,
-    }, index=panel.index)
+    })
 
 
 def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -225,12 +228,12 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     inputs = criteria_inputs(panel, prior=(pos1, pos2))
     lag1 = _lag(panel, ["class1_ip", "class2_ip", "revenue"], pos1)
     lag2 = _lag(panel, ["class1_ip", "revenue"], pos2)
-    history = long_history(panel, prior)
     growth_next = np.log(_ratio(_lag(panel, ["revenue"], pos_next)["revenue"], panel["revenue"]).where(lambda s: s > 0))
+    history = long_history(panel, prior, None if rows is None else np.flatnonzero(rows[order]))
     if rows is not None:  # the history rows have done their part
         keep = rows[order]
-        panel, inputs, lag1, lag2, history, growth_next = (
-            x[keep].reset_index(drop=True) for x in (panel, inputs, lag1, lag2, history, growth_next))
+        panel, inputs, lag1, lag2, growth_next = (
+            x[keep].reset_index(drop=True) for x in (panel, inputs, lag1, lag2, growth_next))
     batch_year = panel["year"] + 1
     out = pd.DataFrame({
         "firm_id": panel["firm_id"], "year": panel["year"], "batch_year": batch_year,
