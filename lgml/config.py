@@ -202,7 +202,7 @@ class TrainConfig(_Frozen):
                                           "(holds_title: designation lifts later growth).")
     intervals: IntervalsConfig = IntervalsConfig()
     macro_growth: float | None = Field(
-        None, gt=-1, description="Growth only: the year's growth level as a rate (0.05 = 5%), e.g. a published "
+        None, gt=-1, allow_inf_nan=False, description="Growth only: the year's growth level as a rate (0.05 = 5%), e.g. a published "
                                  "forecast of industrial value added; default: the mean of recent years.")
     level_years: int = Field(3, ge=1, le=10, description="Growth only: recent fiscal years averaged for the "
                                                           "year's level when macro_growth is not given.")

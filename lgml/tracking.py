@@ -274,11 +274,10 @@ def predictions(bundle: Bundle, table: pd.DataFrame) -> pd.DataFrame:
         growth), plus ``growth_p10``/``growth_p90`` when the bundle has quantile models.
     """
     columns = output_columns(bundle)
-    out = {columns[0]: bundle.predict(table)}
-    if len(columns) == 3:
-        interval = bundle.predict_interval(table)
-        out.update(growth_p10=interval[:, 0], growth_p90=interval[:, 1])
-    return pd.DataFrame(out, index=table.index)
+    if bundle.task == "designation":
+        return pd.DataFrame({columns[0]: bundle.predict(table)}, index=table.index)
+    out = bundle.predict_growth(table)
+    return pd.DataFrame({c: out[c] for c in columns}, index=table.index)
 
 
 def signature(bundle: Bundle) -> ModelSignature:

@@ -111,12 +111,15 @@ def model_info(bundle: Any) -> dict[str, Any]:
 def growth_prediction(growth_bundle: Any, table: pd.DataFrame) -> dict[str, Any]:
     """Expected revenue growth of the next year for the rows of ``table`` (one row), from a
     growth bundle: ``log_growth`` (log ratio), ``growth_pct`` (percent) and, when the bundle
-    has quantile models, the 10%-90% interval in percent."""
-    value = float(growth_bundle.predict(table)[0])
-    out: dict[str, Any] = {"log_growth": value, "growth_pct": 100 * math.expm1(value)}
-    if getattr(growth_bundle, "quantile_boosters", None):
-        lo, hi = growth_bundle.predict_interval(table)[0]
-        out.update(p10_pct=100 * math.expm1(float(lo)), p90_pct=100 * math.expm1(float(hi)))
+    has quantile models, the 10%-90% interval in percent; ``level_source``: where the year's
+    growth level came from."""
+    pred = growth_bundle.predict_growth(table)
+    value = float(pred["growth"][0])
+    out: dict[str, Any] = {"log_growth": value, "growth_pct": 100 * math.expm1(value),
+                           "level_source": pred["growth_level_source"]}
+    if "growth_p10" in pred:
+        lo, hi = float(pred["growth_p10"][0]), float(pred["growth_p90"][0])
+        out.update(p10_pct=100 * math.expm1(lo), p90_pct=100 * math.expm1(hi))
     return out
 
 

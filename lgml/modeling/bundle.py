@@ -328,10 +328,28 @@ class Bundle:
         """Calibrated probability of designation in the next batch (designation), or expected
         log growth (growth: the model's growth relative to the year plus the year's level,
         :meth:`growth_level`); shape (n_rows,)."""
-        raw = self.predict_raw(table)
         if self.task == "designation":
-            return self.calibrator.transform(raw)
-        return raw + self.growth_level(table, macro_growth=macro_growth)[0]
+            return self.calibrator.transform(self.predict_raw(table))
+        return self.predict_growth(table, macro_growth=macro_growth, interval=False)["growth"]
+
+    def predict_growth(self, table: pd.DataFrame, *, macro_growth: float | None = None,
+                       interval: bool = True) -> dict[str, Any]:
+        """Growth only, every output at once (the model matrix and the level are formed once):
+        ``growth`` (level + relative growth), ``growth_p10``/``growth_p90`` (with ``interval``
+        and quantile models; p10 <= p90), ``growth_level`` (arrays of shape (n_rows,)) and
+        ``growth_level_source`` (one line, see :meth:`growth_level`)."""
+        from lgml.kernels import forest
+
+        shift, source = self.growth_level(table, macro_growth=macro_growth)
+        frame = self.prepare(table)
+        out: dict[str, Any] = {"growth": forest.predict(self.booster, lightgbm_matrix(frame, self.booster.pandas_categorical))
+                               + shift}
+        if interval and set(self.quantile_boosters) == set(QUANTILE_FILES):
+            lo, hi = (forest.predict(b, lightgbm_matrix(frame, b.pandas_categorical))
+                      for b in (self.quantile_boosters[k] for k in ("p10", "p90")))
+            out.update(growth_p10=np.minimum(lo, hi) + shift, growth_p90=np.maximum(lo, hi) + shift)
+        out.update(growth_level=shift, growth_level_source=source)
+        return out
 
     def growth_level(self, table: pd.DataFrame, *, macro_growth: float | None = None) -> tuple[np.ndarray, str]:
         """Growth only: the year's level added to each row's relative growth (log growth, shape
@@ -343,6 +361,8 @@ class Bundle:
 
         Raises:
             lgml.modeling.level.LevelError: ``macro_growth`` is not a rate above -1.
+            BundleError: ``macro_growth`` given to a bundle that predicts absolute growth.
+            BundleInputError: A ``year`` that is not a whole number.
         """
         from lgml.modeling.level import growth_level
 
@@ -371,13 +391,8 @@ class Bundle:
         """
         if set(self.quantile_boosters) != set(QUANTILE_FILES):
             raise BundleError(f"bundle {self.path} has no quantile models (task {self.task})")
-        from lgml.kernels import forest
-
-        X = self.prepare(table)
-        lo, hi = (forest.predict(b, lightgbm_matrix(X, b.pandas_categorical))
-                  for b in (self.quantile_boosters[k] for k in ("p10", "p90")))
-        shift = self.growth_level(table, macro_growth=macro_growth)[0]
-        return np.column_stack([np.minimum(lo, hi) + shift, np.maximum(lo, hi) + shift])
+        out = self.predict_growth(table, macro_growth=macro_growth)
+        return np.column_stack([out["growth_p10"], out["growth_p90"]])
 
     def stored_plots(self) -> dict[str, bytes]:
         """The evaluation plots saved at training (``plots/<name>.png``): name -> PNG bytes,

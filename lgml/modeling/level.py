@@ -105,7 +105,5 @@ def growth_level(years: np.ndarray, levels: dict[int, float], *, recent_years: i
 
 
 def _span(years: np.ndarray) -> str:
-    if not len(years):
-        return "no year"
     first, last = int(years[0]), int(years[-1])
     return str(first) if first == last else f"{first}-{last}"

@@ -143,13 +143,13 @@ def _growth_columns(growth: Any, table: pd.DataFrame, macro_growth: float | None
     """``growth`` (level + relative), the ``growth_p10``/``growth_p90`` interval, ``growth_level``
     (the year's level added) and ``growth_level_source`` (where the level came from)."""
     n = len(table)
-    cols: dict[str, Any] = {"growth": np.asarray(growth.predict(table, macro_growth=macro_growth), dtype=float)
-                            if n else np.empty(0)}
-    if getattr(growth, "quantile_boosters", None):
-        interval = growth.predict_interval(table, macro_growth=macro_growth) if n else np.empty((0, 2))
-        cols.update(growth_p10=interval[:, 0], growth_p90=interval[:, 1])
-    shift, source = growth.growth_level(table, macro_growth=macro_growth) if n else (np.empty(0), "")
-    cols.update(growth_level=shift, growth_level_source=pd.array([source] * n, dtype="str"))
+    if n:
+        cols = growth.predict_growth(table, macro_growth=macro_growth)
+    else:
+        cols = {"growth": np.empty(0), "growth_level": np.empty(0), "growth_level_source": ""}
+        if getattr(growth, "quantile_boosters", None):
+            cols.update(growth_p10=np.empty(0), growth_p90=np.empty(0))
+    cols["growth_level_source"] = pd.array([cols["growth_level_source"]] * n, dtype="str")
     return cols
 
 

@@ -68,6 +68,10 @@ def test_growth_bundle_learns_relative_growth_and_adds_the_level(growth_dir, tab
     lo_hi = bundle.predict_interval(rows, macro_growth=0.02)
     lo_hi_default = bundle.predict_interval(rows)
     np.testing.assert_allclose(lo_hi - lo_hi_default, math.log1p(0.02) - expected)
+    together = bundle.predict_growth(rows, macro_growth=0.02)
+    np.testing.assert_array_equal(together["growth"], given)
+    np.testing.assert_array_equal(np.column_stack([together["growth_p10"], together["growth_p90"]]), lo_hi)
+    assert together["growth_level_source"].startswith("given: macro_growth 0.02")
     # without a year (a pyfunc request) rows are taken as the year after the last level
     shift, source = bundle.growth_level(rows.drop(columns="year"))
     last = max(levels)
@@ -98,8 +102,9 @@ def test_growth_config_takes_macro_growth_and_level_years(tmp_path):
     assert cfg.macro_growth == 0.04 and cfg.level_years == 2
     with pytest.raises(ConfigError, match="macro_growth"):
         TrainConfig.from_yaml("task: designation\nmacro_growth: 0.04\n" + base)
-    with pytest.raises(ConfigError, match="macro_growth"):
-        TrainConfig.from_yaml("task: growth\nmacro_growth: -1.5\n" + base)
+    for bad in ("-1.5", ".inf", ".nan"):
+        with pytest.raises(ConfigError, match="macro_growth"):
+            TrainConfig.from_yaml(f"task: growth\nmacro_growth: {bad}\n" + base)
 
 
 def test_score_reports_the_level_and_takes_macro_growth(bundle_dir, growth_dir, data_dir, tmp_path):
@@ -133,3 +138,13 @@ def test_bundles_saved_before_the_level_predict_absolute_growth(growth_dir, tabl
     assert old.growth_level(rows)[1] == "none: the model predicts absolute growth"
     with pytest.raises(BundleError, match="takes no macro_growth"):
         old.predict(rows, macro_growth=0.02)
+
+
+def test_firm_report_says_where_the_growth_level_came_from(bundle, growth_dir, table):
+    from lgml.explain.firm import growth_prediction
+
+    growth = load_bundle(growth_dir)
+    row = table[table["year"] == 2024].head(1)
+    out = growth_prediction(growth, row)
+    assert out["level_source"] == "recent: mean growth of fiscal years 2021-2023"
+    assert out["growth_pct"] == pytest.approx(100 * math.expm1(growth.predict(row)[0]))
