@@ -292,6 +292,10 @@ def score(
     macro_growth: Annotated[Optional[float], typer.Option(
         "--macro-growth", help="The year's growth level for --growth-model as a rate (0.05 = 5%), e.g. a published "
                                "industrial value-added forecast (default: the mean of recent years).")] = None,
+    expected_designations: Annotated[Optional[float], typer.Option(
+        "--expected-designations", help="Designations expected among the scored candidates (e.g. an announced batch "
+                                        "size or quota, scaled to the firms scored): refit the probabilities' "
+                                        "intercept so that they sum to it; ranks do not change.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
     """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
@@ -308,7 +312,8 @@ def score(
             result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
                                    units=units, encoding=encoding, overwrite=overwrite, summary=summary,
-                                   macro_growth=macro_growth, progress=progress)
+                                   macro_growth=macro_growth, expected_designations=expected_designations,
+                                   progress=progress)
         except errors as exc:
             progress.stop()
             fail(str(exc))
@@ -334,6 +339,11 @@ def _print_scores(console, result, year: Optional[int]) -> None:
     if result.skipped:
         console.print(f"[yellow]{result.skipped:,} firms have no row for fiscal year {year} and were not scored[/yellow]")
     console.print(f"Designation history: {result.history}")
+    if result.rules:
+        console.print(f"Rules: {result.rules}")
+    if result.probability_shift is not None:
+        console.print(f"Probabilities refitted to {result.expected_designations:,.1f} expected designations "
+                      f"(log-odds {result.probability_shift:+.3f})")
     if result.growth_level:
         console.print(f"Growth level: {result.growth_level}")
     Console().print(_summary_table(result.summary))

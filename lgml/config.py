@@ -200,6 +200,10 @@ class TrainConfig(_Frozen):
     extra_features: list[Literal["holds_title"]] = Field(
         default_factory=list, description="Flags of the feature table also used as model inputs "
                                           "(holds_title: designation lifts later growth).")
+    criteria_features: Literal["margins", "per_regime"] = Field(
+        "margins", description="How the criteria enter the model: margins and met flags per criterion concept, "
+                               "the same under every rule regime (default), or the pass flags and shortfalls "
+                               "named by each regime's criteria, missing outside that regime.")
     intervals: IntervalsConfig = IntervalsConfig()
     macro_growth: float | None = Field(
         None, gt=-1, allow_inf_nan=False, description="Growth only: the year's growth level as a rate (0.05 = 5%), e.g. a published "

@@ -10,9 +10,10 @@ The application (batch) year picks one of three rule regimes:
 Every threshold lives in :data:`RULES` (Little Giant criteria) and :data:`SRDI` (the provincial
 SRDI SME conditions and 100-point score); the functions only read them.
 
-Flow: a contract panel -> :func:`lgml.inputs.criteria_inputs` (point-in-time quantities per firm-year) ->
-:func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`. :func:`assess` does
-it all for one batch, using each firm's fiscal year ``batch_year - 1``.
+Flow: a contract panel -> :func:`lgml.inputs.criteria_inputs` (point-in-time quantities per
+firm-year) -> :func:`check` (pass flag and shortfall per criterion) and :func:`srdi_score`.
+:func:`assess` does it all for one batch, using each firm's fiscal year ``batch_year - 1``. The
+same criteria as margins that mean the same under every regime: :mod:`lgml.concepts`.
 
 Conventions:
 
@@ -112,12 +113,13 @@ RULES: dict[str, dict[str, Any]] = {
     },
 }
 
-# Provincial SRDI SME (专精特新中小企业), 2022 rules. Bands are (operator, bound, points), first
-# match wins, no match (or missing data) scores 0.
+# Provincial SRDI SME (专精特新中小企业), 2022 rules (standing for earlier years too); a 2026-rules
+# batch's pool needs a development score >= 50 (the 100-point score stands in), other conditions
+# kept. Bands are (operator, bound, points), first match wins, no match or missing data scores 0.
 SRDI: dict[str, Any] = {
     "hard": {"niche_years_min": 2, "rd_min": 1e6, "rd_intensity_min": 0.03,
              "revenue_min": 10e6, "or_equity_2y_min": 20e6},
-    "score_min": 60,
+    "score_min": {"2018": 60, "2022": 60, "2026": 50},
     "shortcut": {"rd_avg_2y_min": 10e6, "equity_2y_min": 60e6},
     "score": {
         # specialization, 25
@@ -152,10 +154,8 @@ SRDI: dict[str, Any] = {
 # Metadata
 # ------------------------------------------------------------------------------------------------
 
-def _meta(dimension: str, label_en: str, label_zh: str, unit: str, direction: int,
-          inputs: tuple[str, ...]) -> dict[str, Any]:
-    return {"dimension": dimension, "label_en": label_en, "label_zh": label_zh, "unit": unit,
-            "direction": direction, "inputs": inputs}
+def _meta(dimension: str, label_en: str, label_zh: str, unit: str, direction: int, inputs: tuple[str, ...]) -> dict:
+    return dict(dimension=dimension, label_en=label_en, label_zh=label_zh, unit=unit, direction=direction, inputs=inputs)
 
 
 # Units of short_<name>: ratio (fraction; 0.009 = 0.9 pp), yuan, years, items, level, employees,
@@ -198,8 +198,6 @@ CRITERIA: dict[str, dict[str, Any]] = {
     "rd_intensity": _meta("innovation", "R&D intensity in each of the last 2 years", "研发费用占营业收入比重（每年）",
                           "ratio", 1, ("rd_intensity", "rd_intensity_prev")),
 }
-
-# The point-in-time inputs the criteria read (lgml.inputs), under the names every caller uses.
 
 # ------------------------------------------------------------------------------------------------
 # Little Giant criteria
@@ -252,15 +250,14 @@ def rule(criterion: str, batch_year: int | None = None) -> dict[str, Any]:
     return next(RULES[r]["criteria"][criterion] for r in (DEFAULT_REGIME, *RULES) if criterion in RULES[r]["criteria"])
 
 
-# Values within this relative distance of a threshold count as equal to it (floating-point rounding).
-_RTOL = 1e-9
+RTOL = 1e-9  # values within this relative distance of a threshold count as equal to it (rounding)
 Getter = Callable[[str], np.ndarray]
 Result = tuple[np.ndarray, np.ndarray]  # (passed: bool, shortfall: float)
 
 
-def _compare(x: np.ndarray, op: str, bound: float) -> np.ndarray:
+def compare(x: np.ndarray, op: str, bound: float | np.ndarray) -> np.ndarray:
     """Elementwise ``x op bound`` treating values within a relative 1e-9 as equal; NaN -> False."""
-    tol = _RTOL * max(1.0, abs(bound))
+    tol = RTOL * np.maximum(1.0, np.abs(bound))
     if op == ">=":
         return x >= bound - tol
     if op == ">":
@@ -273,12 +270,12 @@ def _compare(x: np.ndarray, op: str, bound: float) -> np.ndarray:
 
 
 def _at_least(x: np.ndarray, minimum: float) -> Result:
-    passed = _compare(x, ">=", minimum)
+    passed = compare(x, ">=", minimum)
     return passed, np.where(passed, 0.0, minimum - x)
 
 
 def _at_most(x: np.ndarray, maximum: float) -> Result:
-    passed = _compare(x, "<=", maximum)
+    passed = compare(x, "<=", maximum)
     return passed, np.where(passed, 0.0, x - maximum)
 
 
@@ -312,7 +309,7 @@ def _eval_all_min(spec: Mapping, get: Getter) -> Result:
 
 def _eval_sme_size(spec: Mapping, get: Getter) -> Result:
     employees = get("employees")
-    passed = _compare(employees, "<", spec["employees_below"]) | _compare(get("revenue"), "<", spec["revenue_below"])
+    passed = compare(employees, "<", spec["employees_below"]) | compare(get("revenue"), "<", spec["revenue_below"])
     # Head count is whole people: the excess is how many must go to fall below the limit.
     return passed, np.where(passed, 0.0, employees - spec["employees_below"] + 1)
 
@@ -332,7 +329,7 @@ def _eval_rd_band(spec: Mapping, get: Getter) -> Result:
     short = np.full(len(revenue), np.nan)
     placed = np.zeros(len(revenue), bool)
     for band in spec["bands"]:
-        in_band = ~placed & _compare(revenue, ">=", band["revenue_min"])
+        in_band = ~placed & compare(revenue, ">=", band["revenue_min"])
         placed |= in_band
         p, s = _at_least(weaker, band["intensity_min"]) if "intensity_min" in band else _equity_route(band, get)
         passed = np.where(in_band, p, passed)
@@ -346,7 +343,7 @@ _EVALUATORS: dict[str, Callable[[Mapping, Getter], Result]] = {
 }
 
 
-def _getter(frame: pd.DataFrame, extra: Mapping[str, np.ndarray]) -> Getter:
+def column_getter(frame: pd.DataFrame, extra: Mapping[str, np.ndarray]) -> Getter:
     """Column reader returning float arrays (bool -> 0/1, missing -> NaN), each read once."""
     cache = dict(extra)
 
@@ -390,7 +387,7 @@ def check(inputs: pd.DataFrame, batch_year: int) -> pd.DataFrame:
     missing = [c for c in needed if c not in inputs.columns and c not in extra]
     if missing:
         raise KeyError(f"check needs the criteria_inputs columns {missing}")
-    get = _getter(inputs, extra)
+    get = column_getter(inputs, extra)
     passes, shorts = {}, {}
     for name, spec in rules.items():
         passes[f"pass_{name}"], shorts[f"short_{name}"] = _EVALUATORS[spec["kind"]](spec, get)
@@ -409,7 +406,7 @@ def check(inputs: pd.DataFrame, batch_year: int) -> pd.DataFrame:
 
 def _points(x: np.ndarray, bands: tuple[tuple[str, float, int], ...]) -> np.ndarray:
     """Points of the first matching band; 0 when none matches or ``x`` is missing."""
-    return np.select([_compare(x, op, bound) for op, bound, _ in bands], [pts for _, _, pts in bands], default=0)
+    return np.select([compare(x, op, bound) for op, bound, _ in bands], [pts for _, _, pts in bands], default=0)
 
 
 def srdi_score(inputs: pd.DataFrame) -> pd.DataFrame:
@@ -434,7 +431,7 @@ def srdi_score(inputs: pd.DataFrame) -> pd.DataFrame:
         ``score_total`` (0-100).
     """
     s = SRDI["score"]
-    get = _getter(inputs, {})
+    get = column_getter(inputs, {})
     niche = np.floor(np.nan_to_num(get("niche_years")) / s["niche_years"]["years_per_point"])
     foundation, strategic = get("foundation_field") == 1, get("strategic_industry") == 1
     field = np.select([foundation & strategic, foundation | strategic],
@@ -465,34 +462,37 @@ def srdi_score(inputs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=inputs.index)
 
 
-def srdi_eligible(inputs: pd.DataFrame) -> pd.Series:
-    """Whether each row qualifies as a provincial SRDI SME (专精特新中小企业, 2022 rules).
+def srdi_eligible(inputs: pd.DataFrame, batch_year: int | None = None) -> pd.Series:
+    """Whether each row qualifies as a provincial SRDI SME (专精特新中小企业), the candidate
+    pool of batch ``batch_year``.
 
     All hard conditions: niche >= 2 years; prior-year R&D >= 1M yuan and >= 3% of revenue;
-    revenue >= 10M yuan or new equity >= 20M yuan over 2 years. And either a 100-point score
-    >= 60 (:func:`srdi_score`) or a shortcut: average R&D over 2 years >= 10M yuan, or new equity
-    >= 60M yuan over 2 years. Award shortcuts are not observed. Thresholds in :data:`SRDI`.
+    revenue >= 10M yuan or new equity >= 20M yuan over 2 years. And a 100-point score >= 60 (>= 50
+    for a 2026-rules batch; :func:`srdi_score`) or a shortcut: average R&D over 2 years >= 10M yuan
+    or new equity >= 60M yuan over 2 years (award shortcuts are not observed). See :data:`SRDI`.
 
     Args:
         inputs: DataFrame of shape (n_rows, ...) from :func:`criteria_inputs`; a ``score_total``
             column, when present, is used instead of computing :func:`srdi_score` again.
+        batch_year: The batch whose pool is judged (picks the provincial rules); default 2022.
 
     Returns:
         Boolean Series ``srdi_eligible`` with the index of ``inputs``; missing data fail.
     """
     hard, shortcut = SRDI["hard"], SRDI["shortcut"]
-    get = _getter(inputs, {})
+    get = column_getter(inputs, {})
     equity = get("equity_2y")
-    meets_hard = (_compare(get("niche_years"), ">=", hard["niche_years_min"])
-                  & _compare(get("rd_expense"), ">=", hard["rd_min"])
-                  & _compare(get("rd_intensity"), ">=", hard["rd_intensity_min"])
-                  & (_compare(get("revenue"), ">=", hard["revenue_min"])
-                     | _compare(equity, ">=", hard["or_equity_2y_min"])))
+    meets_hard = (compare(get("niche_years"), ">=", hard["niche_years_min"])
+                  & compare(get("rd_expense"), ">=", hard["rd_min"])
+                  & compare(get("rd_intensity"), ">=", hard["rd_intensity_min"])
+                  & (compare(get("revenue"), ">=", hard["revenue_min"])
+                     | compare(equity, ">=", hard["or_equity_2y_min"])))
     score = (inputs["score_total"] if "score_total" in inputs.columns
              else srdi_score(inputs)["score_total"]).to_numpy(dtype=float)
-    qualifies = (_compare(score, ">=", SRDI["score_min"])
-                 | _compare(get("rd_2y") / 2, ">=", shortcut["rd_avg_2y_min"])
-                 | _compare(equity, ">=", shortcut["equity_2y_min"]))
+    regime = DEFAULT_REGIME if batch_year is None else regime_for(batch_year)
+    qualifies = (compare(score, ">=", SRDI["score_min"][regime])
+                 | compare(get("rd_2y") / 2, ">=", shortcut["rd_avg_2y_min"])
+                 | compare(equity, ">=", shortcut["equity_2y_min"]))
     return pd.Series(meets_hard & qualifies, index=inputs.index, name="srdi_eligible")
 
 
@@ -553,7 +553,7 @@ def assess(panel: pd.DataFrame, batch_year: int, *, rows: pd.DataFrame | None = 
     scores = [c for c in rows.columns if c.startswith("score_")]
     return pd.concat(
         [rows[["firm_id", "year"]], checked[["eligible", "n_met", "n_criteria", *flags]], rows[scores],
-         srdi_eligible(rows)],
+         srdi_eligible(rows, batch_year)],
         axis=1,
     )
 

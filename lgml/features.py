@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lgml import criteria
+from lgml import concepts, criteria
 from lgml.inputs import criteria_inputs, year_rows
 from lgml.schema import CATEGORY_LEVELS, canonical_rows
 from lgml.vocabulary import FEATURE_DIMENSIONS
@@ -33,6 +33,12 @@ CATEGORICAL = ("province", "sector", "ownership", "size_band")
 LOOKBACK = 5  # features read fiscal years t-1 .. t-5 (the long history; most read t-1 and t-2)
 HISTORY = 5  # years of the long-history features
 
+
+# The two ways criteria enter a model (lgml.criteria.margins; lgml.criteria.check per regime).
+MARGIN_FEATURES = [f"{kind}_{name}" for name, meta in concepts.CONCEPTS.items() for kind in ("margin", "met")
+                   if kind == "met" or meta["scale"] != "flag"]
+PER_REGIME_FEATURES = [f"{kind}_{name}" for name in criteria.CRITERIA for kind in ("pass", "short")]
+CRITERIA_FEATURES = {"margins": [*MARGIN_FEATURES, "n_failed"], "per_regime": PER_REGIME_FEATURES}
 
 # Flags a config may add as model inputs (``extra_features``), with the dimension they explain under.
 FLAG_GROUPS: dict[str, str] = {"holds_title": "specialization"}
@@ -169,24 +175,34 @@ def _empty_events() -> pd.DataFrame:
 
 
 def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFrame:
-    """Pass flags and shortfalls of the regime in force for each row's batch (NaN for
-    criteria outside that regime), plus ``eligible``, ``n_met`` and ``share_met``."""
-    parts = []
+    """The criteria of the regime in force for each row's batch, two ways: per regime (pass
+    flags and shortfalls named by criterion, NaN for criteria outside that regime) and per
+    concept (margins and met flags with the same meaning under every regime, see
+    :func:`lgml.criteria.margins`); plus ``srdi_eligible`` (the provincial rules of that batch),
+    ``eligible``, ``n_met``, ``n_failed`` and ``share_met``."""
+    parts, concept_parts, pool = [], [], []
     regimes = batch_year.map({y: criteria.regime_for(int(y)) for y in batch_year.unique()})
     for regime in regimes.unique():
         rows = regimes.index[regimes == regime]
         year = int(batch_year.loc[rows].iloc[0])
         parts.append(criteria.check(inputs.loc[rows], year))
+        concept_parts.append(concepts.margins(inputs.loc[rows], year))
+        pool.append(criteria.srdi_eligible(inputs.loc[rows], year))
     if not parts:  # no rows
         parts.append(pd.DataFrame(index=inputs.index, columns=["eligible", "n_met", "n_criteria"], dtype=float))
+        concept_parts.append(pd.DataFrame(index=inputs.index, columns=MARGIN_FEATURES, dtype=float))
+        pool.append(pd.Series(index=inputs.index, dtype=float))
     checked = pd.concat(parts).reindex(inputs.index)
     names = [c for c in FEATURE_DIMENSIONS if c.startswith(("pass_", "short_"))]
     out = checked.reindex(columns=names)
     for col in out.columns:
         if col.startswith("pass_"):
             out[col] = out[col].astype(float)  # NaN where the regime has no such criterion
+    out = pd.concat([out, pd.concat(concept_parts).reindex(index=inputs.index, columns=MARGIN_FEATURES)], axis=1)
+    out["srdi_eligible"] = pd.concat(pool).reindex(inputs.index).astype(float)
     out["eligible"] = checked["eligible"].astype(float)
     out["n_met"] = checked["n_met"].astype(float)
+    out["n_failed"] = (checked["n_criteria"] - checked["n_met"]).astype(float)
     out["share_met"] = (checked["n_met"] / checked["n_criteria"]).astype(float)
     return out
 
@@ -275,8 +291,7 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     })
     scores = criteria.srdi_score(inputs)
     inputs = inputs.assign(score_total=scores["score_total"])  # computed once for all the checks below
-    out = out.assign(**{c: scores[c].astype(float) for c in scores.columns},
-                     srdi_eligible=criteria.srdi_eligible(inputs).astype(float))
+    out = out.assign(**{c: scores[c].astype(float) for c in scores.columns})
     out = pd.concat([out, _criteria_features(inputs, batch_year)], axis=1)
     titles = title_history(panel, events)
     out["ever_revoked"] = titles["ever_revoked"].astype(float)
@@ -309,9 +324,19 @@ def candidate_mask(table: pd.DataFrame) -> np.ndarray:
     return ~holds.fillna(False).to_numpy(dtype=bool)
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    """Model input columns of a feature table (every feature, in FEATURE_DIMENSIONS order)."""
-    return [c for c in FEATURE_DIMENSIONS if c in table.columns]
+def feature_columns(table: pd.DataFrame, criteria_features: str = "margins") -> list[str]:
+    """Model input columns of a feature table, in FEATURE_DIMENSIONS order.
+
+    Args:
+        table: A feature table.
+        criteria_features: How the criteria enter: ``"margins"`` (default: the per-concept
+            margins and met flags, the same under every regime) or ``"per_regime"`` (the pass
+            flags and shortfalls named by each regime's criteria, missing outside it).
+    """
+    if criteria_features not in CRITERIA_FEATURES:
+        raise ValueError(f"criteria_features must be one of {', '.join(CRITERIA_FEATURES)}, not {criteria_features!r}")
+    other = {f for name, names in CRITERIA_FEATURES.items() if name != criteria_features for f in names}
+    return [c for c in FEATURE_DIMENSIONS if c in table.columns and c not in other]
 
 
 def categorical_levels() -> dict[str, list[str]]:

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from lgml.simulate import Simulation
 
 PUBLISHED = json.loads(resources.files("lgml").joinpath("data/published.json").read_text(encoding="utf-8"))
-BATCHES = {int(k): v for k, v in PUBLISHED["batch_counts"].items()}
+BATCHES = {int(k): v for k, v in PUBLISHED["batch_counts"].items()}  # published batch sizes
+# Assumed sizes of the batches after the last published one (PUBLISHED["assumptions"]).
+ASSUMED_BATCHES = {int(k): v for k, v in PUBLISHED["assumptions"]["batch_counts"].items()}
 UNIVERSE = PUBLISHED["universe_innovative_smes"]
 
 

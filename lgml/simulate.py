@@ -27,10 +27,13 @@ import pandas as pd
 
 from lgml import criteria
 from lgml.inputs import criteria_inputs
-from lgml.published import BATCHES, PUBLISHED, UNIVERSE
+from lgml.published import ASSUMED_BATCHES, BATCHES, PUBLISHED, UNIVERSE
 from lgml.schema import PANEL_COLUMNS, PROVINCE_LEVELS, PROVINCES, dtype_of
 
-FIRST_YEAR, LAST_YEAR = 2016, 2025
+FIRST_YEAR, LAST_YEAR = 2016, 2026
+# Batches drawn: the published ones (2019-2025), then the assumed sizes of batches 2026-2027,
+# the first two under the 2026 rules.
+SIMULATED_BATCHES = {**BATCHES, **ASSUMED_BATCHES}
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class Simulation:
     """A simulated panel.
 
     Attributes:
-        panel: Firm-years in the input contract, fiscal years 2016-2025.
-        events: Designations ``firm_id, batch_year, revoked_year`` for batches 2019-2025.
+        panel: Firm-years in the input contract, fiscal years 2016-2026.
+        events: Designations ``firm_id, batch_year, revoked_year`` for batches 2019-2027.
         truth: ``firm_id, year, p_designation, expected_growth``: the true probability of
             being designated in batch ``year + 1`` (0 for firms holding the title and for years
             with no following batch) and the true expected ``log(revenue[t+1] / revenue[t])``.
@@ -62,9 +65,11 @@ class Simulation:
 # --- Mechanism parameters (one place; tuned against calibration_report) --------------------
 
 # Share of the universe holding provincial SRDI status by fiscal year: 40,000+ in 2021 and
-# 140,000+ at end-2024 out of roughly 500,000 innovative SMEs.
+# 140,000+ at end-2024 out of roughly 500,000 innovative SMEs; 2025-2026 from the assumed pool
+# sizes of PUBLISHED["assumptions"].
 POOL_SHARE = {2016: 0.015, 2017: 0.02, 2018: 0.03, 2019: 0.045, 2020: 0.06, 2021: 0.085,
-              2022: 0.14, 2023: 0.21, 2024: 0.285, 2025: 0.30}
+              2022: 0.14, 2023: 0.21, 2024: 0.285,
+              **{int(y): n / UNIVERSE for y, n in PUBLISHED["assumptions"]["provincial_srdi_pool"].items()}}
 SRDI_TERM = 3  # years a provincial SRDI title lasts before renewal
 SRDI_RENEW = 0.9  # renewal rate of still-eligible holders
 
@@ -78,7 +83,7 @@ LEADING_SHARES = {
     2024: {"Jiangsu": .22, "Guangdong": .19, "Zhejiang": .11, "Shandong": .07, "Beijing": .065, "Shanghai": .055},
     2025: {"Jiangsu": .232, "Guangdong": .198, "Zhejiang": .114, "Shandong": .07, "Beijing": .065, "Shanghai": .055},
 }
-LEADING_SHARES[2026] = LEADING_SHARES[2025]
+LEADING_SHARES[2026] = LEADING_SHARES[2027] = LEADING_SHARES[2025]
 
 # Designation log-odds among candidates (beyond the per-(batch, province) intercept).
 DESIGNATION_BETA = {
@@ -324,9 +329,10 @@ def _window_inputs(history: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _grant_srdi(firms: _Firms, inputs: pd.DataFrame, year: int, idx: np.ndarray) -> np.ndarray:
     """Provincial SRDI status in ``year``: holders keep it for SRDI_TERM years; eligible
-    firms are granted it at the rate that brings the pool to POOL_SHARE[year]."""
+    firms are granted it at the rate that brings the pool to POOL_SHARE[year]. The status of
+    ``year`` is the pool of batch ``year + 1``, recognised under that batch's provincial rules."""
     rng = firms.rng
-    eligible = criteria.srdi_eligible(inputs).to_numpy()
+    eligible = criteria.srdi_eligible(inputs, year + 1).to_numpy()
     holding = firms.srdi_until[idx] >= year
     expiring = firms.srdi_until[idx] == year - 1
     renewed = expiring & eligible & (rng.random(len(idx)) < SRDI_RENEW)
@@ -381,7 +387,7 @@ def _designation_probability(firms: _Firms, inputs: pd.DataFrame, idx: np.ndarra
     checked = criteria.check(inputs, batch)
     eta = designation_logodds(inputs, checked, batch)
     candidate = firms.title_batch[idx] < 0
-    count = BATCHES.get(batch, PUBLISHED["assumed_batch_count_2026"]) * firms.n / UNIVERSE
+    count = SIMULATED_BATCHES[batch] * firms.n / UNIVERSE
     targets = count * province_batch_shares(batch)
     prov = firms.province[idx]
     a = solve_intercepts(eta[candidate], prov[candidate], targets)
@@ -438,7 +444,7 @@ def _review(firms: _Firms, inputs: pd.DataFrame, idx: np.ndarray, year: int, rev
 
 
 def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
-    """Simulate ``n_firms`` firms over fiscal years 2016-2025.
+    """Simulate ``n_firms`` firms over fiscal years 2016-2026 and batches 2019-2027.
 
     Args:
         n_firms: Firms in the simulated universe (a sample of about 500,000 innovative SMEs).
@@ -467,13 +473,13 @@ def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
         inputs = pd.concat([inputs, criteria.srdi_score(inputs)], axis=1)
         batch = year + 1
         holder = firms.title_batch[idx] > 0
-        if batch in BATCHES or batch == LAST_YEAR + 1:
+        if batch in SIMULATED_BATCHES:
             p = _designation_probability(firms, inputs, idx, batch)
         else:
             p = np.zeros(len(idx))
         mu = expected_growth(inputs, firms.growth[idx], holder)
         truths.append(pd.DataFrame({"firm_id": obs["firm_id"], "year": year, "p_designation": p, "expected_growth": mu}))
-        if batch in BATCHES:
+        if batch in SIMULATED_BATCHES:
             won = idx[rng.random(len(idx)) < p]
             _review(firms, inputs, idx, batch, revoked)
             firms.title_batch[won] = batch

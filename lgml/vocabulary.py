@@ -1,8 +1,8 @@
 """The words of lgml: the 专精特新 dimensions, each feature's dimension, label and unit, and
 number formatting. The one place every report, reason and table reads.
 
-Imports only :mod:`lgml.criteria` and :mod:`lgml.schema` (numbers), so every other module may
-import it without a cycle.
+Imports only :mod:`lgml.criteria`, :mod:`lgml.concepts` and :mod:`lgml.schema` (numbers), so
+every other module may import it without a cycle.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from lgml import criteria
+from lgml import concepts, criteria
 from lgml.schema import RD_INSTITUTION_LEVELS
 
 # ------------------------------------------------------------------------------------------------
@@ -55,11 +55,13 @@ _COMPUTED_DIMENSIONS: dict[str, str] = {
     "revenue": "size", "employees": "size", "total_assets": "size", "firm_age": "size", "size_band": "size",
     "ownership": "size",
     "srdi_provincial": "specialization", "srdi_eligible": "specialization", "score_total": "specialization",
-    "eligible": "specialization", "n_met": "specialization", "share_met": "specialization",
-    "ever_revoked": "refinement",
+    "eligible": "specialization", "n_met": "specialization", "n_failed": "specialization",
+    "share_met": "specialization", "ever_revoked": "refinement",
 }
 FEATURE_DIMENSIONS: dict[str, str] = {
     **_COMPUTED_DIMENSIONS,
+    **{f"{kind}_{name}": criteria.CRITERIA[meta["criterion"]]["dimension"] for name, meta in concepts.CONCEPTS.items()
+       for kind in ("margin", "met") if kind == "met" or meta["scale"] != "flag"},
     **{f"{kind}_{name}": meta["dimension"] for name, meta in criteria.CRITERIA.items() for kind in ("pass", "short")},
 }
 
@@ -112,6 +114,7 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "srdi_eligible": ("qualifies as a provincial SRDI SME", "flag"),
     "score_total": ("SRDI 100-point score", "points"), "eligible": ("meets every Little Giant criterion", "flag"),
     "n_met": ("Little Giant criteria met", "count"), "share_met": ("share of criteria met", "pct"),
+    "n_failed": ("Little Giant criteria failed", "count"),
     "ever_revoked": ("lost a title before", "flag"),
     # criteria inputs that are not model features, for criterion sentences
     "revenue_cagr_2y": ("revenue CAGR (2 yrs)", "pct"), "profit_growth_2y": ("net-profit growth (2-yr avg)", "pct"),
@@ -120,6 +123,11 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
 for _name, _meta in criteria.CRITERIA.items():
     FEATURE_LABELS.setdefault(f"pass_{_name}", (f"{_meta['label_en']} rule", "pass"))
     FEATURE_LABELS.setdefault(f"short_{_name}", (f"shortfall on {_meta['label_en']}", f"short:{_meta['unit']}"))
+
+for _name, _meta in concepts.CONCEPTS.items():
+    FEATURE_LABELS[f"met_{_name}"] = (f"{_meta['label']} criterion met (or not required)", "pass")
+    if _meta["scale"] != "flag":
+        FEATURE_LABELS[f"margin_{_name}"] = (f"margin on {_meta['label']} to the rule in force", f"margin:{_meta['unit']}")
 
 INSTITUTION_LEVELS = RD_INSTITUTION_LEVELS
 
@@ -183,13 +191,15 @@ def format_value(value: Any, unit: str) -> str:
         return f"{number(x)} points"
     if unit.startswith("short:"):
         return gap_text(x, unit.removeprefix("short:"))
+    if unit.startswith("margin:"):
+        return margin_text(x, unit.removeprefix("margin:"))
     return number(x)
 
 
 def gap_text(x: float, unit: str) -> str:
     """A shortfall in the unit of a criterion (criteria.CRITERIA units)."""
-    if unit == "ratio":
-        return f"{100 * x:.1f} pp"
+    if unit == "ratio":  # a gap under 0.05 pp keeps two significant digits, never "0.0 pp"
+        return f"{100 * x:.1f} pp" if abs(x) >= 0.0005 or x == 0 else f"{100 * x:.2g} pp"
     if unit == "yuan":
         return money(x)
     if unit == "flag":
@@ -198,6 +208,19 @@ def gap_text(x: float, unit: str) -> str:
     if unit in words:
         return f"{number(x)} {words[unit]}" + ("" if x == 1 else "s")
     return number(x)
+
+
+def margin_text(x: float, unit: str) -> str:
+    """A margin to a threshold (:func:`lgml.criteria.margins`), e.g. ``"1.2 pp above"``,
+    ``"35.0% below"`` (log margins), ``"not required"``."""
+    if x >= concepts.NOT_REQUIRED:
+        return "not required"
+    if x == 0:
+        return "at the threshold"
+    side = "above" if x > 0 else "below"
+    if unit == "log":
+        return f"{100 * abs(math.expm1(x)):.1f}% {side}"
+    return f"{gap_text(abs(x), unit)} {side}"
 
 
 def threshold_text(x: float, unit: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lgml import concepts
 from lgml import criteria as c
 from lgml import schema
 from lgml.inputs import criteria_inputs
@@ -672,3 +673,118 @@ def test_cli_check_reports_bad_input_without_traceback(tmp_path):
     result = runner.invoke(app, ["check", str(bad), "--year", "2024"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+# ------------------------------------------------------------------------------------------------
+# Margins: one meaning under every regime
+# ------------------------------------------------------------------------------------------------
+
+_ROUTE = dict(revenue=40e6)  # below 50M yuan: the R&D equity route of the 2018 and 2022 rules
+# (batch, concept, inputs exactly at the threshold, met there?)
+AT_THRESHOLD = [
+    *[(b, "sme_size", dict(employees=1000.0, revenue=400e6), False) for b in (2019, 2024, 2026)],
+    *[(b, "niche_years", dict(niche_years=3.0), True) for b in (2019, 2024, 2026)],
+    (2019, "mb_share", dict(mb_share=0.70), True), (2024, "mb_share", dict(mb_share=0.70), True),
+    (2026, "mb_share", dict(mb_share=0.90), True),
+    (2019, "growth", dict(mb_growth_2y=0.05, profit_growth_2y=-0.5), True),
+    (2024, "growth", dict(mb_growth_2y=0.05), True), (2026, "growth", dict(revenue_cagr_2y=0.05), True),
+    (2019, "debt_ratio", dict(debt_ratio=0.70), True), (2024, "debt_ratio", dict(debt_ratio=0.70), True),
+    (2026, "debt_ratio", dict(debt_ratio=0.75), True),
+    (2026, "revenue", dict(revenue=50e6), True),
+    (2024, "info_system", dict(digital_level=2.0), True),
+    (2024, "niche_share", dict(niche_market_share=0.10), True),
+    (2026, "niche_share", dict(niche_market_share=0.10), True),
+    *[(b, "rd_intensity", dict(revenue=200e6, rd_intensity=0.03, rd_intensity_prev=0.05), True) for b in (2019, 2024)],
+    (2024, "rd_intensity", dict(revenue=60e6, rd_intensity=0.07, rd_intensity_prev=0.06), True),
+    (2026, "rd_intensity", dict(rd_intensity=0.04, rd_intensity_prev=0.03), True),
+    *[(b, "rd_amount", dict(_ROUTE, rd_2y=30e6), True) for b in (2019, 2024)],
+    (2026, "rd_amount", dict(rd_2y=12e6), True),
+    *[(b, "rd_equity", dict(_ROUTE, equity_2y=80e6), True) for b in (2019, 2024)],
+    *[(b, "rd_staff", dict(_ROUTE, rd_staff_share=0.50), True) for b in (2019, 2024)],
+    (2024, "rd_institution", dict(rd_institution_level=1.0), True),
+    (2019, "ip", dict(invention_patents=2.0, class2_ip=0.0), True), (2024, "ip", dict(class1_ip=2.0), True),
+    (2026, "ip", dict(class1_ip=4.0), True),
+    (2026, "development_score", dict(score_total=60.0), True),
+]
+
+
+@pytest.mark.parametrize("batch, concept, at, met", AT_THRESHOLD)
+def test_margin_is_zero_exactly_at_each_threshold(batch, concept, at, met):
+    got = concepts.margins(inputs_of(**at), batch)
+    assert got[f"margin_{concept}"].item() == 0.0
+    assert got[f"met_{concept}"].item() == float(met)
+
+
+def test_every_required_concept_has_a_threshold_case():
+    covered = {(c.regime_for(b), concept) for b, concept, _, _ in AT_THRESHOLD}
+    required = {(r, k) for k, meta in concepts.CONCEPTS.items() for r in meta["regimes"] if meta["scale"] != "flag"}
+    assert required == covered
+
+
+@pytest.mark.parametrize("batch, concept, at, sign_above", [
+    (2026, "revenue", dict(revenue=60e6), np.log(60 / 50)), (2026, "revenue", dict(revenue=25e6), np.log(0.5)),
+    (2026, "mb_share", dict(mb_share=0.85), -0.05), (2024, "mb_share", dict(mb_share=0.85), 0.15),
+    (2026, "debt_ratio", dict(debt_ratio=0.80), -0.05), (2024, "debt_ratio", dict(debt_ratio=0.60), 0.10),
+    (2026, "development_score", dict(score_total=52.0), -8.0), (2024, "ip", dict(class1_ip=1.0), -1.0),
+    (2026, "rd_amount", dict(rd_2y=6e6), np.log(0.5)), (2024, "rd_intensity",
+                                                         dict(revenue=60e6, rd_intensity=0.05, rd_intensity_prev=0.09), -0.01),
+])
+def test_margins_are_signed_in_the_concepts_unit(batch, concept, at, sign_above):
+    got = concepts.margins(inputs_of(**at), batch)
+    assert got[f"margin_{concept}"].item() == pytest.approx(sign_above)
+    assert got[f"met_{concept}"].item() == float(sign_above >= 0)
+
+
+@pytest.mark.parametrize("batch, concept, at", [
+    (2024, "development_score", {}), (2024, "revenue", dict(revenue=1e6)), (2019, "niche_share", {}),
+    (2026, "info_system", dict(digital_level=1.0)), (2026, "rd_equity", dict(revenue=10e6)),
+    (2024, "rd_intensity", dict(_ROUTE, rd_intensity=0.0, rd_intensity_prev=0.0)),
+    (2024, "rd_amount", dict(revenue=200e6, rd_2y=0.0)),
+])
+def test_a_criterion_the_regime_does_not_ask_is_not_required(batch, concept, at):
+    got = concepts.margins(inputs_of(**at), batch)
+    assert got[f"margin_{concept}"].item() == concepts.NOT_REQUIRED
+    assert got[f"met_{concept}"].item() == 1.0
+
+
+def test_missing_data_gives_a_missing_margin_and_a_failed_criterion():
+    got = concepts.margins(inputs_of(mb_share=np.nan, debt_ratio=np.nan), 2026)
+    assert np.isnan(got["margin_mb_share"].item()) and got["met_mb_share"].item() == 0.0
+    assert np.isnan(got["margin_debt_ratio"].item()) and got["met_debt_ratio"].item() == 0.0
+
+
+@pytest.mark.parametrize("batch", [2019, 2024, 2026, 2027])
+def test_met_flags_agree_with_the_check(batch):
+    inputs = criteria_inputs(_random_panel(seed=3, firms=40, years=range(2018, 2027)))
+    inputs = inputs[inputs["year"] == batch - 1].reset_index(drop=True)
+    inputs = pd.concat([inputs, c.srdi_score(inputs)], axis=1)
+    got, checked = concepts.margins(inputs, batch), c.check(inputs, batch)
+    regime = c.regime_for(batch)
+    for concept, meta in concepts.CONCEPTS.items():
+        entry = meta["regimes"].get(regime)
+        if entry is None:
+            assert (got[f"met_{concept}"] == 1.0).all()
+        elif isinstance(entry, str):
+            np.testing.assert_array_equal(got[f"met_{concept}"].to_numpy() == 1.0, checked[f"pass_{entry}"].to_numpy())
+    if regime != "2026":
+        parts = [f"met_{k}" for k in ("rd_intensity", "rd_amount", "rd_equity", "rd_staff")]
+        np.testing.assert_array_equal(got[parts].eq(1.0).all(axis=1).to_numpy(), checked["pass_rd_band"].to_numpy())
+    assert (checked["pass_mb_share"] == False).any() and checked["pass_mb_share"].any()  # noqa: E712
+
+
+def test_every_criterion_of_every_regime_is_a_concept():
+    for regime, rules in c.RULES.items():
+        named = {e if isinstance(e, str) else e[0] for m in concepts.CONCEPTS.values()
+                 for r, e in m["regimes"].items() if r == regime}
+        assert named == set(rules["criteria"]), regime
+
+
+@pytest.mark.parametrize("score, pool_2025, pool_2026", [(49, False, False), (50, False, True),
+                                                         (59, False, True), (60, True, True)])
+def test_the_2026_provincial_pool_needs_a_development_score_of_50(score, pool_2025, pool_2026):
+    # The default firm meets every hard condition; no shortcut (R&D under 10M a year, no equity).
+    inputs = inputs_of(score_total=float(score), rd_2y=15e6, equity_2y=0.0)
+    assert c.srdi_eligible(inputs, 2025).item() is pool_2025
+    assert c.srdi_eligible(inputs, 2026).item() is pool_2026
+    assert c.srdi_eligible(inputs, 2027).item() is pool_2026
+    assert c.srdi_eligible(inputs).item() is pool_2025  # default: the 2022 provincial rules

@@ -5,6 +5,7 @@ from typer.testing import CliRunner
 
 from lgml import features as F
 from lgml.cli import app
+from lgml.concepts import NOT_REQUIRED
 from lgml.schema import PROVINCE_LEVELS
 from lgml.vocabulary import DIMENSIONS, FEATURE_DIMENSIONS
 
@@ -21,12 +22,40 @@ def test_one_row_per_firm_year_with_keys(table, small_sim):
 
 
 def test_group_map_covers_every_feature(table):
-    features = F.feature_columns(table)
-    assert set(features) == set(FEATURE_DIMENSIONS)
+    margins, per_regime = F.feature_columns(table), F.feature_columns(table, "per_regime")
+    assert set(margins) | set(per_regime) == set(FEATURE_DIMENSIONS)
+    assert set(margins) ^ set(per_regime) == {*F.MARGIN_FEATURES, "n_failed", *F.PER_REGIME_FEATURES}
     assert set(FEATURE_DIMENSIONS.values()) <= set(DIMENSIONS)
     # Every model input is a feature with a group; keys, flags and targets are not.
-    others = set(table.columns) - set(features)
+    others = set(table.columns) - set(FEATURE_DIMENSIONS)
     assert others == {*F.KEYS, *F.FLAGS, *F.TARGETS}
+    with pytest.raises(ValueError, match="criteria_features"):
+        F.feature_columns(table, "both")
+
+
+def test_no_model_feature_is_entirely_missing_in_any_labelled_batch(table):
+    features = F.feature_columns(table)
+    labelled = table.dropna(subset=["designated_next"])
+    assert set(labelled["batch_year"]) == set(range(2019, 2028))
+    for batch, rows in labelled.groupby("batch_year"):
+        empty = [f for f in features if rows[f].isna().all()]
+        assert not empty, (batch, empty)
+    # The per-regime set, by construction, leaves each regime's criteria empty in the others.
+    rows_2026 = labelled[labelled["batch_year"] == 2026]
+    assert rows_2026["pass_rd_band"].isna().all() and labelled.loc[labelled["batch_year"] < 2026, "pass_revenue"].isna().all()
+
+
+def test_margins_follow_the_regime_of_each_rows_batch(table):
+    rows = table[table["year"].isin([2024, 2025])]
+    old, new = rows[rows["batch_year"] == 2025], rows[rows["batch_year"] == 2026]
+    # The 2026 rules ask for revenue >= 50M and a development score; the 2022 rules do not.
+    assert (old["margin_revenue"] == NOT_REQUIRED).all() and (old["met_revenue"] == 1).all()
+    assert (new["margin_revenue"] < NOT_REQUIRED).all()
+    np.testing.assert_allclose(new["margin_revenue"], np.log(new["revenue"] / 50e6), atol=1e-12)
+    np.testing.assert_allclose(new["margin_development_score"], new["score_total"] - 60)
+    np.testing.assert_allclose(old["margin_mb_share"].dropna(), old["mb_share"].dropna() - 0.70, atol=1e-12)
+    np.testing.assert_allclose(new["margin_mb_share"].dropna(), new["mb_share"].dropna() - 0.90, atol=1e-12)
+    assert (rows["n_failed"] + rows["n_met"] == np.where(rows["batch_year"] == 2026, 12, 13)).all()
 
 
 def test_categorical_levels_are_fixed(table):
@@ -45,7 +74,7 @@ def test_targets_follow_events(table, small_sim):
     assert later["holds_title"].item() and np.isnan(later["designated_next"].item())
     assert table.loc[table["holds_title"], "growth_next"].notna().any()
     labelled = table.dropna(subset=["designated_next"])
-    assert labelled["batch_year"].between(2019, 2025).all()
+    assert labelled["batch_year"].between(2019, 2027).all()
     assert labelled["designated_next"].sum() <= len(ev)
 
 
@@ -70,7 +99,7 @@ def test_does_not_modify_inputs(small_sim):
     pd.testing.assert_frame_equal(events, small_sim.events)
 
 
-@pytest.mark.parametrize("t", [2019, 2022])
+@pytest.mark.parametrize("t", [2019, 2022, 2025])
 def test_future_data_never_changes_a_years_features(small_sim, t):
     """Changing or deleting any data after year t leaves every feature of year <= t unchanged."""
     panel, events = small_sim.panel, small_sim.events

@@ -27,8 +27,8 @@ def test_panel_and_events_keep_the_contract(small_sim):
     assert {c.name: str(dtype_of(c)) for c in PANEL_COLUMNS} == panel.dtypes.astype(str).to_dict()
     assert check_panel(panel) == []
     assert check_events(events, panel=panel) == []
-    assert panel["year"].min() == 2016 and panel["year"].max() == 2025
-    assert set(events["batch_year"]) == set(range(2019, 2026))
+    assert panel["year"].min() == 2016 and panel["year"].max() == 2026
+    assert set(events["batch_year"]) == set(range(2019, 2028))
 
 
 def test_messy_like_real_data(small_sim):
@@ -87,7 +87,7 @@ def test_solve_intercepts_hits_targets():
 
 
 def test_province_shares_sum_to_one():
-    for batch in range(2019, 2027):
+    for batch in range(2019, 2028):
         shares = sim_mod.province_batch_shares(batch)
         assert shares.sum() == pytest.approx(1.0) and (shares >= 0).all()
 
@@ -104,3 +104,52 @@ def test_cli_writes_three_files_and_refuses_to_overwrite(tmp_path):
     assert again.exit_code == 1 and "--overwrite" in again.output
     panel = pd.read_parquet(out / "panel.parquet")
     assert panel["firm_id"].nunique() == 400
+
+
+@pytest.mark.parametrize("year", [2021, 2024, 2025, 2026])
+def test_truth_is_recomputed_from_what_is_observable_at_t(small_sim, year):
+    """The true probability for batch year + 1 follows from the panel up to ``year`` and the
+    events known by then alone: no later value enters the ceiling."""
+    from lgml import criteria
+    from lgml.inputs import criteria_inputs
+
+    panel = small_sim.panel[small_sim.panel["year"] <= year]
+    events = small_sim.events[small_sim.events["batch_year"] <= year].copy()
+    events.loc[events["revoked_year"] > year, "revoked_year"] = np.nan  # not yet known at t
+    inputs = criteria_inputs(panel)
+    last = (inputs["year"] == year).to_numpy()
+    rows = panel[last].reset_index(drop=True)
+    inputs = inputs[last].reset_index(drop=True)
+    inputs = pd.concat([inputs, rows.drop(columns=[c for c in rows.columns if c in inputs]),
+                        criteria.srdi_score(inputs)], axis=1)
+    batch = year + 1
+    eta = sim_mod.designation_logodds(inputs, criteria.check(inputs, batch), batch)
+    candidate = ~rows["firm_id"].isin(published.titles_held(events, year)).to_numpy()
+    prov = rows["province"].cat.codes.to_numpy()
+    count = sim_mod.SIMULATED_BATCHES[batch] * small_sim.scale
+    a = sim_mod.solve_intercepts(eta[candidate], prov[candidate], count * sim_mod.province_batch_shares(batch))
+    expected = np.where(candidate, 1 / (1 + np.exp(-(a[prov] + eta))), 0.0)
+    truth = small_sim.truth[small_sim.truth["year"] == year].reset_index(drop=True)
+    assert truth["firm_id"].equals(rows["firm_id"])
+    np.testing.assert_allclose(truth["p_designation"], expected, atol=1e-9)
+
+
+def test_batches_2026_and_2027_follow_the_2026_rules(calib_sim):
+    """Designated firms of the new batches meet the 2026 criteria several times as often as the
+    rest of their pool, and the pool of fiscal 2025 holds firms with a score of 50-59."""
+    from lgml import criteria
+
+    for batch in (2026, 2027):
+        won = calib_sim.events.loc[calib_sim.events["batch_year"] == batch, "firm_id"]
+        judged = criteria.assess(calib_sim.panel, batch)
+        in_pool = judged["firm_id"].isin(calib_sim.panel.loc[(calib_sim.panel["year"] == batch - 1)
+                                                             & calib_sim.panel["srdi_provincial"], "firm_id"])
+        designated = judged["firm_id"].isin(won)
+        assert designated.sum() == len(won) > 0
+        assert judged.loc[designated, "eligible"].mean() > 3 * judged.loc[in_pool & ~designated, "eligible"].mean()
+        failed = judged["n_criteria"] - judged["n_met"]
+        assert failed[designated].mean() < failed[in_pool & ~designated].mean() - 1, batch
+    pool = calib_sim.panel[(calib_sim.panel["year"] == 2025) & calib_sim.panel["srdi_provincial"]]
+    scores = criteria.judged_rows(pool, 2026)["score_total"]
+    assert scores.between(50, 59).mean() > 0.02
+    assert (published.ASSUMED_BATCHES.keys() == {2026, 2027}) and "assumptions" in published.PUBLISHED

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml import criteria
+from lgml import concepts, criteria
 from lgml.criteria import DEFAULT_REGIME
 from lgml.vocabulary import (FEATURE_LABELS, INSTITUTION_LEVELS, feature_label, format_value, gap_text, money, number, pct,
                              pct_threshold, threshold_text)
@@ -23,9 +23,14 @@ from lgml.vocabulary import (FEATURE_LABELS, INSTITUTION_LEVELS, feature_label, 
 
 
 def _criterion_map(regime: str) -> dict[str, str]:
-    """Feature -> criterion of ``regime`` whose headline input it is (plus pass_/short_)."""
+    """Feature -> criterion of ``regime`` whose headline input it is (plus pass_/short_, and the
+    margin_/met_ of the concepts the regime requires)."""
     rules = criteria.RULES[regime]["criteria"]
     out: dict[str, str] = {}
+    for concept, meta in concepts.CONCEPTS.items():
+        entry = meta["regimes"].get(regime)
+        if entry is not None:
+            out[f"margin_{concept}"] = out[f"met_{concept}"] = entry[0] if isinstance(entry, tuple) else entry
     for name, spec in rules.items():
         out[f"pass_{name}"] = out[f"short_{name}"] = name
         headline = criteria.CRITERIA[name]["inputs"][0]
@@ -316,7 +321,7 @@ def failed_text(rows: pd.DataFrame, batch_year: int) -> pd.Series:
 
 
 # Features that summarise all criteria form one reason, which names the criteria missed.
-AGGREGATES = ("eligible", "n_met", "share_met")
+AGGREGATES = ("eligible", "n_met", "n_failed", "share_met")
 AGGREGATE_UNIT = "criteria_met"
 
 

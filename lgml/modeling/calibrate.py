@@ -222,3 +222,37 @@ def calibrator_from_dict(data: dict[str, Any]) -> Calibrator:
         if isinstance(cal, SplineCalibrator):
             cal.slope_ = float(data["slope"])
     return cal
+
+
+def shift_to_count(p: np.ndarray, expected: float) -> tuple[np.ndarray, float]:
+    """Shift probabilities by one constant in log-odds so that they sum to ``expected``.
+
+    A calibrator carries the base rate of the batch it was fitted on. When the size of the
+    forecast batch is known (announced, or a province's quota) the intercept is refitted to it:
+    ``p' = sigmoid(logit(p) + shift)`` with ``sum(p') = expected``. Every firm keeps its rank.
+
+    Args:
+        p: Probabilities of shape (n,) (NaN rows are ignored and stay NaN).
+        expected: Designations expected among the rows, 0 < expected < number of rows.
+
+    Returns:
+        The shifted probabilities and the shift (log-odds).
+
+    Raises:
+        ValueError: ``expected`` is not strictly between 0 and the number of rows with a
+            probability, or no probability is strictly between 0 and 1.
+    """
+    p = np.asarray(p, dtype=float)
+    known = np.isfinite(p)
+    n = int(known.sum())
+    if not (np.isfinite(expected) and 0 < expected < n):
+        raise ValueError(f"expected designations must be above 0 and below the {n:,} candidates, not {expected}")
+    logit = _logit(np.clip(p[known], 1e-12, 1 - 1e-12))
+    lo, hi = -50.0, 50.0
+    for _ in range(100):  # sum(sigmoid(logit + s)) increases with s: bisection
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sigmoid(logit + mid).sum() < expected else (lo, mid)
+    shift = (lo + hi) / 2
+    out = np.full(len(p), np.nan)
+    out[known] = sigmoid(logit + shift)
+    return out, shift

@@ -145,4 +145,5 @@ def model_data(source: Source, config: TrainConfig) -> ModelData:
         for name, frame in sets.items():
             if frame["target"].nunique() < 2:
                 raise SplitError(f"split '{name}' has a single class ({frame['target'].iloc[0]:.0f} only)")
-    return ModelData(config.task, feature_columns(table) + list(config.extra_features), sets, data_hash(source))
+    features = feature_columns(table, config.criteria_features) + list(config.extra_features)
+    return ModelData(config.task, features, sets, data_hash(source))

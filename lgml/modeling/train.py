@@ -139,6 +139,8 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "data_hash": data.data_hash,
         "seed": config.seed,
         "split": config.split.model_dump(),
+        "batches": {k: sorted(int(b) for b in v["batch_year"].unique()) for k, v in data.sets.items()},
+        "criteria_features": config.criteria_features,
         "rows": {k: int(len(v)) for k, v in data.sets.items()},
         "positives": ({k: int(v["target"].sum()) for k, v in data.sets.items()}
                       if config.task == "designation" else None),

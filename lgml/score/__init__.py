@@ -38,11 +38,12 @@ import pandas as pd
 from lgml import io
 from lgml.score import engines, stream
 from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
-                             score_panel, score_rows)
+                             rules_notice, score_panel, score_rows)
 from lgml.score.stream import DEFAULT_CHUNK_ROWS
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreError", "ScoreResult", "finish_scores", "history_notice",
-           "predict_rows", "province_summary", "rank_scores", "score_file", "score_panel", "score_rows"]
+           "predict_rows", "province_summary", "rank_scores", "rules_notice", "score_file", "score_panel",
+           "score_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class ScoreResult:
         summary_output: The summary file written, or None.
         growth_level: Where the growth model's year level came from (distinct
             ``growth_level_source`` values), or None without a growth model.
+        rules: :func:`rules_notice`: the rules each forecast batch is judged under.
+        expected_designations: The designations the probabilities were refitted to, or None.
+        probability_shift: The log-odds added to every probability by that refit, or None.
     """
 
     output: Path
@@ -89,6 +93,9 @@ class ScoreResult:
     seconds: float
     summary_output: Path | None = None
     growth_level: str | None = None
+    rules: str = ""
+    expected_designations: float | None = None
+    probability_shift: float | None = None
 
 
 def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
@@ -96,7 +103,8 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                engine: str = "local", scheduler: str | None = None, units: str = "yuan",
                encoding: str | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
-               macro_growth: float | None = None, progress: Progress | None = None) -> ScoreResult:
+               macro_growth: float | None = None, expected_designations: float | None = None,
+               progress: Progress | None = None) -> ScoreResult:
     """Score every firm of a panel file and write one row per firm (see the module docstring).
 
     Args:
@@ -117,6 +125,10 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         macro_growth: The year's growth level for the growth model (a rate, 0.05 = 5%); None
             takes the model's default, the mean of recent years. The output's
             ``growth_level_source`` says which was used.
+        expected_designations: Designations expected among the scored candidates (e.g. an
+            announced batch size scaled to the firms scored): the probabilities' intercept is
+            refitted so that they sum to it (:func:`lgml.modeling.calibrate.shift_to_count`);
+            ranks do not change. None keeps the calibration batch's base rate.
         progress: Called as ``progress(stage, done, total)``.
 
     Returns:
@@ -134,6 +146,8 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     if macro_growth is not None and (growth_model is None or not math.isfinite(macro_growth) or macro_growth <= -1):
         raise ScoreError("macro_growth needs a growth model (growth_model)" if growth_model is None else
                          f"macro_growth must be a growth rate above -1 (0.05 = 5%), not {macro_growth}")
+    if expected_designations is not None and not (math.isfinite(expected_designations) and expected_designations > 0):
+        raise ScoreError(f"expected_designations must be a positive number, not {expected_designations}")
     report = progress or (lambda stage, done, total: None)
     with io.work_dir(output) as work:
         bundle, growth = _load_models(model, growth_model, work)
@@ -159,6 +173,16 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                                        progress=lambda n: report("score", n, len(buckets)))
         if scored.empty:
             raise ScoreError(f"no firm of {source.path} could be scored")
+        shift = None
+        if expected_designations is not None:
+            from lgml.modeling import calibrate
+
+            try:
+                refit, shift = calibrate.shift_to_count(scored["probability"].to_numpy(dtype=float),
+                                                        expected_designations)
+            except ValueError as exc:
+                raise ScoreError(str(exc)) from None
+            scored = scored.assign(probability=refit)
         final = finish_scores(rank_scores(scored), bundle, growth, notice)
         io.write_table_blocks(final, output, overwrite, progress=lambda n: report("write", n, len(final)))
     per_province = province_summary(final)
@@ -172,6 +196,8 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         summary=per_province, history=notice, model=f"{bundle.name} {bundle.version}",
         seconds=time.perf_counter() - started, summary_output=summary,
         growth_level="; ".join(final["growth_level_source"].unique()) if growth is not None else None,
+        rules=rules_notice(bundle, final["batch_year"].unique()),
+        expected_designations=expected_designations, probability_shift=shift,
     )
 
 

@@ -49,6 +49,32 @@ def history_notice(bundle: Any, events: pd.DataFrame | None, source: str | None 
     return f"none given: title holders unknown, history features assume none (training data: {trained})"
 
 
+def rules_notice(bundle: Any, batch_years: Sequence[int]) -> str:
+    """One line saying which rules the forecasts apply: the regime of each forecast batch, and
+    the regimes of the batches the model learned from (as far as its metadata says). A model
+    with per-regime criteria features that never learned a batch of a forecast's regime is
+    flagged: those features are empty for it."""
+    from lgml import criteria, features
+
+    meta = bundle.metadata
+    regimes: dict[str, list[int]] = {}
+    for year in sorted({int(y) for y in batch_years}):
+        regimes.setdefault(criteria.regime_for(year), []).append(year)
+    parts = [f"batch {_span(years)} under the {regime} rules ({criteria.RULES[regime]['source']})"
+             for regime, years in regimes.items()]
+    learned = sorted({int(y) for k in ("train", "valid") for y in (meta.get("batches") or {}).get(k, [])})
+    line = "; ".join(parts)
+    if learned:
+        seen = sorted({criteria.regime_for(y) for y in learned})
+        line += f"; the model learned from batches {_span(learned)} ({' and '.join(seen)} rules)"
+        per_regime = set(meta.get("features") or ()) & set(features.PER_REGIME_FEATURES)
+        unseen = [r for r in regimes if r not in seen]
+        if per_regime and unseen:
+            line += (f" with per-regime criteria features, empty under the {' and '.join(unseen)} rules: "
+                     "retrain with criteria_features: margins")
+    return line
+
+
 def _span(years: Sequence[Any] | pd.Series) -> str:
     years = [int(y) for y in pd.Series(years).dropna()]
     if not years:

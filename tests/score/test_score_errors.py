@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -144,3 +145,50 @@ def test_macro_growth_on_the_command_line(models, data, tmp_path):
     assert given.exit_code == 0, given.output
     assert "Growth level: given: macro_growth 0.04" in given.output
     assert pd.read_parquet(tmp_path / "b.parquet")["growth_level_source"].str.startswith("given").all()
+
+
+def test_the_rules_a_forecast_applies_are_printed(models, data, tmp_path):
+    args = ["score", "--model", str(models["designation"]), "--input", str(data["parquet"])]
+    latest = runner.invoke(app, [*args, "--output", str(tmp_path / "a.parquet")])
+    assert latest.exit_code == 0, latest.output
+    text = " ".join(latest.output.split())
+    assert "Rules: batch 2027 under the 2026 rules (2026 revision as reported" in text
+    assert "the model learned from batches" in text and "per-regime" not in text
+    old = runner.invoke(app, [*args, "--output", str(tmp_path / "b.parquet"), "--year", "2023"])
+    assert "Rules: batch 2024 under the 2022 rules (工信部企业〔2022〕63号)" in " ".join(old.output.split())
+
+
+def test_rules_notice_flags_a_per_regime_model_that_never_saw_the_rules(models):
+    from types import SimpleNamespace
+
+    from lgml.score import rules_notice
+
+    meta = {"features": ["pass_rd_band", "revenue"], "batches": {"train": [2019, 2020, 2021, 2022], "valid": [2023]}}
+    line = rules_notice(SimpleNamespace(metadata=meta), [2026, 2027])
+    assert line.startswith("batch 2026-2027 under the 2026 rules")
+    assert "learned from batches 2019-2023 (2018 and 2022 rules)" in line
+    assert "per-regime criteria features, empty under the 2026 rules" in line
+    assert "per-regime" not in rules_notice(SimpleNamespace(metadata=meta), [2024])
+    assert rules_notice(SimpleNamespace(metadata={}), [2025]).startswith("batch 2025 under the 2022 rules")
+
+
+def test_expected_designations_refit_the_intercept_and_keep_the_ranks(score, reference, tmp_path):
+    refit = score(tmp_path / "refit.parquet", expected_designations=25.0)
+    assert refit["probability"].sum() == pytest.approx(25.0, rel=1e-6)
+    assert reference["probability"].sum() != pytest.approx(25.0, rel=0.05)
+    pd.testing.assert_series_equal(refit["rank_national"], reference["rank_national"])
+    assert refit["probability"].isna().equals(reference["probability"].isna())
+    # One shift in log-odds for every candidate.
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    shift = (logit(refit["probability"]) - logit(reference["probability"])).dropna()
+    assert shift.max() - shift.min() < 1e-6 and abs(shift.iloc[0]) > 0.01
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be a positive number"), ("nan", "must be a positive number"),
+                                            ("1e9", "below the")])
+def test_expected_designations_out_of_range_exit_1(models, data, tmp_path, value, message):
+    out = tmp_path / "s.parquet"
+    result = runner.invoke(app, ["score", "--model", str(models["designation"]), "--input", str(data["parquet"]),
+                                 "--output", str(out), "--expected-designations", value])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()

@@ -25,7 +25,7 @@ def test_chunked_equals_unchunked(score, data, reference, tmp_path, monkeypatch,
     assert stages["score"] == ((9, 9) if spill else (1, 1))  # 18,000 window rows (t-5..t) in buckets of about 2,000
     assert stages["read"][0] == len(pd.read_parquet(data["parquet"], columns=["year"]))
     assert reference["firm_id"].is_unique and len(reference) == 3000
-    assert reference["year"].eq(2025).all() and reference["batch_year"].eq(2026).all()
+    assert reference["year"].eq(2026).all() and reference["batch_year"].eq(2027).all()
 
 
 def test_year_option_scores_that_year_and_counts_firms_without_it(models, data, tmp_path):
