@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: install
 	$(BIN)/lgml simulate --firms 20000 --seed 0 --out $(DEMO) --overwrite --report
 	$(BIN)/lgml validate $(DEMO)/panel.parquet --events $(DEMO)/events.parquet
-	$(BIN)/lgml check $(DEMO)/panel.parquet --year 2025 --out $(DEMO)/check_2025.csv --overwrite
+	$(BIN)/lgml check $(DEMO)/panel.parquet --year 2027 --out $(DEMO)/check_2027.csv --overwrite
 	$(BIN)/lgml train --config configs/designation.yaml --overwrite
 	$(BIN)/lgml train --config configs/growth.yaml --overwrite
 	$(BIN)/lgml score --model models/lgml-designation --growth-model models/lgml-growth \

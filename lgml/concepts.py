@@ -28,37 +28,42 @@ from lgml.criteria import RTOL, RULES, Getter, column_getter, compare, regime_fo
 # Units: "log" margins are log(value / threshold) (money, head counts); "flag" concepts are met or
 # not (no margin); the others are value minus threshold in that unit (ratio as a fraction, years,
 # items, level, points).
-_ALL = ("2018", "2022", "2026")
 
 
-def _concept(label: str, unit: str, **regimes: str | tuple[str, str]) -> dict[str, Any]:
+def _concept(label: str, unit: str, regimes: dict[str, str | tuple[str, str]]) -> dict[str, Any]:
     first = next(iter(regimes.values()))
-    return {"label": label, "unit": unit, "scale": unit if unit in ("log", "flag") else "diff",
-            "regimes": {r.removeprefix("r"): c for r, c in regimes.items()},
+    return {"label": label, "unit": unit, "scale": unit if unit in ("log", "flag") else "diff", "regimes": regimes,
             "criterion": first[0] if isinstance(first, tuple) else first}
+
+
+def _every(criterion: str) -> dict[str, str]:
+    return dict.fromkeys(RULES, criterion)
 
 
 _RD_INTENSITY, _RD_2Y = ("rd_band", "intensity"), ("rd_band", "rd_2y")
 _RD_EQUITY, _RD_STAFF = ("rd_band", "equity_2y"), ("rd_band", "rd_staff_share")
 CONCEPTS: dict[str, dict[str, Any]] = {
-    "sme_size": _concept("SME size", "log", **{f"r{r}": "sme_size" for r in _ALL}),
-    "srdi_provincial": _concept("provincial SRDI SME status", "flag", r2022="srdi_provincial", r2026="srdi_provincial"),
-    "niche_years": _concept("years in the niche", "years", **{f"r{r}": "niche_years" for r in _ALL}),
-    "revenue": _concept("revenue", "log", r2026="revenue"),
-    "mb_share": _concept("main-business share", "ratio", **{f"r{r}": "mb_share" for r in _ALL}),
-    "growth": _concept("growth", "ratio", r2018="growth", r2022="mb_growth", r2026="revenue_cagr"),
-    "debt_ratio": _concept("debt ratio", "ratio", **{f"r{r}": "debt_ratio" for r in _ALL}),
-    "info_system": _concept("information systems (digital level)", "level", r2022="info_system"),
-    "certification": _concept("certification", "flag", r2022="certification"),
-    "niche_share": _concept("niche market share", "ratio", r2022="niche_share", r2026="niche_share"),
-    "own_brand": _concept("own brand", "flag", r2022="own_brand"),
-    "rd_intensity": _concept("R&D intensity", "ratio", r2018=_RD_INTENSITY, r2022=_RD_INTENSITY, r2026="rd_intensity"),
-    "rd_amount": _concept("R&D spending over 2 years", "log", r2018=_RD_2Y, r2022=_RD_2Y, r2026="rd_amount_2y"),
-    "rd_equity": _concept("new equity over 2 years (R&D equity route)", "log", r2018=_RD_EQUITY, r2022=_RD_EQUITY),
-    "rd_staff": _concept("R&D staff share (R&D equity route)", "ratio", r2018=_RD_STAFF, r2022=_RD_STAFF),
-    "rd_institution": _concept("R&D institution", "level", r2022="rd_institution"),
-    "ip": _concept("IP items", "items", r2018="ip", r2022="class1_ip", r2026="class1_ip"),
-    "development_score": _concept("development score", "points", r2026="development_score"),
+    "sme_size": _concept("SME size", "log", _every("sme_size")),
+    "srdi_provincial": _concept("provincial SRDI SME status", "flag",
+                                {"2022": "srdi_provincial", "2026": "srdi_provincial"}),
+    "niche_years": _concept("years in the niche", "years", _every("niche_years")),
+    "revenue": _concept("revenue", "log", {"2026": "revenue"}),
+    "mb_share": _concept("main-business share", "ratio", _every("mb_share")),
+    "growth": _concept("growth", "ratio", {"2018": "growth", "2022": "mb_growth", "2026": "revenue_cagr"}),
+    "debt_ratio": _concept("debt ratio", "ratio", _every("debt_ratio")),
+    "info_system": _concept("information systems (digital level)", "level", {"2022": "info_system"}),
+    "certification": _concept("certification", "flag", {"2022": "certification"}),
+    "niche_share": _concept("niche market share", "ratio", {"2022": "niche_share", "2026": "niche_share"}),
+    "own_brand": _concept("own brand", "flag", {"2022": "own_brand"}),
+    "rd_intensity": _concept("R&D intensity", "ratio",
+                             {"2018": _RD_INTENSITY, "2022": _RD_INTENSITY, "2026": "rd_intensity"}),
+    "rd_amount": _concept("R&D spending over 2 years", "log", {"2018": _RD_2Y, "2022": _RD_2Y, "2026": "rd_amount_2y"}),
+    "rd_equity": _concept("new equity over 2 years (R&D equity route)", "log",
+                          {"2018": _RD_EQUITY, "2022": _RD_EQUITY}),
+    "rd_staff": _concept("R&D staff share (R&D equity route)", "ratio", {"2018": _RD_STAFF, "2022": _RD_STAFF}),
+    "rd_institution": _concept("R&D institution", "level", {"2022": "rd_institution"}),
+    "ip": _concept("IP items", "items", {"2018": "ip", "2022": "class1_ip", "2026": "class1_ip"}),
+    "development_score": _concept("development score", "points", {"2026": "development_score"}),
 }
 
 # The margin of a concept the regime in force does not require: it cannot fail, so it sits
