@@ -34,7 +34,7 @@ LOOKBACK = 5  # features read fiscal years t-1 .. t-5 (the long history; most re
 HISTORY = 5  # years of the long-history features
 
 
-# The two ways criteria enter a model (lgml.criteria.margins; lgml.criteria.check per regime).
+# The two ways criteria enter a model (lgml.concepts.margins; lgml.criteria.check per regime).
 MARGIN_FEATURES = [f"{kind}_{name}" for name, meta in concepts.CONCEPTS.items() for kind in ("margin", "met")
                    if kind == "met" or meta["scale"] != "flag"]
 PER_REGIME_FEATURES = [f"{kind}_{name}" for name in criteria.CRITERIA for kind in ("pass", "short")]
@@ -178,7 +178,7 @@ def _criteria_features(inputs: pd.DataFrame, batch_year: pd.Series) -> pd.DataFr
     """The criteria of the regime in force for each row's batch, two ways: per regime (pass
     flags and shortfalls named by criterion, NaN for criteria outside that regime) and per
     concept (margins and met flags with the same meaning under every regime, see
-    :func:`lgml.criteria.margins`); plus ``srdi_eligible`` (the provincial rules of that batch),
+    :func:`lgml.concepts.margins`); plus ``srdi_eligible`` (the provincial rules of that batch),
     ``eligible``, ``n_met``, ``n_failed`` and ``share_met``."""
     parts, concept_parts, pool = [], [], []
     regimes = batch_year.map({y: criteria.regime_for(int(y)) for y in batch_year.unique()})

@@ -211,7 +211,7 @@ def gap_text(x: float, unit: str) -> str:
 
 
 def margin_text(x: float, unit: str) -> str:
-    """A margin to a threshold (:func:`lgml.criteria.margins`), e.g. ``"1.2 pp above"``,
+    """A margin to a threshold (:func:`lgml.concepts.margins`), e.g. ``"1.2 pp above"``,
     ``"35.0% below"`` (log margins), ``"not required"``."""
     if x >= concepts.NOT_REQUIRED:
         return "not required"
