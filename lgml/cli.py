@@ -452,6 +452,10 @@ def _track(result, cfg, console) -> None:
     from lgml import tracking
 
     run = tracking.log_training(result.bundle_path, cfg, result.evaluation)
+    if run.unchanged:
+        console.print(f"MLflow run {run.run_id}; the model is unchanged (same model, config and data as version "
+                      f"{run.model_version}): no new version registered, aliases left as they were")
+        return
     console.print(f"MLflow run {run.run_id}" + (f", model version {run.model_version}" if run.model_version else "")
                   + (f", aliases {', '.join(run.aliases)}" if run.aliases else ""))
 

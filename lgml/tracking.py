@@ -82,8 +82,11 @@ class TrackingResult:
         model_uri: URI of the logged pyfunc model (``models:/<model_id>``).
         model_name: Registered model name, or None when not registered.
         model_version: Registered version number, or None.
-        aliases: Aliases set on that version (``candidate``, maybe ``champion``).
+        aliases: Aliases set on that version (``candidate``, maybe ``champion``); empty when
+            the model was unchanged.
         tracking_uri: The tracking store used.
+        unchanged: The registered model already had a version with the same model file, config
+            and data (``model_version``): no new version was registered, no alias moved.
     """
 
     run_id: str
@@ -93,6 +96,7 @@ class TrackingResult:
     model_version: int | None
     aliases: list[str] = field(default_factory=list)
     tracking_uri: str = ""
+    unchanged: bool = False
 
 
 # --- Where runs go ---------------------------------------------------------------------------
@@ -284,12 +288,17 @@ def signature(bundle: Bundle) -> ModelSignature:
     """Input and output schema of the pyfunc model.
 
     Categorical features are strings (as they arrive from JSON or CSV requests); the model
-    restores the bundle's category levels. Every other feature is a double. Growth models also
+    restores the bundle's category levels. The flags a config adds as inputs
+    (``extra_features``, e.g. ``holds_title``) are booleans, as the feature table holds them.
+    Every other feature is a double. Growth models also
     take an optional ``year`` (the fiscal year t, which picks the year's growth level; without
     it rows are taken as the year after the latest level the bundle knows).
     """
+    from lgml.features import FLAG_GROUPS
+
     levels = bundle.categorical_levels
-    columns = [ColSpec("string" if name in levels else "double", name) for name in bundle.features]
+    kind = {**dict.fromkeys(levels, "string"), **dict.fromkeys(FLAG_GROUPS, "boolean")}
+    columns = [ColSpec(kind.get(name, "double"), name) for name in bundle.features]
     if bundle.task == "growth" and "year" not in bundle.features:  # picks the year's growth level
         columns.append(ColSpec("long", "year", required=False))
     inputs = Schema(columns)
@@ -357,7 +366,9 @@ def log_training(bundle_path: str | os.PathLike, config: TrainConfig,
     ``bundle/`` and the pyfunc model under ``model``. With ``config.mlflow.register`` the model
     becomes a new version of the registered model ``config.name`` with the alias ``candidate``,
     and ``champion`` when ``evaluation["gates"]["passed"]`` is true (a failing version leaves
-    ``champion`` where it was). ``config.mlflow.enabled`` is the caller's to check.
+    ``champion`` where it was). A model identical to a registered version (same model sha256,
+    config hash and data hash: the same config re-run on the same data) is logged as a run but
+    not registered again, and no alias moves. ``config.mlflow.enabled`` is the caller's to check.
 
     Args:
         bundle_path: A bundle folder written by :func:`lgml.modeling.bundle.save_bundle`.
@@ -390,16 +401,39 @@ def log_training(bundle_path: str | os.PathLike, config: TrainConfig,
         mlflow.log_metrics(evaluation_metrics(evaluation), model_id=info.model_id)
         name = version = None
         aliases: list[str] = []
+        unchanged = False
         if settings.register:  # inside the block: MLflow resolves the model's models:/ URI globally
             name = config.name
-            version = _register(client, name, info, run_id)
-            aliases = [CANDIDATE, CHAMPION] if gates_passed(evaluation) else [CANDIDATE]
+            version = _same_version(client, name, _tags(bundle))
+            unchanged = version is not None
+            if not unchanged:
+                version = _register(client, name, info, run_id)
+                aliases = [CANDIDATE, CHAMPION] if gates_passed(evaluation) else [CANDIDATE]
             for alias in aliases:
                 client.set_registered_model_alias(name, alias, version)
     log.info("logged run %s (experiment %s%s) to %s in %.1f s", run_id, settings.experiment,
              f", {name} v{version} {'+'.join(aliases)}" if name else "", uri, time.perf_counter() - started)
     return TrackingResult(run_id=run_id, experiment_id=experiment_id, model_uri=info.model_uri, model_name=name,
-                          model_version=version, aliases=aliases, tracking_uri=uri)
+                          model_version=version, aliases=aliases, tracking_uri=uri, unchanged=unchanged)
+
+
+IDENTITY_TAGS = ("model_sha256", "config_hash", "data_hash")
+
+
+def _same_version(client: mlflow.MlflowClient, name: str, tags: dict[str, str]) -> int | None:
+    """The latest registered version of ``name`` whose run has the same model, config and data
+    (:data:`IDENTITY_TAGS`), or None (also when a tag is unknown)."""
+    if not all(tags.get(k) for k in IDENTITY_TAGS):
+        return None
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    for v in sorted(versions, key=lambda v: -int(v.version)):
+        run_tags = client.get_run(v.run_id).data.tags if v.run_id else {}
+        if all(run_tags.get(k) == tags[k] for k in IDENTITY_TAGS):
+            return int(v.version)
+    return None
 
 
 def _register(client: mlflow.MlflowClient, name: str, info: Any, run_id: str) -> int:

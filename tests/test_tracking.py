@@ -7,6 +7,7 @@ hundreds of small transactions would otherwise make the module's time depend on 
 """
 
 import pickle
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,6 +43,8 @@ models_dir: {models}
 def make_config(task: str, name: str, uri: str = "sqlite:///unused.db", models: str = "models",
                 **mlflow_settings) -> TrainConfig:
     config = TrainConfig.from_yaml(CONFIG.format(task=task, name=name, uri=uri, models=models))
+    if task == "growth":  # as configs/growth.yaml: designation lifts later growth
+        config = config.model_copy(update={"extra_features": ["holds_title"]})
     if mlflow_settings:
         config = config.model_copy(update={"mlflow": config.mlflow.model_copy(update=mlflow_settings)})
     return config
@@ -195,7 +198,17 @@ def test_log_training_records_run_and_registers_champion(designation_bundle, sto
     assert not mlflow.is_tracking_uri_set()  # the process-wide MLflow setting is left as it was
 
 
-def test_failed_gates_leave_the_champion_alias_alone(designation_bundle, store):
+def retrained(bundle: Path, folder: Path, config_hash: str) -> Path:
+    """A copy of ``bundle`` as if trained from another config (its ``config_hash`` changed)."""
+    copy = folder / f"bundle-{config_hash}"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
+    meta["config_hash"] = config_hash
+    (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    return copy
+
+
+def test_failed_gates_leave_the_champion_alias_alone(designation_bundle, store, tmp_path):
     config = make_config("designation", "lgml-designation", uri=store)
     client = mlflow.MlflowClient(store)
 
@@ -204,8 +217,8 @@ def test_failed_gates_leave_the_champion_alias_alone(designation_bundle, store):
     with pytest.raises(MlflowException):
         client.get_model_version_by_alias("lgml-designation", "champion")
 
-    tracking.log_training(designation_bundle, config, evaluation(True))  # v2 becomes champion
-    tracking.log_training(designation_bundle, config, evaluation(False))  # v3 only candidate
+    tracking.log_training(retrained(designation_bundle, tmp_path, "b"), config, evaluation(True))  # v2 champion
+    tracking.log_training(retrained(designation_bundle, tmp_path, "c"), config, evaluation(False))  # v3 candidate
     assert client.get_model_version_by_alias("lgml-designation", "champion").version == 2
     assert client.get_model_version_by_alias("lgml-designation", "candidate").version == 3
 
@@ -225,7 +238,21 @@ def test_process_wide_mlflow_settings_are_put_back(designation_bundle, store, tm
         assert mlflow.get_tracking_uri() == other
     finally:
         mlflow.set_tracking_uri(None)
-    assert result.model_version == 2 and not (tmp_path / "other.db").exists()
+    assert result.model_version == 1 and result.unchanged and not (tmp_path / "other.db").exists()
+
+
+def test_the_same_model_again_registers_no_new_version(designation_bundle, store, tmp_path):
+    config = make_config("designation", "lgml-designation", uri=store)
+    client = mlflow.MlflowClient(store)
+    first = tracking.log_training(designation_bundle, config)
+    other = tracking.log_training(retrained(designation_bundle, tmp_path, "other-config"), config, evaluation(False))
+    assert (first.model_version, other.model_version, other.unchanged) == (1, 2, False)
+    again = tracking.log_training(designation_bundle, config)  # same model, config and data as version 1
+    assert again.unchanged and again.model_version == 1 and again.aliases == []
+    assert again.run_id not in (first.run_id, other.run_id)  # the run is still logged
+    assert len(client.search_model_versions("name='lgml-designation'")) == 2
+    assert client.get_model_version_by_alias("lgml-designation", "champion").version == 1
+    assert client.get_model_version_by_alias("lgml-designation", "candidate").version == 2
 
 
 def test_register_false_logs_without_registry(designation_bundle, store, tmp_path):
@@ -254,7 +281,10 @@ def test_pyfunc_growth_returns_point_and_interval(growth_bundle, store, features
     table = features.head(200)
     bundle = load_bundle(growth_bundle)
 
+    assert "holds_title" in bundle.features and table["holds_title"].dtype == bool
+
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    # The README's recipe: categoricals cast to strings, the flag left as the feature table holds it.
     out = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model").predict(as_strings(table))
     assert list(out.columns) == ["growth", "growth_p10", "growth_p90"]
     np.testing.assert_array_equal(out["growth"].to_numpy(), bundle.predict(table))
