@@ -334,3 +334,46 @@ def test_load_model_errors_name_the_location(store, tmp_path, monkeypatch):
         tracking.load_model("models:/no-such-model@champion", tracking_uri=store)
     # No stray store in the working directory, no empty download folder left behind.
     assert list(elsewhere.iterdir()) == [] and list((tmp_path / "temp").iterdir()) == []
+
+
+def test_models_serve_as_the_readme_says(growth_bundle, store, features, tmp_path):
+    """``. .venv/bin/activate; mlflow models serve -m models:/… --env-manager local``: the server
+    starts (its uvicorn found on the activated PATH) and answers JSON requests like the bundle."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    tracking.log_training(growth_bundle, make_config("growth", "lgml-growth", uri=store))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # what activating the environment puts first on PATH
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "MLFLOW_TRACKING_URI": store,
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    server = subprocess.Popen(["mlflow", "models", "serve", "-m", "models:/lgml-growth@champion", "--env-manager",
+                               "local", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(server.stdout.read().decode(errors="replace")[-2000:]) from None
+                time.sleep(0.5)
+        bundle = load_bundle(growth_bundle)
+        rows = features.head(5)
+        sent = as_strings(rows[[*bundle.features, "year"]])  # the year picks the growth level, as in predict
+        body = {"dataframe_split": json.loads(sent.to_json(orient="split", index=False))}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+        np.testing.assert_allclose([a["growth"] for a in answer], bundle.predict(rows), rtol=1e-9)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
