@@ -76,6 +76,37 @@ def criteria_checklist(firm_rows: pd.DataFrame, year: int) -> list[dict[str, Any
     return out
 
 
+def eligibility(checklist: list[dict[str, Any]], batch_year: int) -> dict[str, Any]:
+    """The firm's standing on the criteria in three states, from :func:`criteria_checklist`:
+    ``meets`` (every criterion passes), ``fails`` (at least one criterion fails on the data
+    given) or ``unknown`` (none fails, but some cannot be shown for missing data).
+
+    Returns:
+        Dict with ``state``, ``badge`` (short label), ``caption`` (one sentence: for ``fails``
+        which criteria, for ``unknown`` which values are missing and the answer either way),
+        ``failed`` and ``missing`` (criterion names).
+    """
+    failed = [c for c in checklist if c["status"] == "fail"]
+    missing = [c for c in checklist if c["status"] == "missing"]
+    n = len(checklist)
+    names = lambda items: ", ".join(c["label_en"] for c in items)  # noqa: E731
+    if failed:
+        state, badge = "fails", f"fails {len(failed)} of {n}"
+        caption = f"fails {len(failed)} of the {n} Little Giant criteria of batch {batch_year}: {names(failed)}"
+        if missing:
+            caption += f" (and cannot show {names(missing)}: data missing)"
+    elif missing:
+        state, badge = "unknown", "cannot tell"
+        them = "it is" if len(missing) == 1 else "all of them are"
+        caption = (f"cannot tell: meets the other {n - len(missing)} criteria of batch {batch_year}, but "
+                   f"{names(missing)} cannot be shown (data missing); eligible if {them} met, not eligible otherwise")
+    else:
+        state, badge = "meets", "eligible"
+        caption = f"meets every one of the {n} Little Giant criteria of batch {batch_year}"
+    return {"state": state, "badge": badge, "caption": caption,
+            "failed": [c["criterion"] for c in failed], "missing": [c["criterion"] for c in missing]}
+
+
 def data_quality(firm_rows: pd.DataFrame, feature_row: pd.Series, year: int, features: Sequence[str]) -> list[str]:
     """Plain notes on what is missing for one firm: blank contract fields of ``year``, absent
     prior years, features the model sees as missing."""
@@ -157,7 +188,9 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         ``percentile_in_province``, ``n_peers``, ``contributions`` (feature -> log-odds),
         ``contributions_pp`` (feature -> probability points), ``groups`` / ``groups_pp``,
         ``group_labels``, ``reasons`` (list of dicts: ``feature``, ``text``, ``log_odds``, ``pp``),
-        ``criteria`` (:func:`criteria_checklist`), ``eligible``, ``counterfactual``, ``growth``,
+        ``criteria`` (:func:`criteria_checklist`), ``eligibility`` (:func:`eligibility`: meets,
+        fails or cannot tell), ``eligible`` (every criterion met on the data given: the model
+        feature), ``counterfactual``, ``growth``,
         ``data_quality`` and ``model``.
     """
     row = feature_row.iloc[[0]]
@@ -180,6 +213,7 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
                             feature_row=row).to_dict()
     peers = np.asarray([] if peers is None else peers, dtype=float)
     series = contrib.iloc[0]
+    checklist = criteria_checklist(firm_rows, year)
     return {
         "firm_id": firm_id, "year": year, "batch_year": year + 1,
         "province": str(row["province"].iloc[0]), "sector": str(row["sector"].iloc[0]),
@@ -194,7 +228,8 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         "groups_pp": {g: float(v) for g, v in groups_pp.iloc[0].items()},
         "group_labels": {g: group_label(g) for g in groups.columns},
         "reasons": reasons,
-        "criteria": criteria_checklist(firm_rows, year),
+        "criteria": checklist,
+        "eligibility": eligibility(checklist, year + 1),
         "eligible": bool(row["eligible"].iloc[0] >= 0.5) if "eligible" in row.columns else None,
         "counterfactual": cf,
         "growth": growth_prediction(growth_bundle, row) if growth_bundle is not None else None,

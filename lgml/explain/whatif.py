@@ -416,15 +416,21 @@ def counterfactual(bundle: Any, panel: pd.DataFrame, firm_id: str, year: int, *,
                                 context)
     if _goal_met(start, start, goal, target) or (goal == "eligible" and start.eligible):
         return _result(start, start, firm_id, year, target, "already")
-    beam, best = [start], start
+    beam, best, eligible_only = [start], start, None
     for _depth in range(max_changes):
         if nodes is None:
             children = _children(beam, allowed, seen)
             nodes = _scored(bundle, children, firm_id, year, events, context) if children else []
         winners = [n for n in nodes if _goal_met(n, start, goal, target)]
-        if winners:
-            win = min(winners, key=lambda n: (n.effort, -n.raw))
-            return _result(start, win, firm_id, year, target, _goal_met(win, start, goal, target))
+        # With goal "either", becoming eligible below the target is kept as a fallback while
+        # deeper changes are searched for the target itself.
+        on_target = [n for n in winners if goal == "eligible" or _goal_met(n, start, goal, target) == "probability"]
+        if on_target:
+            win = min(on_target, key=lambda n: (n.effort, -n.raw))
+            return _result(start, win, firm_id, year, target, _goal_met(win, start, goal, target),
+                           max_changes=max_changes)
+        if winners and eligible_only is None:
+            eligible_only = min(winners, key=lambda n: (n.effort, -n.raw))
         # Keep the best partial solutions by score; criteria met break near-ties (the calibrated
         # probability can be flat, so the raw log-odds lead).
         nodes.sort(key=lambda n: (-(n.raw + 0.05 * n.n_met), n.effort))
@@ -434,6 +440,8 @@ def counterfactual(bundle: Any, panel: pd.DataFrame, firm_id: str, year: int, *,
             break
         if beam[0].raw > best.raw:
             best = beam[0]
+    if eligible_only is not None:
+        return _result(start, eligible_only, firm_id, year, target, "eligible", max_changes=max_changes)
     return _result(start, best, firm_id, year, target, None, max_changes=max_changes)
 
 
@@ -489,6 +497,9 @@ def _result(start: _Node, end: _Node, firm_id: str, year: int, target: float, go
                      f"{100 * end.prob:.1f}%)")
         verb = f"{len(changes)} change " + what if len(changes) == 1 else f"{len(changes)} changes " + _plural(what)
         message = f"{verb}: " + "; ".join(c.text for c in changes) + "."
+        if end.prob < target:  # eligible, yet below the target: say so plainly
+            message += (f" No combination of up to {max_changes} changes to mutable inputs within realistic limits "
+                        f"lifts the probability to the {100 * target:.0f}% target; this is the best found.")
     else:
         best = (f" The best found, {'; '.join(c.text for c in changes)}, reaches {100 * end.prob:.1f}%."
                 if changes else " No change within the limits raises the model's score.")

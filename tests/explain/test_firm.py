@@ -139,3 +139,59 @@ def test_checklist_says_what_is_met_and_what_is_short(small_sim, table):
         same = criterion_phrases(c["criterion"], table[table.index == row.name], 2024)[0]
         assert c["text"] == same, c  # one engine: the checklist and the reasons agree
         assert (c["shortfall"] is None) == (c["status"] != "fail")
+
+
+def _item(name: str, status: str) -> dict:
+    return {"criterion": name, "label_en": criteria.CRITERIA[name]["label_en"], "status": status}
+
+
+def test_eligibility_has_three_states_and_one_caption_per_fact():
+    from lgml.explain.firm import eligibility
+
+    meets = eligibility([_item("mb_share", "pass"), _item("debt_ratio", "pass")], 2026)
+    assert (meets["state"], meets["badge"]) == ("meets", "eligible") and "every one of the 2" in meets["caption"]
+    unknown = eligibility([_item("mb_share", "pass"), _item("niche_share", "missing")], 2026)
+    assert (unknown["state"], unknown["badge"], unknown["missing"]) == ("unknown", "cannot tell", ["niche_share"])
+    assert "national niche market share cannot be shown" in unknown["caption"]
+    assert "eligible if it is met, not eligible otherwise" in unknown["caption"]
+    fails = eligibility([_item("mb_share", "fail"), _item("niche_share", "missing"), _item("debt_ratio", "pass")], 2025)
+    assert (fails["state"], fails["badge"], fails["failed"]) == ("fails", "fails 1 of 3", ["mb_share"])
+    assert "main-business share of revenue" in fails["caption"] and "cannot show national niche" in fails["caption"]
+
+
+def test_report_badge_and_caption_follow_the_checklist(bundle_dir, data_dir, small_sim, table, tmp_path):
+    """A firm whose only gap is a missing value reads "cannot tell", never "not eligible" beside
+    "meets every criterion"; the Markdown says the same."""
+    last = int(table["year"].max())  # explain judges each firm's latest year
+    rows = table[(table["year"] == last) & ~table["holds_title"]]
+    firm = str(rows.sort_values("n_met").iloc[-1]["firm_id"])
+    panel = small_sim.panel.copy()
+    panel.loc[(panel["firm_id"] == firm) & (panel["year"] == last), "niche_market_share"] = float("nan")
+    path = tmp_path / "panel.parquet"
+    panel.to_parquet(path)
+    out = {}
+    for fmt in ("json", "md", "html"):
+        out[fmt] = tmp_path / f"firm.{fmt}"
+        result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(path), "--events",
+                                     str(data_dir / "events.parquet"), "--firm", firm, "--out", str(out[fmt])])
+        assert result.exit_code == 0, result.output
+    data = json.loads(out["json"].read_text(encoding="utf-8"))
+    statuses = {c["criterion"]: c["status"] for c in data["criteria"]}
+    assert statuses["niche_share"] == "missing"
+    el = data["eligibility"]
+    expected = "fails" if "fail" in statuses.values() else "unknown"
+    assert el["state"] == expected and "niche_share" in el["missing"]
+    html = out["html"].read_text(encoding="utf-8")
+    assert el["badge"] in html and el["caption"] in html
+    assert "not eligible</span>" not in html
+    assert el["caption"] in out["md"].read_text(encoding="utf-8")
+
+
+def test_whatif_below_target_says_so_plainly(bundle, rd_only_firm, context):
+    from lgml.explain import whatif as ex
+
+    panel, firm_id = rd_only_firm
+    result = ex.counterfactual(bundle, panel, firm_id, 2023, context=context, target=0.999)
+    assert result.probability_after < 0.999  # the target is out of reach for this model
+    assert result.eligible_after and result.goal == "eligible"
+    assert "lifts the probability to the 100% target; this is the best found" in result.message
