@@ -23,11 +23,36 @@ Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Force the C
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"lgml {version('lgml')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")] = 0) -> None:
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="-v info, -vv debug.")] = 0,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Configure logging once for every command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _table(title: str):
+    """An empty rich table in the style of every table the CLI prints: a rule under the header and
+    no frame, so that more of an 80-column terminal (or log) is left for the cells.
+
+    Tables stay within the console's width (COLUMNS, 80 when piped) by wrapping only text columns;
+    columns of names, identifiers and numbers are added with ``no_wrap=True``.
+    """
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -72,11 +97,11 @@ def simulate(
 
 def _calibration_table(report):
     """The calibration report of a simulation as a rich table."""
-    from rich.table import Table
-
-    table = Table(title="Calibration: published target vs simulated")
-    for col in ("target", "published", "simulated", "accepted band", "ok"):
-        table.add_column(col)
+    table = _table("Calibration: published target vs simulated")
+    table.add_column("target", overflow="fold")
+    table.add_column("published", overflow="fold")
+    for col in ("simulated", "accepted band", "ok"):
+        table.add_column(col, justify="right" if col == "simulated" else "left", no_wrap=True)
     for row in report.itertuples(index=False):
         table.add_row(row.target, row.published, f"{row.simulated:,.3f}", f"{row.low:,.3f} .. {row.high:,.3f}",
                       "yes" if row.ok else "[red]NO[/red]")
@@ -86,10 +111,12 @@ def _calibration_table(report):
 @app.command()
 def validate(file: PanelFile, events: EventsFile = None, units: Units = "yuan", encoding: Encoding = None) -> None:
     """Check a firm-year panel (and events) against the input contract; exit 1 if it breaks it."""
-    from lgml import verbs
+    from lgml import validate as v, verbs
 
     try:
         typer.echo(verbs.validate_files(file, events, units=units, encoding=encoding))
+    except v.ContractError as exc:
+        fail(f"{exc}\n{v.broken_verdict(exc.problems)}")
     except verbs.USER_ERRORS as exc:
         fail(str(exc))
 
@@ -148,14 +175,14 @@ def check(
 
 
 def _failure_table(summary):
-    """The most failed criteria as a rich table."""
-    from rich.table import Table
-
+    """The most failed criteria as a rich table: identifiers and numbers whole, labels wrapped."""
     from lgml.vocabulary import DIMENSIONS
 
-    table = Table(title="Most failed criteria")
+    table = _table("Most failed criteria")
     for col in ("criterion", "dim", "label", "标准", "failed", "share"):
-        table.add_column(col, justify="right" if col in ("failed", "share") else "left")
+        wraps = col in ("label", "标准")
+        table.add_column(col, justify="right" if col in ("failed", "share") else "left", no_wrap=not wraps,
+                         overflow="fold" if wraps else "ellipsis")
     for row in summary.itertuples(index=False):
         table.add_row(row.criterion, DIMENSIONS[row.dimension][0], row.label_en, row.label_zh,
                       f"{row.n_failed:,}", f"{row.share_failed:.1%}")
@@ -346,7 +373,8 @@ def _print_scores(console, result, year: Optional[int]) -> None:
                       f"(log-odds {result.probability_shift:+.3f})")
     if result.growth_level:
         console.print(f"Growth level: {result.growth_level}")
-    Console().print(_summary_table(result.summary))
+    out = Console()
+    out.print(_summary_table(result.summary, out.width))
     if result.summary_output is not None:
         console.print(f"Wrote the per-province summary to {result.summary_output}")
 
@@ -380,19 +408,42 @@ class _ScoreProgress:
         self._bar.update(self._tasks[stage], completed=done, total=total)
 
 
-def _summary_table(summary):
-    """The per-province summary as a rich table."""
-    from rich.table import Table
+SUMMARY_HEADS = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
+                 "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth"}
+SUMMARY_DROPPABLE = ("title_holders", "max_probability")  # the least useful first; both are in --summary
 
-    heads = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
-             "expected_designations": "expected", "max_probability": "max p", "mean_growth": "log growth"}
-    table = Table(title="Expected designations (sum of probabilities) by province")
-    for col in summary.columns:
-        table.add_column(heads.get(col, col), justify="left" if col == "province" else "right")
+
+def _summary_table(summary, width: int = 80):
+    """The per-province summary as a rich table at most ``width`` characters wide.
+
+    Province names and numbers are never cut: when the table would not fit, the columns of
+    ``SUMMARY_DROPPABLE`` are left out (the caption names them) before anything is squeezed.
+    """
+    from rich.console import Console
+
+    unbounded = Console(width=10_000)  # measures the width the table needs, not what it is given
+    columns = list(summary.columns)
+    table = _province_table(summary, columns)
+    for col in (c for c in SUMMARY_DROPPABLE if c in columns):
+        if unbounded.measure(table).maximum <= width:
+            break
+        columns.remove(col)
+        table = _province_table(summary, columns)
+        table.caption = "not shown at this width: " + ", ".join(
+            SUMMARY_HEADS[c] for c in SUMMARY_DROPPABLE if c not in columns) + " (all in --summary)"
+    return table
+
+
+def _province_table(summary, columns: list[str]):
+    """The ``columns`` of the per-province summary as a rich table; the total row set apart."""
+    table = _table("Expected designations (sum of probabilities) by province")
+    for col in columns:
+        table.add_column(SUMMARY_HEADS.get(col, col.replace(">=", "≥")), no_wrap=True,
+                         justify="left" if col == "province" else "right")
     last = len(summary) - 1
-    for i, row in enumerate(summary.itertuples(index=False)):
+    for i, row in enumerate(summary[columns].itertuples(index=False)):
         cells = []
-        for col, value in zip(summary.columns, row):
+        for col, value in zip(columns, row):
             if col == "province":
                 cells.append(str(value))
             elif col == "expected_designations":
@@ -470,18 +521,19 @@ def _failed_gates(evaluation: dict) -> str:
                                                 for c in failed)
 
 
-def _metrics_table(evaluation: dict, name: str):
-    """Rich table of the test metrics: scorers x populations."""
-    from rich.table import Table
+METRIC_HEADS = {"topk_precision": "topk\nprecision", "r2_within": "r2\nwithin", "level_error": "level\nerror"}
 
+
+def _metrics_table(evaluation: dict, name: str):
+    """Rich table of the test metrics: scorers x populations (two-line headers fit 80 columns)."""
     keys = (("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] == "designation"
             else ("r2", "r2_within", "spearman", "level_error", "coverage"))
     batches = ", ".join(str(b) for b in evaluation.get("test_batches", []))
-    table = Table(title=f"{name}: test batches {batches}")
-    table.add_column("population")
-    table.add_column("scorer")
+    table = _table(f"{name}: test batches {batches}")
+    table.add_column("population", no_wrap=True)
+    table.add_column("scorer", no_wrap=True)
     for key in keys:
-        table.add_column(key, justify="right")
+        table.add_column(METRIC_HEADS.get(key, key), justify="right", no_wrap=True)
     for pop, scorers in evaluation["populations"].items():
         for scorer, metrics in scorers.items():
             table.add_row(pop, scorer, *(f"{metrics[k]:.4f}" if metrics.get(k) is not None else "-" for k in keys))

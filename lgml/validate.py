@@ -198,13 +198,38 @@ def summary(panel: pd.DataFrame) -> str:
     provinces = panel["province"].value_counts()
     provinces = provinces[provinces > 0]
     largest = ", ".join(f"{name} {count / n:.0%}" for name, count in provinces.head(3).items())
-    missing = ", ".join(f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS if c.nullable)
+    missing = [f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS if c.nullable]
     return "\n".join((
         f"{panel['firm_id'].nunique():,} firms, {n:,} firm-years, {panel['year'].min()}-{panel['year'].max()}",
         f"provinces: {len(provinces)} (largest: {largest})",
         f"provincial SRDI: {panel['srdi_provincial'].mean():.1%} of firm-years",
-        f"missing: {missing}",
+        _wrap_items("missing:", missing),
     ))
+
+
+def verdict(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> str:
+    """The one-line verdict on a canonical panel (and events) that keep the contract.
+
+    Example:
+        ``"Valid: 2,000 firms, 21,344 firm-years, 93 designation events, no rule broken."``
+    """
+    counted = f", {len(events):,} designation events" if events is not None else ""
+    return f"Valid: {panel['firm_id'].nunique():,} firms, {len(panel):,} firm-years{counted}, no rule broken."
+
+
+def broken_verdict(problems: Sequence[Problem]) -> str:
+    """The one-line verdict on a table that breaks the contract (``ContractError.problems``).
+
+    Rows are summed over the broken rules, so with several rules the count is an upper bound on
+    the distinct rows; a missing column counts every row.
+
+    Example:
+        ``"Invalid: 4 rules broken in up to 7 rows."``
+    """
+    rows = sum(p.count for p in problems)
+    many = len(problems) != 1
+    return (f"Invalid: {len(problems)} rule{'s' if many else ''} broken in {'up to ' if many else ''}"
+            f"{rows:,} row{'s' if rows != 1 else ''}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +460,20 @@ def _show(value: object, money: bool) -> str:
     if money:
         return f"{value:,.2f}".removesuffix(".00") + " yuan"
     return f"{value:.10g}"
+
+
+def _wrap_items(head: str, items: Sequence[str], width: int = 80) -> str:
+    """``head`` and comma-separated ``items`` in lines of at most ``width`` characters (unless an
+    item alone is longer), never splitting an item; continuation lines are indented."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        if len(line) + 1 + len(piece) > width and line.strip():
+            lines.append(line)
+            line = "  " + piece
+        else:
+            line += " " + piece
+    return "\n".join([*lines, line])
 
 
 def _report(problems: Sequence[Problem], source: str) -> str:

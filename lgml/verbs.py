@@ -39,13 +39,14 @@ def validate_files(panel: str | os.PathLike, events: str | os.PathLike | None = 
     """``lgml validate``: check a panel (and events) against the input contract.
 
     Returns:
-        The panel's summary text (:func:`lgml.validate.summary`).
+        The panel's summary text (:func:`lgml.validate.summary`) and a last line with the
+        verdict (:func:`lgml.validate.verdict`).
 
     Raises:
         lgml.validate.ContractError, lgml.io.InputError: The input breaks the contract.
     """
-    frame, _ = _load(panel, events, units, encoding)
-    return validate.summary(frame)
+    frame, history = _load(panel, events, units, encoding)
+    return f"{validate.summary(frame)}\n{validate.verdict(frame, history)}"
 
 
 def features_file(panel: str | os.PathLike, out: str | os.PathLike, events: str | os.PathLike | None = None, *,
