@@ -485,7 +485,7 @@ def _plural(phrase: str) -> str:
 
 def _result(start: _Node, end: _Node, firm_id: str, year: int, target: float, goal: str | None,
             max_changes: int = 0) -> Counterfactual:
-    changes = list(end.changes) if goal is not None else list(end.changes)
+    changes = list(end.changes)
     if goal == "already":
         message = (f"Already at {100 * start.prob:.1f}%, at or above the {100 * target:.0f}% target"
                    + ("; meets every criterion." if start.eligible else "."))
