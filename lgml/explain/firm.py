@@ -164,8 +164,42 @@ def province_percentile(probability: float, peers: np.ndarray) -> float:
     return float(100.0 * np.mean(peers <= probability + 1e-12))
 
 
+def province_rank(score: float, peer_scores: np.ndarray, is_peer: bool = True) -> dict[str, int]:
+    """The firm's place among its province's candidates, ties kept as ties.
+
+    Args:
+        score: The firm's model score (log-odds; it orders firms as ``lgml score``'s ranks do).
+        peer_scores: Scores of the province's candidates of the same year, the firm included
+            when it is a candidate.
+        is_peer: Whether ``peer_scores`` includes the firm itself.
+
+    Returns:
+        ``{"rank": 1 + number of candidates scoring higher, "tied": other candidates with
+        exactly the same score, "of": number of candidates}``.
+
+    >>> province_rank(0.5, np.array([0.9, 0.5, 0.5, 0.1]))
+    {'rank': 2, 'tied': 1, 'of': 4}
+    """
+    peer_scores = np.asarray(peer_scores, dtype=float)
+    peer_scores = peer_scores[~np.isnan(peer_scores)]
+    return {"rank": int(np.sum(peer_scores > score)) + 1,
+            "tied": max(int(np.sum(peer_scores == score)) - int(is_peer), 0), "of": len(peer_scores)}
+
+
+def _identity(firm_rows: pd.DataFrame) -> dict[str, str | None]:
+    """The firm's name and unified social credit code from its latest panel row, when the panel
+    carries them."""
+    out: dict[str, str | None] = {}
+    for col in ("firm_name", "credit_code"):
+        values = firm_rows[col].dropna() if col in firm_rows.columns else pd.Series(dtype=object)
+        values = values[values.astype(str).str.strip() != ""]
+        out[col] = str(values.iloc[-1]).strip() if len(values) else None
+    return out
+
+
 def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataFrame, *,
-                     peers: np.ndarray | None = None, events: pd.DataFrame | None = None,
+                     peers: np.ndarray | None = None, rank: dict[str, int] | None = None,
+                     events: pd.DataFrame | None = None,
                      context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
                      k: int = 10, counterfactual_on: bool = True) -> dict[str, Any]:
     """Everything the per-firm report shows, as plain JSON-compatible data.
@@ -174,7 +208,8 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         bundle: Designation bundle.
         feature_row: The firm's feature row (a one-row feature table).
         firm_rows: The firm's panel rows (fiscal years up to the row's ``year``).
-        peers: Probabilities of the firms of the same province and year (for the percentile).
+        peers: Probabilities of the candidates of the same province and year (for the percentile).
+        rank: The firm's rank among those candidates (:func:`province_rank`), or None.
         events: Designation events (for the counterfactual's title history).
         context: Province/sector records the features were built with.
         growth_bundle: Optional growth bundle.
@@ -185,7 +220,8 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
     Returns:
         Dict with ``firm_id``, ``year``, ``batch_year``, ``province``, ``sector``,
         ``probability`` (0-1), ``raw_score`` and ``base_value`` (log-odds), ``base_probability``,
-        ``percentile_in_province``, ``n_peers``, ``contributions`` (feature -> log-odds),
+        ``percentile_in_province``, ``n_peers``, ``rank_in_province`` (:func:`province_rank`, or
+        None), ``firm_name`` and ``credit_code`` (None when the panel has none), ``contributions`` (feature -> log-odds),
         ``contributions_pp`` (feature -> probability points), ``groups`` / ``groups_pp``,
         ``group_labels``, ``reasons`` (list of dicts: ``feature``, ``text``, ``log_odds``, ``pp``),
         ``criteria`` (:func:`criteria_checklist`), ``eligibility`` (:func:`eligibility`: meets,
@@ -220,6 +256,8 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         "probability": prob, "raw_score": raw, "base_value": float(base[0]),
         "base_probability": float(calibrate(base[:1])[0]),
         "percentile_in_province": province_percentile(prob, peers), "n_peers": int(np.sum(~np.isnan(peers))),
+        "rank_in_province": rank,
+        **_identity(firm_rows),
         "contributions": {f: float(v) for f, v in series.items()},
         "contributions_pp": {f: float(v) for f, v in points.iloc[0].items()},
         "feature_values": {f: _jsonable_value(row[f].iloc[0]) for f in bundle.features if f in row.columns},
@@ -265,10 +303,11 @@ def latest_year(panel: pd.DataFrame, firm_id: str | None = None) -> int:
     return int(rows["year"].max())
 
 
-def top_per_province(table: pd.DataFrame, probability: np.ndarray, n: int) -> dict[str, list[int]]:
-    """Positions (into ``table``) of the ``n`` most likely candidates of each province,
-    provinces in name order; firms holding a valid title are not candidates."""
-    frame = pd.DataFrame({"province": table["province"].astype(str).to_numpy(), "p": probability,
+def top_per_province(table: pd.DataFrame, score: np.ndarray, n: int) -> dict[str, list[int]]:
+    """Positions (into ``table``) of the ``n`` candidates of each province with the highest
+    ``score`` (probability or log-odds), provinces in name order; firms holding a valid title
+    are not candidates."""
+    frame = pd.DataFrame({"province": table["province"].astype(str).to_numpy(), "p": score,
                           "pos": np.arange(len(table))})
     frame = frame[candidate_mask(table)]
     frame = frame.sort_values(["province", "p"], ascending=[True, False], kind="stable")
@@ -276,7 +315,7 @@ def top_per_province(table: pd.DataFrame, probability: np.ndarray, n: int) -> di
 
 
 def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, probability: np.ndarray,
-                      positions: Sequence[int], *, events: pd.DataFrame | None = None,
+                      positions: Sequence[int], *, scores: np.ndarray | None = None, events: pd.DataFrame | None = None,
                       context: pd.DataFrame | None = None, growth_bundle: Any = None, target: float = 0.5,
                       k: int = 10, notes: Sequence[str] = (),
                       progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
@@ -288,6 +327,8 @@ def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, pro
         table: Feature rows of one fiscal year (:func:`lgml.features.feature_rows`).
         probability: Calibrated probabilities of ``table``'s rows, shape (n_rows,).
         positions: Rows to explain.
+        scores: Model scores (log-odds) of ``table``'s rows, shape (n_rows,), for each firm's
+            rank in its province; None: no rank.
         events, context, growth_bundle, target, k: See :func:`firm_explanation`.
         notes: Data-quality notes added to every firm (e.g. about the context used).
         progress: Called with 1 after each firm.
@@ -303,8 +344,10 @@ def explain_positions(bundle: Any, panel: pd.DataFrame, table: pd.DataFrame, pro
     for pos in positions:
         row = table.iloc[[pos]]
         firm_id = str(row["firm_id"].iloc[0])
-        peers = probability[candidates & (provinces == provinces[pos])]
-        data = firm_explanation(bundle, row, by_firm.get_group(firm_id), peers=peers, events=events, context=context,
+        same = candidates & (provinces == provinces[pos])
+        rank = None if scores is None else province_rank(scores[pos], scores[same], is_peer=bool(candidates[pos]))
+        data = firm_explanation(bundle, row, by_firm.get_group(firm_id), peers=probability[same], rank=rank,
+                                events=events, context=context,
                                 growth_bundle=growth_bundle, target=target, k=k)
         if not candidates[pos]:
             data["data_quality"].insert(0, "the firm holds a valid Little Giant title, so it is not a candidate "
@@ -397,11 +440,12 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
     table = feature_rows(panel, events=events, context=context, year=fy)
     if table.empty:
         raise ExplainError(f"no firm has a row for fiscal year {fy}")
-    prob = bundle.predict(table)
-    picks = top_per_province(table, prob, top) if per_province else {"": _top_candidates(table, prob, top)}
+    raw = bundle.predict_raw(table)
+    prob = bundle.calibrator.transform(raw)
+    picks = top_per_province(table, raw, top) if per_province else {"": _top_candidates(table, raw, top)}
     positions = [p for idx in picks.values() for p in idx]
     done = iter(range(1, 2 * len(positions) + 1))
-    explanations = explain_positions(bundle, panel, table, prob, positions, **options,
+    explanations = explain_positions(bundle, panel, table, prob, positions, scores=raw, **options,
                                      progress=lambda n: tick("Explaining firms", next(done), len(positions)))
     title = f"Most likely Little Giants of batch {fy + 1}: top {top}" + (" per province" if per_province else "")
     text = render_firms(explanations, fmt, sections=_sections(table, picks), title=title,
@@ -417,27 +461,28 @@ def _explain_listed(bundle: Any, panel: pd.DataFrame, firms: list[str], year: in
     missing = [f for f in firms if f not in known]
     if missing:
         raise ExplainError(f"firm(s) not in the input: {', '.join(missing)}")
-    scored: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
+    scored: dict[int, tuple[pd.DataFrame, np.ndarray, np.ndarray]] = {}
     out = []
     for i, fid in enumerate(firms):
         fy = year if year is not None else latest_year(panel, fid)
         if fy not in scored:
             tick(f"Scoring fiscal year {fy}", 0, None)
             table = feature_rows(panel, events=options["events"], context=options["context"], year=fy)
-            scored[fy] = table, bundle.predict(table)
-        table, prob = scored[fy]
+            raw = bundle.predict_raw(table)
+            scored[fy] = table, bundle.calibrator.transform(raw), raw
+        table, prob, raw = scored[fy]
         pos = np.flatnonzero(table["firm_id"].astype(str).to_numpy() == fid)
         if not len(pos):
             raise ExplainError(f"firm {fid} has no row for fiscal year {fy}")
-        out += explain_positions(bundle, panel, table, prob, [int(pos[0])], **options)
+        out += explain_positions(bundle, panel, table, prob, [int(pos[0])], scores=raw, **options)
         tick("Explaining firms", i + 1, len(firms))
     return out
 
 
-def _top_candidates(table: pd.DataFrame, probability: np.ndarray, n: int) -> list[int]:
-    """Positions of the ``n`` most likely candidates, most likely first."""
+def _top_candidates(table: pd.DataFrame, score: np.ndarray, n: int) -> list[int]:
+    """Positions of the ``n`` candidates with the highest ``score``, highest first."""
     cand = candidate_mask(table)
-    return np.flatnonzero(cand)[np.argsort(-probability[cand], kind="stable")][:n].tolist()
+    return np.flatnonzero(cand)[np.argsort(-score[cand], kind="stable")][:n].tolist()
 
 
 def _sections(table: pd.DataFrame, picks: dict[str, list[int]]) -> list[tuple[str, list[int]]]:

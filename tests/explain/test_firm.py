@@ -195,3 +195,30 @@ def test_whatif_below_target_says_so_plainly(bundle, rd_only_firm, context):
     assert result.probability_after < 0.999  # the target is out of reach for this model
     assert result.eligible_after and result.goal == "eligible"
     assert "lifts the probability to the 100% target; this is the best found" in result.message
+
+
+def test_ties_in_rank_are_shown_as_ties_and_agree_with_score(bundle_dir, small_sim, table, tmp_path):
+    firm = _some_firm(table)
+    panel = small_sim.panel.copy()
+    twin = panel[panel["firm_id"] == firm].assign(firm_id="TWIN-OF-" + firm)
+    io.write_table(pd.concat([panel, twin], ignore_index=True), tmp_path / "panel.parquet")
+    base = ["--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet")]
+    out = tmp_path / "twins.json"
+    result = runner.invoke(app, ["explain", *base, "--firm", firm, "--firm", "TWIN-OF-" + firm, "--year", "2025",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(out.read_text(encoding="utf-8"))["firms"]
+    assert first["probability"] == second["probability"]
+    assert first["rank_in_province"] == second["rank_in_province"]
+    assert first["rank_in_province"]["tied"] >= 1
+    scores = tmp_path / "scores.csv"
+    result = runner.invoke(app, ["score", *base, "--output", str(scores), "--year", "2025"])
+    assert result.exit_code == 0, result.output
+    ranks = pd.read_csv(scores, dtype={"firm_id": str}).set_index("firm_id")["rank_province"]
+    assert ranks[firm] == ranks["TWIN-OF-" + firm] == first["rank_in_province"]["rank"]
+    html = tmp_path / "twins.html"
+    result = runner.invoke(app, ["explain", *base, "--firm", firm, "--year", "2025", "--out", str(html)])
+    assert result.exit_code == 0, result.output
+    text = html.read_text(encoding="utf-8")
+    assert f'data-rank="{first["rank_in_province"]["rank"]}" data-tied="{first["rank_in_province"]["tied"]}"' in text
+    assert "tied with" in text
