@@ -6,6 +6,11 @@ and the settings that shape the tables (:data:`lgml.kernels.treeshap.TABLE_SETTI
 process then loads the tables instead of building them again. The cache never fails a run:
 unreadable entries are rebuilt and overwritten, unwritable folders skipped.
 
+An entry is trusted only after two checks: the sha256 of its arrays, written with them, still
+matches (a damaged file), and every index the kernels would read is inside its arrays
+(:func:`lgml.kernels.bounds.forest_problem`: an edited file whose checksum was recomputed). An
+entry that fails either is rebuilt from the model and overwritten.
+
 Example:
     >>> forest = cached_forest(booster, Path("~/.cache/lgml/treeshap").expanduser())  # doctest: +SKIP
     >>> forest is cached_forest(booster, None)  # kept on the booster from now on  # doctest: +SKIP
@@ -24,11 +29,12 @@ from typing import Any
 import numpy as np
 
 from lgml.kernels import treeshap
+from lgml.kernels.bounds import forest_problem
 from lgml.kernels.treeshap import ShapForest
 
 log = logging.getLogger(__name__)
 
-FOREST_CACHE_VERSION = 2  # bump whenever the ShapForest arrays or the kernels' reading of them change
+FOREST_CACHE_VERSION = 3  # bump whenever the ShapForest arrays or the kernels' reading of them change
 FOREST_CACHE_ENTRIES = 8  # models kept on disk (tens of MB each); the least recently used go first
 FOREST_ARRAYS = {  # the arrays of each ShapForest field, as the .npz stores them ("<field>.<name>")
     "nodes": ("feature", "threshold", "kind", "nan_left", "zero_left", "cat_start", "cat_words", "cat_bits"),
@@ -38,6 +44,17 @@ FOREST_ARRAYS = {  # the arrays of each ShapForest field, as the .npz stores the
     "leaves": ("m", "feature_start", "terms", "coef_start", "feature", "mask", "want", "coef"),
 }
 FOREST_FLOATS = {"nodes.threshold", "units.table", "leaves.coef"}  # the rest are int64
+CHECKSUM = "checksum"  # sha256 of the other arrays, as 32 uint8
+
+
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """sha256 of ``arrays`` (names, dtypes, shapes and bytes, in name order) as 32 uint8."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{values.dtype.str}:{values.shape}".encode())
+        digest.update(values.tobytes())
+    return np.frombuffer(digest.digest(), dtype=np.uint8)
 
 
 def forest_key(booster: Any) -> str:
@@ -56,15 +73,18 @@ def forest_key(booster: Any) -> str:
     return digest.hexdigest()
 
 
-def load_forest(path: Path) -> ShapForest | None:
-    """The forest cached at ``path``.
+def load_forest(path: Path, n_features: int | None = None) -> ShapForest | None:
+    """The forest cached at ``path``, if it can be trusted.
 
     Args:
         path: An entry's file (``<folder>/<key>.npz``).
+        n_features: The model's feature count; given, every index is checked against it and
+            against the arrays (:func:`lgml.kernels.bounds.forest_problem`).
 
     Returns:
-        The forest; None when there is none or it is unreadable or does not hold exactly the
-        arrays of :class:`ShapForest` with their dtypes (int64 or float64, one dimension).
+        The forest; None when there is none, or it is unreadable, does not hold exactly the
+        arrays of :class:`ShapForest` with their dtypes (int64 or float64, one dimension), its
+        checksum does not match, or an index is out of bounds.
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -75,8 +95,12 @@ def load_forest(path: Path) -> ShapForest | None:
         log.debug("ignoring unreadable TreeSHAP cache %s: %s", path, exc)
         return None
     names = {f"{field}.{name}" for field, fields in FOREST_ARRAYS.items() for name in fields}
-    if set(arrays) != names | {"expected_value"}:
+    if set(arrays) != names | {"expected_value", CHECKSUM}:
         log.debug("ignoring TreeSHAP cache %s: unexpected arrays", path)
+        return None
+    stored = arrays.pop(CHECKSUM)
+    if stored.dtype != np.uint8 or not np.array_equal(stored, arrays_checksum(arrays)):
+        log.warning("ignoring a damaged TreeSHAP cache file %s (checksum mismatch); rebuilding it", path)
         return None
     for name, values in arrays.items():
         dtype, ndim = (np.float64, 0) if name == "expected_value" else (
@@ -85,7 +109,12 @@ def load_forest(path: Path) -> ShapForest | None:
             log.debug("ignoring TreeSHAP cache %s: %s is %s of %d dimensions", path, name, values.dtype, values.ndim)
             return None
     fields = {field: {name: arrays[f"{field}.{name}"] for name in fields} for field, fields in FOREST_ARRAYS.items()}
-    return ShapForest(**fields, expected_value=float(arrays["expected_value"]))
+    forest = ShapForest(**fields, expected_value=float(arrays["expected_value"]))
+    problem = None if n_features is None else forest_problem(forest, n_features)
+    if problem is not None:
+        log.warning("ignoring an inconsistent TreeSHAP cache file %s (%s); rebuilding it", path, problem)
+        return None
+    return forest
 
 
 def save_forest(forest: ShapForest, path: Path) -> None:
@@ -100,6 +129,7 @@ def save_forest(forest: ShapForest, path: Path) -> None:
     """
     arrays = {f"{field}.{name}": values for field in FOREST_ARRAYS for name, values in getattr(forest, field).items()}
     arrays["expected_value"] = np.asarray(forest.expected_value, dtype=np.float64)
+    arrays[CHECKSUM] = arrays_checksum(arrays)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +174,7 @@ def cached_forest(booster: Any, folder: Path | None) -> ShapForest | None:
         return cached
     treeshap.compile_kernels()  # numba must be there before a cached forest is of any use
     path = None if folder is None else folder / f"{forest_key(booster)}.npz"
-    cached = None if path is None else load_forest(path)
+    cached = None if path is None else load_forest(path, booster.num_feature())
     if cached is not None:
         try:
             os.utime(path)  # recently used: kept longest

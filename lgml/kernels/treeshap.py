@@ -572,8 +572,7 @@ def shap_values(forest: ShapForest, matrix: np.ndarray) -> np.ndarray:
         forest: The model, as :func:`flatten_forest` (or :func:`lgml.kernels.cache.cached_forest`)
             returns it.
         matrix: C-contiguous float64 model input of shape (n_rows, n_features), categoricals as
-            codes, NaN missing; exactly the model's number of columns (the kernel does not check
-            bounds).
+            codes, NaN missing; exactly the model's number of columns.
 
     Returns:
         Array of shape (n_rows, n_features + 1) in the model's raw units, as LightGBM's
@@ -581,7 +580,11 @@ def shap_values(forest: ShapForest, matrix: np.ndarray) -> np.ndarray:
 
     Raises:
         ImportError: numba is not installed.
+        ValueError: An index of ``forest`` is outside its arrays or the matrix's columns; no kernel runs.
     """
+    from lgml.kernels.bounds import forest_problem
+    if (problem := forest_problem(forest, matrix.shape[1])) is not None:
+        raise ValueError(f"TreeSHAP forest is inconsistent: {problem}")
     out = np.zeros((matrix.shape[0], matrix.shape[1] + 1))
     n, t, u, lv = forest.nodes, forest.trees, forest.units, forest.leaves
     compile_kernels()["shap"](

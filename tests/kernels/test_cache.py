@@ -74,13 +74,34 @@ def _pickled(path: Path, forest) -> None:
     np.savez(path, **arrays)
 
 
-@pytest.mark.parametrize("spoil", [_garbage, _truncated, _missing_array, _wrong_dtype, _pickled])
+def _edited(path: Path, forest) -> None:
+    """A value changed in place: the file loads, but its checksum no longer matches."""
+    cache.save_forest(forest, path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["nodes.threshold"][0] += 1.0
+    np.savez(path, **arrays)
+
+
+def _out_of_bounds(path: Path, forest) -> None:
+    """An index pointed past the table, the checksum recomputed to match: only the bounds check
+    stands between this file and a read outside the table."""
+    cache.save_forest(forest, path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != cache.CHECKSUM}
+    arrays["units.table_start"][-1] = 10**12
+    arrays[cache.CHECKSUM] = cache.arrays_checksum(arrays)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("spoil", [_garbage, _truncated, _missing_array, _wrong_dtype, _pickled, _edited,
+                                   _out_of_bounds])
 def test_a_spoilt_cache_file_is_rebuilt_and_overwritten(synthetic, fit, matrix_of, tmp_path, monkeypatch, spoil):
     booster = fit()
     X, _ = synthetic
     path = _cache_file(tmp_path, booster)
     spoil(path, treeshap.flatten_forest(booster))
-    assert cache.load_forest(path) is None
+    assert cache.load_forest(path, booster.num_feature()) is None
     builds = []
     real = treeshap.flatten_forest
     monkeypatch.setattr(treeshap, "flatten_forest", lambda b: builds.append(b) or real(b))
