@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from lgml import tracking
 from lgml.config import TrainConfig
+from lgml.modeling.integrity import write_manifest
 from lgml.features import CATEGORICAL, build_features
 from lgml.modeling.bundle import Bundle, load_bundle
 from lgml.modeling.train import train_from_config
@@ -205,6 +206,7 @@ def retrained(bundle: Path, folder: Path, config_hash: str) -> Path:
     meta = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
     meta["config_hash"] = config_hash
     (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    write_manifest(copy)  # as a save would
     return copy
 
 

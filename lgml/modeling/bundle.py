@@ -13,9 +13,12 @@ A bundle is a folder::
     evaluation.json      test metrics (see lgml.modeling.evaluate)
     config.yaml          the resolved training config
     plots/*.png          evaluation plots
+    manifest.json        sha256 of every other file
 
-It is written atomically (a temporary folder beside the target, then renamed) and loaded with
-sha256 checks. Nothing is pickled. This module is the only reader and writer of bundle files.
+It is written atomically (a temporary folder beside the target, then renamed). On load every file
+is checked against the manifest, and the metadata, the calibration and each model text are checked
+for the shapes the loader relies on before LightGBM reads a model (:mod:`lgml.modeling.integrity`).
+Nothing is pickled. This module is the only reader and writer of bundle files.
 
 Example:
     >>> bundle = load_bundle("models/lgml-designation")  # doctest: +SKIP
@@ -44,6 +47,7 @@ import pandas as pd
 from lgml.config import TrainConfig
 from lgml.io import refuse_existing
 from lgml.modeling.calibrate import Calibrator, calibrator_from_dict
+from lgml.modeling.integrity import check_calibration, check_metadata, check_model_text, verify_manifest, write_manifest
 # BundleInputError is defined with the encoding that raises it; callers catch it from here.
 from lgml.modeling.matrix import BundleInputError, lightgbm_matrix, model_frame
 
@@ -199,6 +203,7 @@ def save_bundle(
             (tmp / PLOTS_DIR).mkdir()
             for name, figure in plots.items():
                 (tmp / PLOTS_DIR / f"{name}.png").write_bytes(_figure_png(figure))
+        write_manifest(tmp)
         _replace_dir(tmp, directory)
     finally:
         if tmp.exists():
@@ -413,12 +418,16 @@ def _check_versions(saved: dict[str, str | None], path: Path) -> None:
 
 
 def load_bundle(directory: str | os.PathLike) -> Bundle:
-    """Load a bundle folder, verifying the model files' sha256.
+    """Load a bundle folder, verifying every file before any is used.
 
-    Warns with :class:`BundleVersionWarning` when package versions differ from the saved ones.
+    Every file is checked against ``manifest.json``; the metadata and the calibration are checked
+    for the shapes the loader relies on, and each model text is parsed
+    (:func:`lgml.modeling.integrity.check_model_text`: whole trees, features those of the
+    metadata in the same order) before LightGBM reads it. Warns with
+    :class:`BundleVersionWarning` when package versions differ from the saved ones.
 
     Raises:
-        BundleError: A file is missing or a model file does not match its recorded sha256.
+        BundleError: A file is missing, altered, unlisted or malformed, or the files disagree.
     """
     import lightgbm as lgb
 
@@ -427,28 +436,51 @@ def load_bundle(directory: str | os.PathLike) -> Bundle:
     absent = [n for n in needed if not (path / n).is_file()]
     if absent:
         raise BundleError(f"{path} is not a complete bundle: missing {', '.join(absent)}")
-    metadata = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
-    hashes = metadata.get("sha256") or {MODEL_FILE: metadata.get("model_sha256")}
-    for name, expected in hashes.items():
-        if not (path / name).is_file():
-            raise BundleError(f"{path}: {name} is listed in metadata.json but missing")
-        if sha256_file(path / name) != expected:
-            raise BundleError(f"{path}: {name} does not match its sha256 in metadata.json (altered?)")
+    try:
+        if not verify_manifest(path):
+            log.warning("bundle %s has no manifest.json (saved by an older lgml): only its model files are "
+                        "checked against their sha256; save it again to have every file checked", path)
+        metadata = _read_json(path / "metadata.json")
+        check_metadata(metadata)
+        hashes = metadata.get("sha256") or {MODEL_FILE: metadata.get("model_sha256")}
+        for name, expected in hashes.items():
+            if not (path / name).is_file():
+                raise ValueError(f"{name} is listed in metadata.json but missing")
+            if sha256_file(path / name) != expected:
+                raise ValueError(f"{name} does not match its sha256 in metadata.json (altered?)")
+        cal = _read_json(path / "calibration.json")
+        check_calibration(cal, metadata["task"])
+        texts = {MODEL_FILE: (path / MODEL_FILE).read_text(encoding="utf-8")}
+        texts.update({f: (path / f).read_text(encoding="utf-8") for f in QUANTILE_FILES.values() if f in hashes})
+        for name, text in texts.items():
+            try:
+                check_model_text(text, metadata["features"])
+            except ValueError as exc:
+                raise ValueError(f"{name} {exc}") from None
+        evaluation = _read_json(path / "evaluation.json")
+        reference = _read_json(path / REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: {exc}") from None
     _check_versions(metadata.get("package_versions", {}), path)
-    cal = json.loads((path / "calibration.json").read_text(encoding="utf-8"))
-    quantiles = {k: lgb.Booster(model_file=str(path / f)) for k, f in QUANTILE_FILES.items() if f in hashes}
+    quantiles = {k: lgb.Booster(model_str=texts[f]) for k, f in QUANTILE_FILES.items() if f in texts}
     return Bundle(
-        booster=lgb.Booster(model_file=str(path / MODEL_FILE)),
+        booster=lgb.Booster(model_str=texts[MODEL_FILE]),
         calibrator=calibrator_from_dict(cal) if cal.get("method") else None,
         metadata=metadata,
-        evaluation=json.loads((path / "evaluation.json").read_text(encoding="utf-8")),
+        evaluation=evaluation,
         config=TrainConfig.from_file(path / "config.yaml"),
         path=path,
         quantile_boosters=quantiles,
         context=pd.read_parquet(path / CONTEXT_FILE) if (path / CONTEXT_FILE).is_file() else None,
-        reference=(json.loads((path / REFERENCE_FILE).read_text(encoding="utf-8"))
-                   if (path / REFERENCE_FILE).is_file() else None),
+        reference=reference,
     )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} is not valid JSON ({exc})") from None
 
 
 def open_bundle(spec: str | os.PathLike, dst: str | os.PathLike | None = None) -> Bundle:

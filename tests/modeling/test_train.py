@@ -38,7 +38,8 @@ def test_cli_writes_the_bundle(cli_run):
     assert result.exit_code == 0, result.output
     folder = work / "models" / "t-designation"
     for name in ("model.txt", "calibration.json", "metadata.json", "evaluation.json", "config.yaml",
-                 "context.parquet", "reference.json", "plots/calibration.png", "plots/roc.png", "plots/pr.png"):
+                 "context.parquet", "reference.json", "plots/calibration.png", "plots/roc.png", "plots/pr.png",
+                 "manifest.json"):
         assert (folder / name).is_file(), name
     assert not [p for p in (work / "models").iterdir() if p.name.startswith(".")]  # no temp folders left
     for scorer in ("model", "rules", "logistic", "oracle"):

@@ -50,11 +50,14 @@ def reference(score, tmp_path_factory) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def edit_bundle():
     """``edit_bundle(src, dst, edit)``: a copy of bundle ``src`` at ``dst`` whose metadata
-    ``edit(meta)`` changed in place."""
+    ``edit(meta)`` changed in place, its manifest written again."""
+    from lgml.modeling.integrity import write_manifest
+
     def copy(src: Path, dst: Path, edit) -> Path:
         shutil.copytree(src, dst)
         meta = json.loads((dst / "metadata.json").read_text(encoding="utf-8"))
         edit(meta)
         (dst / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+        write_manifest(dst)  # as a save would
         return dst
     return copy

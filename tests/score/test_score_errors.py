@@ -34,13 +34,16 @@ def test_unseen_category_level_is_reported_with_counts(models, data, edit_bundle
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_missing_model_column_is_reported(models, data, edit_bundle, tmp_path):
+def test_metadata_naming_a_feature_the_model_lacks_is_reported(models, data, edit_bundle, tmp_path):
+    """A feature list that disagrees with model.txt is refused on load, before any scoring (the
+    input's missing columns are reported by bundle.prepare, see tests/modeling/test_bundle.py)."""
     bundle = edit_bundle(models["designation"], tmp_path / "bundle",
-                          lambda meta: meta["features"].append("patent_citations"))
+                         lambda meta: meta["features"].append("patent_citations"))
     result = runner.invoke(app, ["score", "--model", str(bundle), "--input", str(data["parquet"]),
                                  "--output", str(tmp_path / "out.parquet")])
     assert result.exit_code == 1
-    assert "missing column(s) (1): patent_citations" in result.output and "Traceback" not in result.output
+    assert "metadata.json lists" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.parquet").exists()
 
 
 def test_contract_errors_name_column_rule_and_examples_across_chunks(models, small_sim, tmp_path):

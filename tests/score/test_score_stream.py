@@ -59,6 +59,7 @@ def test_bundle_without_context_falls_back_to_the_whole_input(models, data, edit
 
     bundle = edit_bundle(models["designation"], tmp_path / "old-bundle", drop_context)
     (bundle / "context.parquet").unlink()
+    (bundle / "manifest.json").unlink()  # saved before bundles had either
     monkeypatch.setattr(stream, "MIN_BUCKET_ROWS", 2000)
     with caplog.at_level("WARNING", logger="lgml.score"):
         score_file(bundle, data["parquet"], tmp_path / "a.parquet", chunk_rows=997)
