@@ -40,6 +40,22 @@ def main(
     """Configure logging once for every command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _exit_cleanly_on_sigterm()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (what ``timeout``, batch schedulers and Kubernetes send) into an orderly exit:
+    the work in progress unwinds, its temporary files and folders are removed, the outputs are
+    left as they were, and the exit code is 143 (128 + SIGTERM) as with the default action."""
+    import signal
+    import threading
+
+    def terminated(signum: int, frame: object) -> None:
+        typer.echo("lgml: terminated (SIGTERM); removing temporary files, outputs are left as they were", err=True)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminated)
 
 
 def _table(title: str):
@@ -283,7 +299,8 @@ def report(
     chosen = _output_format(out, fmt, ("html", "json"))
     try:
         io.refuse_existing(out, overwrite)
-    except FileExistsError as exc:
+        io.refuse_same(out, data, events, reference, reference_events)
+    except (FileExistsError, io.InputError) as exc:
         fail(str(exc))
     console = Console(stderr=True)
     bundle = _load_model(model)

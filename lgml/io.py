@@ -12,8 +12,10 @@ import codecs
 import contextlib
 import dataclasses
 import os
+import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,14 @@ CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 OUTPUT_SUFFIXES = (*PARQUET_SUFFIXES, ".csv")
 WRITE_ROWS = 100_000  # rows per output row group / CSV block of a streamed write
 PART_NAME = "part-{:04d}.parquet"  # scored part files, in a folder of their own
+# Temporary files and folders are named ".<target>.lgml-<pid>-<random>": the tag marks them as
+# lgml's own, the process id tells whether their writer still runs (see sweep_stale).
+TEMP_TAG = "lgml"
+RUN_STARTED = time.time()
+# A text cell starting with one of these is a formula to Excel and LibreOffice (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -109,6 +119,84 @@ def read_table(path: str | os.PathLike, encoding: str | None = None) -> pd.DataF
         raise InputError(f"{path}: malformed CSV ({exc})") from exc
 
 
+def temp_prefix(target: Path) -> str:
+    """The name prefix of this process's temporary files and folders beside ``target``."""
+    return f".{target.name}.{TEMP_TAG}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale(target: Path) -> list[Path]:
+    """Remove what an earlier, killed lgml run left beside ``target``: temporary files and folders
+    named by :func:`temp_prefix` whose process no longer runs and that are older than this run.
+
+    Nothing else is touched: not another tool's files, not a running lgml's work. Removal
+    failures are ignored (the next run tries again).
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    for entry in target.parent.glob(f".{target.name}.{TEMP_TAG}-*"):
+        try:
+            pid = int(entry.name[len(target.name) + len(TEMP_TAG) + 3:].split("-", 1)[0])
+            if _alive(pid) or entry.lstat().st_mtime >= RUN_STARTED:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except (ValueError, OSError):
+            continue
+        log.info("removed %s, left by an interrupted run", entry)
+        removed.append(entry)
+    return removed
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula (starting with
+    ``= + - @``, a tab or a carriage return) prefixed with an apostrophe, as OWASP recommends for
+    CSV files opened in Excel. Numbers are never changed. A copy when anything changes."""
+    out = frame
+    for col in frame.columns:
+        values = frame[col]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+                or isinstance(values.dtype, pd.CategoricalDtype)):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            out = out.copy() if out is frame else out
+            out[col] = values.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
+def refuse_same(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> None:
+    """Refuse to write ``output`` onto one of the ``inputs`` (the same file or folder, however
+    spelt), whatever ``--overwrite`` says.
+
+    Raises:
+        InputError: ``output`` is one of the inputs.
+    """
+    out = Path(output)
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given)
+        same = (out.exists() and source.exists() and os.path.samefile(out, source)) or \
+            out.resolve() == source.resolve()
+        if same:
+            raise InputError(f"{out}: the output would replace the input {source}; choose another output path")
+
+
 def refuse_existing(path: str | os.PathLike, overwrite: bool) -> Path:
     """The one overwrite guard: ``path`` as a Path, unless it exists and ``overwrite`` is false.
 
@@ -147,7 +235,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     """
     path = refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -164,11 +253,12 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write ``df`` as Parquet or CSV (by extension), atomically. CSV is UTF-8 with BOM so
-    that Excel opens Chinese text correctly."""
+    that Excel opens Chinese text correctly, and its text cells are neutralised
+    (:func:`neutralize_formulas`)."""
     path = output_path(path, overwrite)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if path.suffix.lower() == ".csv":
-            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralize_formulas(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         else:
             df.to_parquet(tmp, index=False)
     return path
@@ -186,7 +276,8 @@ def write_table_blocks(frame: pd.DataFrame, path: str | os.PathLike, overwrite: 
         if path.suffix.lower() == ".csv":
             with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
                 for start in range(0, max(len(frame), 1), WRITE_ROWS):
-                    frame.iloc[start:start + WRITE_ROWS].to_csv(fh, index=False, header=start == 0)
+                    block = neutralize_formulas(frame.iloc[start:start + WRITE_ROWS])
+                    block.to_csv(fh, index=False, header=start == 0)
                     if progress is not None:
                         progress(min(start + WRITE_ROWS, len(frame)))
         else:
@@ -353,7 +444,8 @@ def work_dir(beside: str | os.PathLike) -> Iterator[Path]:
     system), removed on exit whatever happens."""
     beside = Path(beside)
     beside.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{beside.name}.work-", dir=beside.parent))
+    sweep_stale(beside)
+    folder = Path(tempfile.mkdtemp(prefix=temp_prefix(beside) + "work-", dir=beside.parent))
     try:
         yield folder
     finally:

@@ -466,15 +466,28 @@ def load_model(uri: str | os.PathLike, tracking_uri: str | None = None,
     Raises:
         FileNotFoundError: A folder path that does not exist.
         ValueError: The location holds neither a bundle nor an lgml MLflow model.
-        TrackingError: MLflow cannot resolve the URI (unknown model, version or alias).
+        TrackingError: MLflow cannot resolve the URI (unknown model, version or alias), or the
+            SQLite tracking store does not exist (it is not created).
     """
     local = Path(uri)
     if ":/" not in str(uri):
         if not local.exists():
             raise FileNotFoundError(f"{uri}: no such folder (nor an MLflow URI such as models:/<name>@champion)")
     else:
-        local = _download(str(uri), tracking_uri or resolve_tracking_uri(), dst)
+        store = tracking_uri or resolve_tracking_uri()
+        _require_store(store, str(uri))
+        local = _download(str(uri), store, dst)
     return load_bundle(_bundle_folder(local, str(uri)))
+
+
+def _require_store(tracking_uri: str, uri: str) -> None:
+    """Refuse to read from a SQLite tracking store that does not exist: MLflow would create an
+    empty database there (about 1 MB) only to report that the model is unknown."""
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0])
+        if not database.is_file():
+            raise TrackingError(f"cannot load {uri}: there is no tracking store at {database} (train with "
+                                "MLflow tracking first, or point MLFLOW_TRACKING_URI at the store that holds it)")
 
 
 def _download(uri: str, tracking_uri: str, dst: str | os.PathLike | None) -> Path:

@@ -64,6 +64,7 @@ def features_file(panel: str | os.PathLike, out: str | os.PathLike, events: str 
     from lgml.features import build_features
 
     io.output_path(out, overwrite)
+    io.refuse_same(out, panel, events)
     frame, history = _load(panel, events, units, encoding)
     table = build_features(frame, history)
     io.write_table(table, out, overwrite=True)
@@ -128,6 +129,7 @@ def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike
     """
     if out is not None:
         io.output_path(out, overwrite)
+        io.refuse_same(out, panel)
     frame, _ = _load(panel, None, units, encoding)
     rows = criteria.judged_rows(frame, batch_year)
     assessed = criteria.assess(frame, batch_year, rows=rows)

@@ -21,6 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from lgml import tracking
+from lgml.cli import app
+from typer.testing import CliRunner
 from lgml.config import TrainConfig
 from lgml.modeling.integrity import write_manifest
 from lgml.features import CATEGORICAL, build_features
@@ -335,6 +337,12 @@ def test_load_model_errors_name_the_location(store, tmp_path, monkeypatch):
     with pytest.raises(tracking.TrackingError, match=f"no-such-model.*{store}"):
         tracking.load_model("models:/no-such-model@champion", tracking_uri=store)
     # No stray store in the working directory, no empty download folder left behind.
+    assert list(elsewhere.iterdir()) == [] and list((tmp_path / "temp").iterdir()) == []
+    # With no store configured, the default one is not created just to find it empty.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = CliRunner().invoke(app, ["report", "--model", "models:/nope@champion", "--out", "r.html"])
+    assert result.exit_code == 1 and "no tracking store at" in result.output, result.output
+    assert "Traceback" not in result.output
     assert list(elsewhere.iterdir()) == [] and list((tmp_path / "temp").iterdir()) == []
 
 

@@ -524,6 +524,7 @@ def explain_file(bundle: Any, input: str | os.PathLike, out: str | os.PathLike, 
     from lgml import io, validate
 
     io.refuse_existing(out, overwrite)
+    io.refuse_same(out, input, events)
     panel = validate.load_panel(input, units=units, encoding=encoding)
     history = validate.load_events(events, panel=panel, encoding=encoding) if events is not None else None
     result = explain_firms(bundle, panel, events=history, **options)

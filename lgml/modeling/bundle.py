@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from lgml.config import TrainConfig
-from lgml.io import refuse_existing
+from lgml.io import refuse_existing, sweep_stale, temp_prefix
 from lgml.modeling.calibrate import Calibrator, calibrator_from_dict
 from lgml.modeling.integrity import check_calibration, check_metadata, check_model_text, verify_manifest, write_manifest
 # BundleInputError is defined with the encoding that raises it; callers catch it from here.
@@ -115,12 +115,35 @@ def _figure_png(figure: Any) -> bytes:
     return png_bytes(figure)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one atomic step (Linux ``renameat2`` with
+    ``RENAME_EXCHANGE``); False where the system or file system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
 def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move the finished folder ``tmp`` onto ``target``, replacing any previous bundle."""
+    """Move the finished folder ``tmp`` onto ``target``, replacing any previous bundle.
+
+    Where the system allows, the two folders are exchanged in one atomic step, so that ``target``
+    always holds a whole bundle, the old or the new. Elsewhere the old bundle is moved aside, the
+    new one in, and the old one put back if that fails.
+    """
     if not target.exists():
         os.replace(tmp, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    if _exchange(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old bundle
+        return
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(target) + "old-", dir=target.parent))
     old.rmdir()
     os.replace(target, old)
     try:
@@ -180,7 +203,11 @@ def save_bundle(
         raise ValueError(f"unknown quantile model(s) {unknown}; allowed: {sorted(QUANTILE_FILES)}")
     refuse_existing(directory, overwrite)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    sweep_stale(directory)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(directory), suffix=".tmp", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a bundle is as readable as any folder the user makes
     try:
         booster.save_model(tmp / MODEL_FILE)
         hashes = {MODEL_FILE: sha256_file(tmp / MODEL_FILE)}

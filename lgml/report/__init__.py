@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -23,13 +24,17 @@ from typing import Any
 FORMATS = ("html", "md", "json")
 
 
+# Characters that start Markdown markup inside a line: escaped in every value (see _markdown_escape).
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*_\[\]|#!~>]")
+
+
 @lru_cache(maxsize=2)
 def environment(markdown: bool = False) -> Any:
     """The Jinja environment of the report templates.
 
-    HTML templates autoescape every value. Markdown templates escape what Markdown would turn
-    into markup or break a table: ``<`` (raw HTML) and ``|`` (table cells); line breaks in
-    values become spaces.
+    HTML templates autoescape every value. Markdown templates escape every value so that it reads
+    as literal text (:func:`_markdown_escape`): no raw HTML, link, image, emphasis or broken
+    table cell can come from the data.
     """
     import jinja2
 
@@ -48,12 +53,17 @@ def environment(markdown: bool = False) -> Any:
 
 
 def _markdown_escape(value: Any) -> Any:
-    if value is None or isinstance(value, (int, float)):
+    """A value as literal Markdown text: raw HTML (``<``) as an entity, and every character that
+    could start emphasis, code, a link, an image, a heading or a table cell backslash-escaped;
+    line breaks become spaces. Values the report code itself marks safe (``markupsafe.Markup``,
+    such as the PNG data URIs of :func:`lgml.report.figures.png_uri`) are kept as they are;
+    nothing a user's data holds can pass as such."""
+    from markupsafe import Markup
+
+    if value is None or isinstance(value, (int, float, Markup)):
         return value
-    text = str(value)
-    if text.startswith("data:image/"):
-        return text
-    return text.replace("<", "&lt;").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    text = str(value).replace("\r", " ").replace("\n", " ").replace("<", "&lt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\g<0>", text)
 
 
 def to_json(data: Any) -> str:

@@ -55,8 +55,11 @@ def to_data_uri(fig: Any) -> str:
 
 
 def png_uri(data: bytes) -> str:
-    """Data URI of PNG bytes (e.g. a bundle's stored plot)."""
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    """Data URI of PNG bytes (e.g. a bundle's stored plot), marked safe for the templates
+    (``markupsafe.Markup``: only base64 characters, built here, never from user data)."""
+    from markupsafe import Markup
+
+    return Markup("data:image/png;base64," + base64.b64encode(data).decode("ascii"))
 
 
 def waterfall(contrib: Mapping[str, float], labels: Mapping[str, str], base: float, top: int = 10,

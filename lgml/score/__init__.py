@@ -136,13 +136,19 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
 
     Raises:
         ContractError: The input (or events) break the contract.
-        lgml.io.InputError: A file cannot be read, or an output has an unknown format.
+        lgml.io.InputError: A file cannot be read, an output has an unknown format, or an
+            output is one of the inputs.
         lgml.modeling.bundle.BundleInputError: The features do not fit the model.
         FileExistsError: ``output`` or ``summary`` exists and ``overwrite`` is false.
         ScoreError: No firm to score, a model of the wrong task, bad options.
     """
     started = time.perf_counter()
     output, summary = _check_options(engine, chunk_rows, output, summary, overwrite)
+    for written in (output, summary):
+        if written is not None:
+            io.refuse_same(written, input, events)
+    if summary is not None and summary.resolve() == output.resolve():
+        raise ScoreError(f"{summary}: the summary would replace the scores; choose another path")
     if macro_growth is not None and (growth_model is None or not math.isfinite(macro_growth) or macro_growth <= -1):
         raise ScoreError("macro_growth needs a growth model (growth_model)" if growth_model is None else
                          f"macro_growth must be a growth rate above -1 (0.05 = 5%), not {macro_growth}")

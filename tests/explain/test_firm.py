@@ -222,3 +222,24 @@ def test_ties_in_rank_are_shown_as_ties_and_agree_with_score(bundle_dir, small_s
     text = html.read_text(encoding="utf-8")
     assert f'data-rank="{first["rank_in_province"]["rank"]}" data-tied="{first["rank_in_province"]["tied"]}"' in text
     assert "tied with" in text
+
+
+@pytest.mark.parametrize("firm_id", ["[click](http://evil.example/x)", "![pixel](http://evil.example/p.png)",
+                                     "data:image/png;base64,AAAA", "*bold*|`code`"])
+def test_markdown_report_shows_hostile_firm_ids_as_text(firm_id, bundle_dir, small_sim, table, tmp_path):
+    firm = _some_firm(table)
+    panel = small_sim.panel.copy()
+    panel["firm_id"] = panel["firm_id"].replace({firm: firm_id})
+    io.write_table(panel, tmp_path / "panel.parquet")
+    md = tmp_path / "firm.md"
+    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
+                                 "--firm", firm_id, "--out", str(md)])
+    assert result.exit_code == 0, result.output
+    text = md.read_text(encoding="utf-8")
+    assert "](http://evil" not in text.replace("\\](http://evil", "")  # every bracket escaped
+    assert "![pixel]" not in text and "`code`" not in text and "*bold*" not in text
+    from lgml.report import _markdown_escape
+
+    assert "## Firm " + _markdown_escape(firm_id) in text  # shown, as literal text
+    assert text.count("](data:image/png;base64,") >= 1  # the report's own figures still embed
+    assert "](data:image/png;base64,AAAA)" not in text

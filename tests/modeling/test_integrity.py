@@ -5,6 +5,7 @@ every recorded sha256 matches (only the consistency checks stand in the way then
 from __future__ import annotations
 
 import json
+import os
 import logging
 import re
 import shutil
@@ -141,3 +142,25 @@ def test_score_with_a_tampered_bundle_is_a_clear_error(copy, data_dir, tmp_path)
     assert result.exit_code != 0
     assert "in another order" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_bundle_folders_are_as_readable_as_any_folder_the_user_makes(designation_bundle, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert (designation_bundle.path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
+def test_replacing_a_bundle_swaps_it_whole(tmp_path, monkeypatch):
+    from lgml.modeling import bundle as bundle_module
+
+    target, new = tmp_path / "model", tmp_path / ".model.lgml-1-x.tmp"
+    for folder, text in ((target, "old"), (new, "new")):
+        folder.mkdir()
+        (folder / "model.txt").write_text(text)
+    moves = []
+    real = os.replace
+    monkeypatch.setattr(bundle_module.os, "replace", lambda a, b: moves.append((a, b)) or real(a, b))
+    bundle_module._replace_dir(new, target)
+    assert (target / "model.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert moves == []  # one atomic exchange: at no moment was there no bundle at the path

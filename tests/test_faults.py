@@ -1,0 +1,108 @@
+"""Faults and hostile outputs: a kill mid-run, stale temporary files, an output that is an input,
+spreadsheet formulas in text cells, bundle folders' permissions and replacement."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lgml import io
+from lgml.cli import app
+
+runner = CliRunner()
+
+
+def test_formula_cells_are_neutralised_in_csv_but_numbers_are_not(tmp_path):
+    frame = pd.DataFrame({"firm_id": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tx", "ok", None],
+                          "name": pd.Categorical(["=1", "a", "b", "c", "d", "e", "f"]),
+                          "value": [-1.5, 2, 3, 4, 5, 6, 7]})
+    out = io.write_table(frame, tmp_path / "out.csv")
+    back = pd.read_csv(out, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    assert back["firm_id"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "'\tx", "ok", ""]
+    assert back["name"].iloc[0] == "'=1"
+    assert back["value"].iloc[0] == "-1.5"
+    assert frame["firm_id"].iloc[0] == "=HYPERLINK(\"http://x\")"  # the caller's frame is untouched
+    io.write_table_blocks(frame, tmp_path / "blocks.csv", overwrite=False)
+    assert pd.read_csv(tmp_path / "blocks.csv", dtype=str, encoding="utf-8-sig")["firm_id"].iloc[0].startswith("'=")
+    parquet = pd.read_parquet(io.write_table(frame, tmp_path / "out.parquet"))
+    assert parquet["firm_id"].iloc[0] == "=HYPERLINK(\"http://x\")"  # typed formats keep the value
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_stale_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    target = tmp_path / "scores.csv"
+    dead = _dead_pid()
+    stale_file = tmp_path / f".scores.csv.lgml-{dead}-abc.tmp"
+    stale_dir = tmp_path / f".scores.csv.lgml-{dead}-work-xyz"
+    stale_file.write_text("partial")
+    (stale_dir / "sub").mkdir(parents=True)
+    running = tmp_path / f".scores.csv.lgml-{os.getpid()}-live.tmp"  # a run still going
+    foreign = tmp_path / ".scores.csv.swp"  # not lgml's
+    for path in (running, foreign):
+        path.write_text("keep")
+    old = time.time() - 3600
+    for path in (stale_file, stale_dir, running, foreign):
+        os.utime(path, (old, old))
+    io.write_table(pd.DataFrame({"a": [1]}), target)
+    assert not stale_file.exists() and not stale_dir.exists()
+    assert running.exists() and foreign.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, running.name, foreign.name])
+
+
+@pytest.mark.parametrize("verb", ["score", "features", "check", "explain"])
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(verb, bundle_dir, small_sim, tmp_path):
+    panel = tmp_path / "panel.csv"
+    small_sim.panel.head(400).to_csv(panel, index=False)
+    before = panel.read_bytes()
+    spelt = str(tmp_path / "." / "panel.csv")  # the same file, spelt differently
+    args = {"score": ["score", "--model", str(bundle_dir), "--input", str(panel), "--output", spelt],
+            "features": ["features", str(panel), "--out", spelt],
+            "check": ["check", str(panel), "--year", "2026", "--out", spelt],
+            "explain": ["explain", "--model", str(bundle_dir), "--input", str(panel), "--top", "1", "--out",
+                        str(tmp_path / "panel.html")]}[verb]
+    if verb == "explain":
+        panel_html = tmp_path / "panel.html"
+        shutil.copy(panel, panel_html)
+        args[args.index("--input") + 1] = str(panel_html)
+        before = panel_html.read_bytes()
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code != 0, result.output
+    assert "would replace the input" in result.output and "Traceback" not in result.output
+    assert (panel_html if verb == "explain" else panel).read_bytes() == before
+
+
+def test_sigterm_removes_the_work_in_progress(bundle_dir, small_sim, tmp_path):
+    """A run killed by SIGTERM exits 143 with a message, leaving neither the output nor any
+    temporary file or work folder behind."""
+    panel = tmp_path / "in" / "panel.parquet"
+    panel.parent.mkdir()
+    pd.concat([small_sim.panel] * 3, ignore_index=True).assign(
+        firm_id=lambda d: d["firm_id"] + "-" + (d.index // len(small_sim.panel)).astype(str)).to_parquet(panel)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    lgml = Path(sys.executable).with_name("lgml")
+    proc = subprocess.Popen([str(lgml), "score", "--model", str(bundle_dir), "--input", str(panel), "--output",
+                             str(out_dir / "scores.parquet"), "--chunk-rows", "200"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not any(out_dir.iterdir()):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted: " + proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
