@@ -106,3 +106,35 @@ def test_sigterm_removes_the_work_in_progress(bundle_dir, small_sim, tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["simulate", "features", "check", "score", "explain", "report"])
+def test_an_unwritable_output_is_one_clear_message(verb, bundle_dir, data_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    panel, events = str(data_dir / "panel.parquet"), str(data_dir / "events.parquet")
+    args = {"simulate": ["simulate", "--firms", "300", "--out", str(blocker / "sim")],
+            "features": ["features", panel, "--out", str(blocker / "f.parquet")],
+            "check": ["check", panel, "--year", "2026", "--out", str(blocker / "c.csv")],
+            "score": ["score", "--model", str(bundle_dir), "--input", panel, "--output", str(blocker / "s.csv")],
+            "explain": ["explain", "--model", str(bundle_dir), "--input", panel, "--events", events, "--top", "1",
+                        "--out", str(blocker / "e.html")],
+            "report": ["report", "--model", str(bundle_dir), "--out", str(blocker / "r.html")]}[verb]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert str(blocker) in result.output and "Traceback" not in result.output
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_defect_is_reported_as_one_and_shown_with_vv(data_dir, monkeypatch):
+    from lgml import validate
+
+    def broken(*args, **kwargs):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(validate, "load_panel", broken)
+    result = runner.invoke(app, ["validate", str(data_dir / "panel.parquet")])
+    assert result.exit_code == 70
+    assert "internal error: KeyError" in result.output and "-vv" in result.output
+    result = runner.invoke(app, ["-vv", "validate", str(data_dir / "panel.parquet")])
+    assert isinstance(result.exception, KeyError)
