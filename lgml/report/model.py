@@ -225,7 +225,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         prov = metrics_by(labelled, y, p, "province")
         prov.insert(1, "name_zh", [schema.PROVINCES.get(x, ("", x))[1] for x in prov["province"]])
         sect = metrics_by(labelled, y, p, "sector")
-        sect.insert(1, "name", [schema.SECTOR_NAMES.get(x, "") for x in sect["sector"]])
+        sect.insert(1, "name", [" ".join(schema.SECTOR_NAMES.get(x, ("", ""))) for x in sect["sector"]])
         report["by_province"], report["by_sector"] = _records(prov), _records(sect.head(30))
     if reference is not None:
         drift = psi_table(reference, rows, groups)
