@@ -48,3 +48,18 @@ def test_gains_by_batch_splits_by_batch_year():
     assert list(out) == ["2024", "2025"]
     assert out["2024"]["k"] == 2 and out["2024"]["top_k"]["model"] == 1
     assert out["2025"]["top_k"]["model"] == 1
+
+
+def test_calibration_figure_draws_zero_rates_on_the_edge_not_at_a_floor():
+    from lgml.modeling.plots import calibration_figure, pyplot
+
+    y = np.r_[np.zeros(300), np.ones(3)]
+    p = np.r_[np.linspace(0.001, 0.02, 300), [0.3, 0.4, 0.5]]
+    fig = calibration_figure(y, {"model": p}, n_bins=5)
+    ax = fig.axes[0]
+    data_lines = [ln for ln in ax.lines if ln.get_transform() == ax.transData and len(ln.get_ydata())]
+    assert all(min(ln.get_ydata()) > 1e-4 for ln in data_lines), "no point at an invented floor"
+    edge = [ln for ln in ax.lines if ln.get_transform() != ax.transData and len(ln.get_ydata())]
+    assert len(edge) == 1 and len(edge[0].get_ydata()) == 4 and set(edge[0].get_ydata()) == {0}
+    assert any("observed 0" in t.get_text() for t in ax.get_legend().get_texts())
+    pyplot().close(fig)
