@@ -165,7 +165,7 @@ def test_markdown_has_the_same_sections_as_html(card):
     md2 = [line[3:] for line in md.splitlines() if line.startswith("## ")]
     assert h2 == md2 and len(h2) >= 8
     assert card["headline"]["text"] in md and card["drift_verdict"]["text"] in md
-    assert "data:image/png;base64," in md and "name 名称" in md
+    assert "data:image/png;base64," in md and "| province | name 名称 |" in md and "\\|" not in md
 
 
 def test_cli_writes_markdown(bundle_dir, tmp_path):
