@@ -1,14 +1,20 @@
-"""The model report of a bundle trained by ``lgml train``: its drift section compares the data
-with the training reference stored in the bundle."""
+"""The model card of a bundle trained by ``lgml train``: its headline and gains state the
+bundle's evaluation, its per-group tables cover held-out batches only, its drift section
+compares the data with the training reference stored in the bundle, and the Markdown card has
+the same sections as the HTML one."""
 
+import dataclasses
+import html as html_lib
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
 
+from lgml import schema
 from lgml.cli import app
 from lgml.features import build_features
-from lgml.report.model import build_model_report, model_report
+from lgml.report.model import build_model_report, model_report, render_model
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +86,6 @@ def test_cli_report(bundle_dir, data_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # The model card
 # ------------------------------------------------------------------------------------------------
-
-import dataclasses  # noqa: E402
-import html as html_lib  # noqa: E402
-import re  # noqa: E402
-
-from lgml import schema  # noqa: E402
-from lgml.report.model import render_model  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def card(trained, table):
