@@ -322,21 +322,23 @@ def explain(
 @app.command()
 def report(
     model: Annotated[str, typer.Option("--model", help="Model bundle folder (or an MLflow model URI).")],
-    out: Annotated[Path, typer.Option("--out", help="Report file (.html or .json).")],
+    out: Annotated[Path, typer.Option("--out", help="Report file (.html, .md or .json).")],
     data: Annotated[Optional[Path], typer.Option("--data", help="Panel to evaluate and check for drift.")] = None,
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events of --data.")] = None,
     reference: Annotated[Optional[Path], typer.Option("--reference", help="Panel to measure drift against "
                                                                           "(default: the bundle's stored profile).")] = None,
     reference_events: Annotated[Optional[Path], typer.Option("--reference-events",
                                                             help="Events of --reference.")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="html or json (default: from --out).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
     units: Units = "yuan",
     encoding: Encoding = None,
     sample: Annotated[int, typer.Option("--sample", min=100, help="Rows sampled for the importance plots.")] = 4_000,
     overwrite: Overwrite = False,
 ) -> None:
-    """Model report: evaluation vs baselines and oracle, curves, global importance, metrics by
-    province and sector, and drift (PSI) of --data against the training reference.
+    """Model card: the headline in words (the top 100 of the latest held-out batch beside the
+    rule check), gains chart, calibration, metrics by province and sector on held-out batches,
+    drift (PSI) of --data's latest batch against the training reference with a verdict, and
+    provenance; then the technical detail (baselines, oracle, gates, curves, importance).
 
     Without --data, a model trained on the simulated default is described on a fresh simulated
     sample drawn with its config's seed.
@@ -348,7 +350,7 @@ def report(
     from lgml.report.model import render_model
     from lgml.report.model import build_model_report
 
-    chosen = _output_format(out, fmt, ("html", "json"))
+    chosen = _output_format(out, fmt, ("html", "md", "json"))
     try:
         io.refuse_existing(out, overwrite)
         io.refuse_same(out, data, events, reference, reference_events)

@@ -145,17 +145,125 @@ PROVINCE_ALIASES: dict[str, str] = {
     "新疆生产建设兵团": "Xinjiang", "兵团": "Xinjiang",
 }
 
-# A few GB/T 4754-2017 divisions named for display; any code 01..97 is valid.
-SECTOR_NAMES: dict[str, str] = {
-    "13": "agri-food processing", "14": "food manufacturing", "17": "textiles",
-    "22": "paper", "26": "chemical materials", "27": "pharmaceuticals", "29": "rubber and plastics",
-    "30": "non-metallic minerals", "32": "non-ferrous metals", "33": "metal products",
-    "34": "general equipment", "35": "special equipment", "36": "automobiles",
-    "37": "railway, ship, aerospace equipment", "38": "electrical machinery",
-    "39": "computers, communication and electronics", "40": "instruments",
-    "51": "wholesale", "64": "internet services", "65": "software and IT services",
-    "73": "research and experimental development", "74": "professional technical services",
-    "75": "technology promotion",
+# Every GB/T 4754-2017 division (大类) 01..97: code -> (official Chinese name, short English name).
+SECTOR_NAMES: dict[str, tuple[str, str]] = {
+    # A 农、林、牧、渔业
+    "01": ("农业", "agriculture"),
+    "02": ("林业", "forestry"),
+    "03": ("畜牧业", "animal husbandry"),
+    "04": ("渔业", "fishery"),
+    "05": ("农、林、牧、渔专业及辅助性活动", "agricultural support services"),
+    # B 采矿业
+    "06": ("煤炭开采和洗选业", "coal mining"),
+    "07": ("石油和天然气开采业", "oil and gas extraction"),
+    "08": ("黑色金属矿采选业", "ferrous metal ore mining"),
+    "09": ("有色金属矿采选业", "non-ferrous metal ore mining"),
+    "10": ("非金属矿采选业", "non-metallic mineral mining"),
+    "11": ("开采专业及辅助性活动", "mining support services"),
+    "12": ("其他采矿业", "other mining"),
+    # C 制造业
+    "13": ("农副食品加工业", "agri-food processing"),
+    "14": ("食品制造业", "food manufacturing"),
+    "15": ("酒、饮料和精制茶制造业", "beverages and tea"),
+    "16": ("烟草制品业", "tobacco"),
+    "17": ("纺织业", "textiles"),
+    "18": ("纺织服装、服饰业", "apparel"),
+    "19": ("皮革、毛皮、羽毛及其制品和制鞋业", "leather, fur and footwear"),
+    "20": ("木材加工和木、竹、藤、棕、草制品业", "wood products"),
+    "21": ("家具制造业", "furniture"),
+    "22": ("造纸和纸制品业", "paper"),
+    "23": ("印刷和记录媒介复制业", "printing and recorded media"),
+    "24": ("文教、工美、体育和娱乐用品制造业", "stationery, crafts, sports and toys"),
+    "25": ("石油、煤炭及其他燃料加工业", "petroleum, coal and fuel processing"),
+    "26": ("化学原料和化学制品制造业", "chemical materials"),
+    "27": ("医药制造业", "pharmaceuticals"),
+    "28": ("化学纤维制造业", "chemical fibres"),
+    "29": ("橡胶和塑料制品业", "rubber and plastics"),
+    "30": ("非金属矿物制品业", "non-metallic minerals"),
+    "31": ("黑色金属冶炼和压延加工业", "ferrous metal smelting and rolling"),
+    "32": ("有色金属冶炼和压延加工业", "non-ferrous metals"),
+    "33": ("金属制品业", "metal products"),
+    "34": ("通用设备制造业", "general equipment"),
+    "35": ("专用设备制造业", "special equipment"),
+    "36": ("汽车制造业", "automobiles"),
+    "37": ("铁路、船舶、航空航天和其他运输设备制造业", "railway, ship, aerospace equipment"),
+    "38": ("电气机械和器材制造业", "electrical machinery"),
+    "39": ("计算机、通信和其他电子设备制造业", "computers, communication and electronics"),
+    "40": ("仪器仪表制造业", "instruments"),
+    "41": ("其他制造业", "other manufacturing"),
+    "42": ("废弃资源综合利用业", "waste resource recycling"),
+    "43": ("金属制品、机械和设备修理业", "metal products and machinery repair"),
+    # D 电力、热力、燃气及水生产和供应业
+    "44": ("电力、热力生产和供应业", "electricity and heat supply"),
+    "45": ("燃气生产和供应业", "gas supply"),
+    "46": ("水的生产和供应业", "water supply"),
+    # E 建筑业
+    "47": ("房屋建筑业", "building construction"),
+    "48": ("土木工程建筑业", "civil engineering"),
+    "49": ("建筑安装业", "construction installation"),
+    "50": ("建筑装饰、装修和其他建筑业", "building decoration and other construction"),
+    # F 批发和零售业
+    "51": ("批发业", "wholesale"),
+    "52": ("零售业", "retail"),
+    # G 交通运输、仓储和邮政业
+    "53": ("铁路运输业", "railway transport"),
+    "54": ("道路运输业", "road transport"),
+    "55": ("水上运输业", "water transport"),
+    "56": ("航空运输业", "air transport"),
+    "57": ("管道运输业", "pipeline transport"),
+    "58": ("多式联运和运输代理业", "multimodal transport and forwarding"),
+    "59": ("装卸搬运和仓储业", "loading, handling and warehousing"),
+    "60": ("邮政业", "postal services"),
+    # H 住宿和餐饮业
+    "61": ("住宿业", "accommodation"),
+    "62": ("餐饮业", "catering"),
+    # I 信息传输、软件和信息技术服务业
+    "63": ("电信、广播电视和卫星传输服务", "telecom, broadcasting and satellite transmission"),
+    "64": ("互联网和相关服务", "internet services"),
+    "65": ("软件和信息技术服务业", "software and IT services"),
+    # J 金融业
+    "66": ("货币金融服务", "monetary and financial services"),
+    "67": ("资本市场服务", "capital market services"),
+    "68": ("保险业", "insurance"),
+    "69": ("其他金融业", "other financial services"),
+    # K 房地产业
+    "70": ("房地产业", "real estate"),
+    # L 租赁和商务服务业
+    "71": ("租赁业", "leasing"),
+    "72": ("商务服务业", "business services"),
+    # M 科学研究和技术服务业
+    "73": ("研究和试验发展", "research and experimental development"),
+    "74": ("专业技术服务业", "professional technical services"),
+    "75": ("科技推广和应用服务业", "technology promotion"),
+    # N 水利、环境和公共设施管理业
+    "76": ("水利管理业", "water management"),
+    "77": ("生态保护和环境治理业", "ecological protection and environmental treatment"),
+    "78": ("公共设施管理业", "public facilities management"),
+    "79": ("土地管理业", "land management"),
+    # O 居民服务、修理和其他服务业
+    "80": ("居民服务业", "household services"),
+    "81": ("机动车、电子产品和日用产品修理业", "repair of vehicles and household goods"),
+    "82": ("其他服务业", "other services"),
+    # P 教育
+    "83": ("教育", "education"),
+    # Q 卫生和社会工作
+    "84": ("卫生", "health"),
+    "85": ("社会工作", "social work"),
+    # R 文化、体育和娱乐业
+    "86": ("新闻和出版业", "news and publishing"),
+    "87": ("广播、电视、电影和录音制作业", "broadcasting, film and sound recording"),
+    "88": ("文化艺术业", "culture and arts"),
+    "89": ("体育", "sports"),
+    "90": ("娱乐业", "entertainment"),
+    # S 公共管理、社会保障和社会组织
+    "91": ("中国共产党机关", "Communist Party organs"),
+    "92": ("国家机构", "state organs"),
+    "93": ("人民政协、民主党派", "CPPCC and democratic parties"),
+    "94": ("社会保障", "social security"),
+    "95": ("群众团体、社会团体和其他成员组织", "mass and social organisations"),
+    "96": ("基层群众自治组织及其他组织", "grassroots self-governing organisations"),
+    # T 国际组织
+    "97": ("国际组织", "international organisations"),
 }
 MANUFACTURING_SECTORS = tuple(f"{i:02d}" for i in range(13, 44))
 RESEARCH_SERVICE_SECTORS = ("73", "74", "75")

@@ -115,3 +115,41 @@ def psi_table(reference: Mapping[str, Any], table: pd.DataFrame,
     out.insert(1, "group", [groups.get(f, "other") for f in out["feature"]])
     out["level"] = np.select([out["psi"] >= PSI_MAJOR, out["psi"] >= PSI_MODERATE], ["major", "moderate"], "stable")
     return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def drift_verdict(drift: pd.DataFrame, labels: Mapping[str, str] | None = None, named: int = 5) -> dict[str, str]:
+    """One plain-language verdict on a :func:`psi_table`.
+
+    Args:
+        drift: Output of :func:`psi_table` (largest PSI first).
+        labels: Feature -> display name (default the feature names).
+        named: Features named in the sentence at most.
+
+    Returns:
+        ``{"level": "stable" | "moderate" | "major" | "none", "text": one sentence}``.
+
+    Example:
+        >>> drift_verdict(pd.DataFrame({"feature": ["x"], "psi": [0.02], "level": ["stable"]}))["text"]
+        'Stable: no feature moved more than 0.1 PSI (largest: x, 0.02).'
+    """
+    if drift.empty:
+        return {"level": "none", "text": "No feature could be compared with the reference."}
+    labels = labels or {}
+    name = lambda f: labels.get(f, f)  # noqa: E731
+
+    def listed(rows: pd.DataFrame) -> str:
+        shown = ", ".join(f"{name(f)} ({p:.2f})" for f, p in zip(rows["feature"][:named], rows["psi"][:named]))
+        return shown + (f" and {len(rows) - named} more" if len(rows) > named else "")
+
+    major, moderate = drift[drift["psi"] >= PSI_MAJOR], drift[drift["psi"] >= PSI_MODERATE]
+    if len(major):
+        return {"level": "major", "text": f"Major shift in {len(major)} feature{'s' if len(major) > 1 else ''} "
+                f"(PSI above {PSI_MAJOR}): {listed(major)}. The data no longer look like the training data: "
+                "retrain before relying on the scores."}
+    if len(moderate):
+        return {"level": "moderate", "text": f"Moderate shift in {len(moderate)} feature"
+                f"{'s' if len(moderate) > 1 else ''} (PSI {PSI_MODERATE}-{PSI_MAJOR}): {listed(moderate)}. "
+                "Re-check these before relying on the scores."}
+    top = drift.iloc[0]
+    return {"level": "stable", "text": f"Stable: no feature moved more than {PSI_MODERATE} PSI "
+            f"(largest: {name(top['feature'])}, {top['psi']:.2f})."}

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from lgml.modeling.gains import GAINS_SCORERS, gains_by_batch
+
 ECE_BINS = 15
 MIN_GROUP_ROWS = 50  # smaller provinces / sectors are reported with counts only
 MIN_POSITIVES_FOR_AUC = 5  # metrics_by: fewer designations give no AUC
@@ -264,7 +266,9 @@ def evaluate(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.nd
 
     Returns:
         ``{"task", "n_rows", "test_batches", "populations": {"all"|"pool": {scorer: metrics}},
-        "by_province", "by_sector", "calibration_curve", "gates"}``.
+        "by_province", "by_sector", "calibration_curve", "gains", "gates"}``; ``gains``
+        (designation) is :func:`lgml.modeling.gains.gains_by_batch` of the model, the rule
+        check and the oracle, each batch ranked by the scorer's ranking score.
     """
     everyone = np.ones(len(test), bool)
     pool = test["in_pool"].to_numpy(dtype=bool)
@@ -283,5 +287,7 @@ def evaluate(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.nd
         report["calibration_curve"] = {name: calibration_curve(y[~np.isnan(s["p"])], s["p"][~np.isnan(s["p"])])
                                        .to_dict(orient="list") for name, s in scores.items()}
         report["ece_bins"] = f"{ECE_BINS} equal-frequency"
+        report["gains"] = gains_by_batch(test, {name: s.get("rank", s["p"]) for name, s in scores.items()
+                                                if name in GAINS_SCORERS})
     report["gates"] = gate_checks(task, populations, gates)
     return report

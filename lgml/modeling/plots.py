@@ -28,6 +28,10 @@ def pyplot() -> Any:
 def calibration_figure(y: np.ndarray, probs: Mapping[str, np.ndarray], n_bins: int = 15):
     """Reliability diagram (equal-frequency bins, log-log axes since base rates are ~1%).
 
+    A bin with no designation has an observed rate of 0, which a log axis cannot show: such bins
+    are drawn as open triangles on the bottom edge (labelled "observed 0"), never at an
+    invented floor value.
+
     Args:
         y: 0/1 labels, shape (n,).
         probs: Scorer name -> probabilities of shape (n,).
@@ -37,12 +41,23 @@ def calibration_figure(y: np.ndarray, probs: Mapping[str, np.ndarray], n_bins: i
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    lo = 1.0
+    lo, zeros = 1.0, False
     for name, p in probs.items():
-        curve = calibration_curve(y, p, n_bins).clip(lower=1e-5)  # log axes: zero rates drawn at 1e-5
-        ax.plot(curve["predicted"], curve["observed"], marker="o", ms=3, label=name)
-        lo = min(lo, float(curve["predicted"].min()))
+        curve = calibration_curve(y, p, n_bins)
+        curve = curve[curve["predicted"] > 0]
+        pos = curve[curve["observed"] > 0]
+        line = ax.plot(pos["predicted"], pos["observed"], marker="o", ms=3, label=name)[0]
+        zero = curve[curve["observed"] <= 0]
+        if len(zero):
+            zeros = True
+            ax.plot(zero["predicted"], np.zeros(len(zero)), ls="none", marker="v", ms=6, mfc="none",
+                    color=line.get_color(), transform=ax.get_xaxis_transform(), clip_on=False)
+        if len(curve):
+            lo = min(lo, float(curve["predicted"].min()), float(pos["observed"].min()) if len(pos) else 1.0)
     ax.plot([lo, 1], [lo, 1], color="grey", lw=0.8, ls="--", label="perfect")
+    if zeros:
+        ax.plot([], [], ls="none", marker="v", ms=6, mfc="none", color="#555",
+                label="bins with no designation (observed 0)")
     ax.set(xscale="log", yscale="log", xlabel="predicted probability (mean per bin)",
            ylabel="observed designation rate", title=f"Calibration, {n_bins} equal-frequency bins")
     ax.legend(fontsize=8)

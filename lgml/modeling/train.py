@@ -123,6 +123,8 @@ def growth_level_metadata(data: ModelData, config: TrainConfig, growth_levels: d
 def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: dict, calibrator,
                  growth_level: dict | None = None) -> dict:
     """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
+    from datetime import datetime, timezone
+
     from lgml.features import FLAG_GROUPS
     from lgml.vocabulary import FEATURE_DIMENSIONS
 
@@ -152,6 +154,7 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "quantile_models": sorted(fit.quantile_boosters),
         "tuning": fit.tuning,
         "train_seconds": fit.seconds,
+        "trained_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

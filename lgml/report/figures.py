@@ -193,3 +193,33 @@ def psi_bars(psi: Sequence[tuple[str, float]], labels: Mapping[str, str], top: i
             ax.axvline(x, color="#999", ls="--", lw=0.8)
         ax.set_xlabel("PSI (current vs reference)")
         return to_data_uri(fig)
+
+
+GAINS_CHART_MAX = 40  # % of candidates drawn: designations are rare, so the curves rise within the first few %
+GAINS_STYLE = {"model": ("this model", "#c0392b", "-"), "rules": ("rule check", "#2471a3", "-"),
+               "oracle": ("best possible (true probabilities)", "#27ae60", "--")}
+
+
+def gains_chart(curve: Mapping[str, Sequence[float]], batch: int | str) -> str:
+    """Gains chart of one batch: share of its designations captured (y) by the top share of
+    candidates ranked by each scorer (x), with the random-pick diagonal.
+
+    Args:
+        curve: ``{"share": [0, 0.01, ..., 1], scorer: [share captured, ...]}`` (scorers
+            ``model``, ``rules`` and optionally ``oracle``).
+        batch: The batch year, for the title.
+    """
+    plt = pyplot()
+    x = 100 * np.asarray(curve["share"], dtype=float)
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for name, (text, color, ls) in GAINS_STYLE.items():
+            if name in curve:
+                ax.plot(x, 100 * np.asarray(curve[name], dtype=float), color=color, ls=ls, lw=1.6, label=text)
+        ax.plot([0, 100], [0, 100], color=NEUTRAL, lw=0.8, ls=":", label="random pick")
+        ax.set(xlim=(0, GAINS_CHART_MAX), ylim=(0, 101), xlabel="top % of candidates, ranked by score",
+               ylabel="% of the batch's designations captured")
+        ax.set_title(f"Gains, batch {batch}", fontsize=10, loc="left")
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(fontsize=8, loc="lower right")
+        return to_data_uri(fig)

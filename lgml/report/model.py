@@ -1,14 +1,20 @@
-"""The model report: evaluation against baselines and the oracle, calibration and ROC/PR curves,
-global importance (beeswarm and per dimension), metrics by province and sector, and drift (PSI).
+"""The model report as a model card: the headline in words (the top 100 of the latest held-out
+batch, beside the rule check and the oracle), the gains chart, calibration, metrics by province
+and sector on the held-out batches only, drift (PSI against the training reference, with a
+verdict) and provenance; below them the technical detail (evaluation against baselines and the
+oracle, quality gates, ROC/PR curves, global importance).
 
-This module only assembles the report: metrics come from :mod:`lgml.modeling.evaluate`, drift
-from :mod:`lgml.modeling.drift`, evaluation figures from :mod:`lgml.modeling.plots`, stored
-plots and the training drift reference from the bundle (:mod:`lgml.modeling.bundle`).
+This module only assembles the report: metrics come from :mod:`lgml.modeling.evaluate` and
+:mod:`lgml.modeling.gains`, drift from :mod:`lgml.modeling.drift`, evaluation figures from
+:mod:`lgml.modeling.plots`, the plain-language parts from :mod:`lgml.report.card`, stored plots
+and the training drift reference from the bundle (:mod:`lgml.modeling.bundle`).
 :func:`model_report` works on frames; :func:`build_model_report` is ``lgml report``: it loads
 the data files (through :mod:`lgml.validate`) and calls it.
 
-Drift reference: a bundle trained by ``lgml train`` carries the reference profile of its
-training rows (``bundle.reference``); a reference panel passed in replaces it.
+Drift: the candidates of the latest batch in the data against the reference profile of the
+training rows that ``lgml train`` stores in the bundle (``bundle.reference``); a reference panel
+passed in replaces it, and for a bundle stored without one the data's own rows of the training
+batches stand in.
 """
 
 from __future__ import annotations
@@ -28,86 +34,6 @@ from lgml.report import environment, now, to_json
 log = logging.getLogger(__name__)
 
 SIMULATED_REPORT_FIRMS = 4_000  # firms simulated when a report on the embedded default gets no data
-
-
-# ------------------------------------------------------------------------------------------------
-# Evaluation tables, whatever their nesting
-# ------------------------------------------------------------------------------------------------
-
-
-def _scalar(x: Any) -> bool:
-    return x is None or isinstance(x, (int, float, str, bool))
-
-
-def evaluation_tables(evaluation: Mapping[str, Any], title: str = "evaluation") -> list[dict[str, Any]]:
-    """Flatten an evaluation dict into display tables.
-
-    A dict whose values are all dicts of scalars becomes one matrix (rows = its keys, e.g.
-    model / baselines / oracle; columns = the metric names); a dict of scalars becomes a
-    two-column table; other nesting is walked recursively.
-
-    Returns:
-        List of ``{"title", "columns", "rows"}`` with rows as lists of display strings.
-    """
-    tables: list[dict[str, Any]] = []
-    evaluation = {k: v for k, v in evaluation.items() if k not in GROUPED_KEYS}
-    scalars = {k: (", ".join(map(str, v)) if isinstance(v, list) and all(_scalar(x) for x in v) else v)
-               for k, v in evaluation.items() if _scalar(v) or (isinstance(v, list) and all(_scalar(x) for x in v))}
-    nested = {k: v for k, v in evaluation.items() if isinstance(v, Mapping)}
-    lists = {k: v for k, v in evaluation.items()
-             if isinstance(v, list) and v and all(isinstance(r, Mapping) for r in v)}
-    if scalars:
-        tables.append({"title": title, "columns": ["metric", "value"],
-                       "rows": [[k, _show(v)] for k, v in scalars.items()]})
-    matrix = {k: v for k, v in nested.items() if v and all(_scalar(x) for x in v.values())}
-    if len(matrix) >= 2:
-        cols = list(dict.fromkeys(c for v in matrix.values() for c in v))
-        tables.append({"title": title + " (compared)", "columns": ["", *cols],
-                       "rows": [[k, *(_show(v.get(c)) for c in cols)] for k, v in matrix.items()]})
-    else:
-        for k, v in matrix.items():
-            tables.append({"title": f"{title} / {k}", "columns": ["metric", "value"],
-                           "rows": [[m, _show(x)] for m, x in v.items()]})
-    for k, v in nested.items():
-        if k not in matrix:
-            tables.extend(evaluation_tables(v, f"{title} / {k}"))
-    for k, rows in lists.items():
-        cols = list(dict.fromkeys(c for r in rows for c in r))
-        tables.append({"title": f"{title} / {k}", "columns": cols,
-                       "rows": [[_show(r.get(c)) for c in cols] for r in rows[:200]]})
-    return tables
-
-
-# Evaluation entries drawn elsewhere: per-group metrics get their own tables, curves are plots.
-GROUPED_KEYS = ("by_province", "by_sector", "calibration_curve")
-EVALUATION_GROUP_ROWS = 40  # largest groups shown
-
-
-def evaluation_groups(evaluation: Mapping[str, Any], key: str, scorer: str = "model") -> list[dict[str, Any]]:
-    """Rows of a per-group evaluation entry (``by_province`` / ``by_sector``): the level, its
-    counts and ``scorer``'s metrics, largest groups first."""
-    rows = []
-    for level, entry in (evaluation.get(key) or {}).items():
-        if not isinstance(entry, Mapping):
-            continue
-        row = {"level": str(level), **{k: v for k, v in entry.items() if _scalar(v)}}
-        metrics = entry.get(scorer)
-        if isinstance(metrics, Mapping):
-            row.update({k: v for k, v in metrics.items() if _scalar(v) and k != "n"})
-        rows.append(row)
-    return sorted(rows, key=lambda r: -(r.get("n") or 0))
-
-
-def _show(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, float):
-        return f"{x:,.4f}" if abs(x) < 1000 else f"{x:,.0f}"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return str(x)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,63 +71,108 @@ def bundle_plots(bundle: Any) -> list[dict[str, str]]:
     return [{"name": name.replace("_", " "), "uri": png_uri(png)} for name, png in bundle.stored_plots().items()]
 
 
-def _display_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Column names and display strings of a list of flat dicts."""
-    columns = list(dict.fromkeys(c for r in rows for c in r))
-    return {"columns": columns, "rows": [[_show(r.get(c)) for c in columns] for r in rows]}
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
             for r in frame.to_dict("records")]
 
 
+def _drift_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The candidate rows drift is measured on: those of the latest batch year in the data (the
+    batch the model would score next), with a note saying which."""
+    if "batch_year" not in rows.columns or rows["batch_year"].isna().all():
+        return rows, f"all {len(rows):,} candidate rows of the data"
+    latest = int(rows["batch_year"].max())
+    take = rows[rows["batch_year"] == latest]
+    return take, f"the {len(take):,} candidates for batch {latest} (the latest batch in the data)"
+
+
+def _rebuilt_reference(bundle: Any, rows: pd.DataFrame) -> tuple[dict[str, Any] | None, str]:
+    """For a bundle stored without a training reference: the profile of the data's own rows of
+    the training batches, or None when the data hold none."""
+    from lgml.modeling.drift import reference_profile
+    from lgml.report.card import year_span
+
+    train = [int(b) for b in (bundle.metadata.get("batches") or {}).get("train", [])]
+    if not train or "batch_year" not in rows.columns:
+        return None, ""
+    take = rows[rows["batch_year"].isin(train)]
+    if take.empty:
+        return None, ""
+    return (reference_profile(take, bundle.features),
+            f"the data's own {len(take):,} candidate rows of the training batches {year_span(train)} "
+            "(the bundle stores no training reference)")
+
+
 def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Mapping[str, Any] | None = None,
-                 data_note: str = "", reference_note: str = "", sample: int = 4_000, seed: int = 0) -> dict[str, Any]:
-    """Everything the model report shows.
+                 data_note: str = "", reference_note: str = "", data_info: Mapping[str, Any] | None = None,
+                 sample: int = 4_000, seed: int = 0) -> dict[str, Any]:
+    """Everything the model card shows.
 
     Args:
         bundle: Designation bundle.
-        data: Feature table to compute importance, metrics by group and drift on (rows
-            holding a title are left out); None for a report of the bundle alone.
+        data: Feature table to compute importance, held-out metrics and drift on (rows holding
+            a title are left out); None for a card of the bundle alone.
         reference: Drift reference profile (:func:`lgml.modeling.drift.reference_profile`);
-            default the bundle's (``bundle.reference``).
+            default the bundle's (``bundle.reference``), else one rebuilt from the data's rows
+            of the training batches.
         data_note, reference_note: Where ``data`` and ``reference`` came from, shown as is.
+        data_info: Extra provenance of ``data`` (e.g. ``data_hash``).
         sample: Rows used for contributions (importance plots).
         seed: Seed of that sample.
 
     Returns:
-        JSON-ready dict: ``model``, ``evaluation`` (raw), ``evaluation_tables``, ``plots``,
-        ``importance`` / ``group_importance`` (mean |log-odds|), ``by_province``, ``by_sector``,
-        ``drift`` (PSI rows or None), notes, and ``images`` (data URIs; left out of JSON).
+        JSON-ready dict: ``model``, ``evaluation`` (raw), ``headline`` (the sentence and its
+        numbers, or None), ``gains`` (table rows), ``held_out`` (years and label),
+        ``calibration`` (ECE and where it was measured), ``by_province`` / ``by_sector``
+        (held-out rows with names), ``comparison`` and ``gates`` (human-titled evaluation),
+        ``importance`` / ``group_importance`` (mean |log-odds|), ``drift`` (PSI rows or None)
+        and ``drift_verdict``, ``provenance``, notes, and ``images`` (data URIs; left out of
+        JSON).
     """
-    from lgml import schema
     from lgml.explain.contributions import contributions
-    from lgml.vocabulary import group_label
     from lgml.explain.firm import model_info
     from lgml.modeling import plots
-    from lgml.modeling.drift import psi_table
-    from lgml.modeling.evaluate import metrics_by
-    from lgml.vocabulary import feature_label
-    from lgml.report import figures
+    from lgml.modeling.drift import drift_verdict, psi_table
+    from lgml.modeling.evaluate import expected_calibration_error, metrics_by
+    from lgml.modeling.gains import gains_by_batch
+    from lgml.report import card, figures
+    from lgml.vocabulary import feature_label, group_label
 
     groups = bundle.metadata.get("feature_groups") or None
+    evaluation = bundle.evaluation or {}
+    tests = card.test_batches(bundle.metadata, evaluation)
+    stored = bundle.stored_plots()
     report: dict[str, Any] = {
-        "model": model_info(bundle), "evaluation": bundle.evaluation,
-        "evaluation_tables": evaluation_tables(bundle.evaluation) if bundle.evaluation else [],
-        "evaluation_by": {key: _display_rows(evaluation_groups(bundle.evaluation, key)[:EVALUATION_GROUP_ROWS])
-                          for key in ("by_province", "by_sector") if bundle.evaluation.get(key)},
-        "plots": bundle_plots(bundle), "images": {}, "data_note": data_note, "reference_note": reference_note,
-        "importance": [], "group_importance": [], "by_province": [], "by_sector": [], "drift": None,
-        "n_sample": 0, "n_labelled": 0,
+        "model": model_info(bundle), "evaluation": evaluation, "images": {}, "data_note": data_note,
+        "reference_note": reference_note, "headline": None, "gains": [], "gains_source": "",
+        "held_out": card.held_out(tests),
+        "calibration": {"ece": (((evaluation.get("populations") or {}).get("all") or {}).get("model") or {}).get("ece"),
+                        "source": "the test batches at training"},
+        "by_province": card.evaluation_group_rows(evaluation, "by_province"),
+        "by_sector": card.evaluation_group_rows(evaluation, "by_sector"),
+        "comparison": card.comparison_tables(evaluation), "gates": card.gate_rows(evaluation),
+        "calibration_method": (evaluation.get("calibration") or {}),
+        "plots": [{"name": n.replace("_", " "), "uri": figures.png_uri(png)} for n, png in stored.items()
+                  if n != "calibration"],
+        "importance": [], "group_importance": [], "drift": None, "drift_verdict": None,
+        "n_sample": 0, "n_labelled": 0, "drift_rows_note": "",
         "group_labels": {g: group_label(g) for g in (*FEATURE_DIMENSIONS.values(), "other")},
+        "provenance": {"model": card.model_provenance(bundle), "data": []},
     }
+    if "calibration" in stored:
+        report["images"]["calibration"] = figures.png_uri(stored["calibration"])
+    gains = evaluation.get("gains") or {}
+    if gains:
+        report["headline"] = card.headline(gains)
+        report["gains_source"] = "the bundle's evaluation (computed at training)"
     reference = reference if reference is not None else bundle.reference
-    if reference is None:
-        report["drift_note"] = ("No drift reference: the bundle stores no training reference profile "
-                                "(reference.json) and none was passed in.")
     if data is None:
+        _add_gains(report, gains, figures)
+        if reference is None:
+            report["drift_note"] = ("No drift: the bundle stores no training reference profile (reference.json), "
+                                    "none was passed in, and there is no data to compare.")
         return report
+
     rows = data[candidate_mask(data)].reset_index(drop=True)
     take = rows.sample(n=min(sample, len(rows)), random_state=seed) if len(rows) > sample else rows
     contrib, _ = contributions(bundle, take)
@@ -215,40 +186,78 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     report["images"]["beeswarm"] = figures.beeswarm(contrib, take, labels, top=15, seed=seed)
     report["images"]["group_importance"] = figures.importance_bars(
         by_group.rename(index=group_label), {}, "mean |sum of contributions| per dimension (log-odds)")
+
     labelled = rows[rows["designated_next"].notna()] if "designated_next" in rows.columns else rows.iloc[:0]
-    report["n_labelled"] = len(labelled)
-    if len(labelled) and labelled["designated_next"].nunique() == 2:
-        y = labelled["designated_next"].to_numpy(dtype=float)
-        p = bundle.predict(labelled)
-        report["images"]["roc_pr"] = figures.to_data_uri(plots.roc_pr_figure(y, {"model": p}))
+    seen = card.seen_batches(bundle.metadata)
+    held = labelled[~labelled["batch_year"].isin(seen)] if seen and "batch_year" in labelled else labelled.iloc[:0]
+    report["n_labelled"] = len(held)
+    report["provenance"]["data"] = card.data_provenance(
+        {"source": data_note, **card.data_facts(data, rows, labelled), **(data_info or {})},
+        bundle.metadata.get("data_hash"))
+    if len(held) and held["designated_next"].nunique() == 2:
+        years = sorted(int(y) for y in held["batch_year"].unique())
+        report["held_out"] = card.held_out(years)
+        y = held["designated_next"].to_numpy(dtype=float)
+        p = bundle.predict(held)
+        report["calibration"] = {"ece": expected_calibration_error(y, p), "source": "the held-out rows of the data"}
         report["images"]["calibration"] = figures.to_data_uri(plots.calibration_figure(y, {"model": p}))
-        prov = metrics_by(labelled, y, p, "province")
-        prov.insert(1, "name_zh", [schema.PROVINCES.get(x, ("", x))[1] for x in prov["province"]])
-        sect = metrics_by(labelled, y, p, "sector")
-        sect.insert(1, "name", [schema.SECTOR_NAMES.get(x, "") for x in sect["sector"]])
-        report["by_province"], report["by_sector"] = _records(prov), _records(sect.head(30))
-    if reference is not None:
-        drift = psi_table(reference, rows, groups)
-        report["drift"] = _records(drift)
-        report["images"]["psi"] = figures.psi_bars(list(zip(drift["feature"], drift["psi"])), labels)
+        report["images"]["roc_pr"] = figures.to_data_uri(plots.roc_pr_figure(y, {"model": p}, "held-out batches"))
+        report["by_province"] = card.group_rows(metrics_by(held, y, p, "province"), "province")
+        report["by_sector"] = card.group_rows(metrics_by(held, y, p, "sector"), "sector")
+        if not gains:
+            from lgml.modeling.baselines import RuleBaseline
+
+            frame = pd.DataFrame({"batch_year": held["batch_year"].to_numpy(), "target": y})
+            gains = gains_by_batch(frame, {"model": bundle.predict_raw(held), "rules": RuleBaseline().score(held)})
+            report["headline"] = card.headline(gains)
+            report["gains_source"] = "the held-out rows of the data (the bundle records no gains)"
+    _add_gains(report, gains, figures)
+
+    if reference is None:
+        reference, report["reference_note"] = _rebuilt_reference(bundle, rows)
+    if reference is None:
+        report["drift_note"] = ("No drift: the bundle stores no training reference profile (reference.json), none "
+                                "was passed in, and the data hold no rows of the training batches to rebuild one.")
+        return report
+    current, report["drift_rows_note"] = _drift_rows(rows)
+    drift = psi_table(reference, current, groups)
+    drift.insert(1, "label", [labels.get(f, feature_label(f)) for f in drift["feature"]])
+    report["drift"] = _records(drift)
+    report["drift_verdict"] = drift_verdict(drift, labels)
+    report["images"]["psi"] = figures.psi_bars(list(zip(drift["feature"], drift["psi"])), labels)
     return report
 
 
+def _add_gains(report: dict[str, Any], gains: Mapping[str, Any], figures: Any) -> None:
+    """The gains table and chart of the headline batch."""
+    head = report["headline"]
+    if not head:
+        return
+    from lgml.report.card import gains_rows
+
+    g = gains[str(head["batch"])]
+    report["gains"] = gains_rows(g)
+    report["images"]["gains"] = figures.gains_chart(g["curve"], head["batch"])
+
+
 def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.PathLike | None = None, *,
-                    units: str = "yuan", encoding: str | None = None) -> pd.DataFrame:
+                    units: str = "yuan", encoding: str | None = None) -> tuple[pd.DataFrame, str | None]:
     """Feature table of a panel file (and its events file) for the report, built with the
-    bundle's province/sector records (else those of the panel itself).
+    bundle's province/sector records (else those of the panel itself), and the sha256 of the
+    panel and events as training computes it (None without events).
 
     Raises:
         lgml.validate.ContractError, lgml.io.InputError: A file breaks the input contract.
     """
     from lgml import validate
     from lgml.features import build_features, context_tables
+    from lgml.modeling.dataset import Source, data_hash
 
     rows = validate.load_panel(panel, units=units, encoding=encoding)
     history = validate.load_events(events, panel=rows, encoding=encoding) if events is not None else None
     context = bundle.context if bundle.context is not None else context_tables(rows, history)
-    return build_features(rows, history, context)
+    digest = data_hash(Source(rows, history, None)) if history is not None else None
+    return build_features(rows, history, context), digest
 
 
 def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[pd.DataFrame | None, str]:
@@ -299,25 +308,27 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
 
     step = on_step or (lambda name: None)
     step("Building features")
+    info: dict[str, Any] = {}
     if data is not None:
-        table = report_features(bundle, data, events, units=units, encoding=encoding)
+        table, info["data_hash"] = report_features(bundle, data, events, units=units, encoding=encoding)
         note = f"{data}" + (f" with events {events}" if events is not None else "")
     else:
         table, note = simulated_sample(bundle)
     profile, profile_note = None, ""
     if reference is not None:
-        ref_table = report_features(bundle, reference, reference_events, units=units, encoding=encoding)
+        ref_table, _ = report_features(bundle, reference, reference_events, units=units, encoding=encoding)
         profile = reference_profile(ref_table[candidate_mask(ref_table)], bundle.features)
         profile_note = f"{reference}"
     step("Computing contributions and metrics")
     return model_report(bundle, table, reference=profile, data_note=note, reference_note=profile_note,
-                        sample=sample, seed=bundle.config.seed)
+                        data_info=info, sample=sample, seed=bundle.config.seed)
 
 
 def render_model(report: dict[str, Any], fmt: str = "html") -> str:
     """Render a model report (see :func:`lgml.report.model.model_report`)."""
     if fmt == "json":
         return to_json({k: v for k, v in report.items() if k != "images"})
-    if fmt != "html":
-        raise ValueError(f"the model report is written as html or json, not {fmt!r}")
-    return environment().get_template("model.html.j2").render(r=report, generated=now())
+    if fmt not in ("html", "md"):
+        raise ValueError(f"the model report is written as html, md or json, not {fmt!r}")
+    template = environment(markdown=fmt == "md").get_template(f"model.{fmt}.j2")
+    return template.render(r=report, generated=now())

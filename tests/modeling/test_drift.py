@@ -33,3 +33,22 @@ def test_psi_is_zero_against_itself_and_grows_with_a_shift(bundle, candidates):
     assert same["psi"].max() < 1e-9
     shifted = candidates.assign(rd_intensity=candidates["rd_intensity"] * 3)
     assert psi_table(ref, shifted).set_index("feature").loc["rd_intensity", "psi"] > 0.25
+
+
+def test_drift_verdict_in_plain_words():
+    from lgml.modeling.drift import drift_verdict
+
+    def table(psi):
+        out = pd.DataFrame({"feature": [f"f{i}" for i in range(len(psi))], "psi": psi})
+        return out.assign(level=np.select([out["psi"] >= 0.25, out["psi"] >= 0.1], ["major", "moderate"], "stable"))
+
+    stable = drift_verdict(table([0.05, 0.01]), {"f0": "R&D intensity"})
+    assert stable == {"level": "stable", "text": "Stable: no feature moved more than 0.1 PSI (largest: R&D intensity, 0.05)."}
+    moderate = drift_verdict(table([0.2, 0.15, 0.12, 0.01]))
+    assert moderate["level"] == "moderate"
+    assert moderate["text"].startswith("Moderate shift in 3 features (PSI 0.1-0.25): f0 (0.20), f1 (0.15), f2 (0.12).")
+    assert "re-check" in moderate["text"].lower()
+    major = drift_verdict(table([0.9, 0.3, 0.2]), named=1)
+    assert major["level"] == "major" and major["text"].startswith("Major shift in 2 features (PSI above 0.25): f0 (0.90) and 1 more.")
+    assert "retrain" in major["text"]
+    assert drift_verdict(table([]))["level"] == "none"

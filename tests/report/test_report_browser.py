@@ -3,7 +3,10 @@
 Each report is opened twice: as written (its Content-Security-Policy forbids scripts and any
 request, so any console message is a failure), and as an instrumented copy whose added script
 records every image's load state into the DOM, read back with ``--dump-dom``. A screenshot of
-each report is saved and must not be blank.
+each report is saved and must not be blank. The dumped DOM is then read as a reader would: Chinese
+text is present; the firm report's eligibility badge agrees with its checklist and its what-if
+reaches the target or says plainly that it cannot; the model card's headline states the bundle's
+evaluation and its drift table has rows. Each report is rendered once and its DOM reused.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ def console_messages(stderr: str) -> list[str]:
 
 
 def image_states(html: Path, tmp: Path) -> dict:
-    """Load an instrumented copy of ``html`` and return what its images and errors were."""
+    """Load an instrumented copy of ``html`` and return what its images and errors were, and
+    the rendered DOM (``dom``)."""
     text = html.read_text(encoding="utf-8")
     text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text, count=1)
     text = text.replace("<head>", "<head>" + CHECKER, 1)
@@ -63,7 +67,7 @@ def image_states(html: Path, tmp: Path) -> dict:
     assert match, f"the check script did not run:\n{done.stderr[-2000:]}"
     import html as html_lib
 
-    return json.loads(html_lib.unescape(match.group(1)))
+    return {**json.loads(html_lib.unescape(match.group(1))), "dom": done.stdout}
 
 
 def screenshot(html: Path, tmp: Path, height: int = 2600) -> tuple[Path, list[str]]:
@@ -86,7 +90,9 @@ def assert_not_blank(png: Path) -> None:
     assert differs.mean() > 0.02, f"{png}: only {differs.mean():.1%} of pixels differ from the background"
 
 
-def check_report(html: Path, tmp: Path, min_images: int) -> Path:
+def check_report(html: Path, tmp: Path, min_images: int) -> dict:
+    """Render ``html`` (screenshot and DOM), check it is clean, and return the image states with
+    the rendered DOM."""
     png, messages = screenshot(html, tmp)
     assert messages == [], "console messages:\n" + "\n".join(messages)
     assert_not_blank(png)
@@ -95,7 +101,19 @@ def check_report(html: Path, tmp: Path, min_images: int) -> Path:
     assert len(states["images"]) >= min_images
     broken = [i for i in states["images"] if not i["complete"] or i["width"] == 0]
     assert broken == [], broken
-    return png
+    return states
+
+
+def visible_text(dom: str) -> str:
+    """The text of a dumped DOM (tags, scripts and styles removed, entities decoded)."""
+    import html as html_lib
+
+    dom = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", " ", dom))
+
+
+def has_chinese(text: str) -> bool:
+    return re.search(r"[\u4e00-\u9fff]{2,}", text) is not None
 
 
 runner = CliRunner()
@@ -122,16 +140,81 @@ def reports(bundle_dir, data_dir, table, tmp_path_factory) -> dict[str, Path]:  
     return paths
 
 
-def test_firm_report_renders_cleanly(reports, tmp_path):
-    check_report(reports["firm"], tmp_path, min_images=2)
+MIN_IMAGES = {"firm": 2, "top": 10, "model": 5}
 
 
-def test_top_per_province_report_renders_cleanly(reports, tmp_path):
-    check_report(reports["top"], tmp_path, min_images=10)
+@pytest.fixture(scope="module")
+def rendered(reports, tmp_path_factory):
+    """Each report rendered once (screenshot, checks and DOM), on first use."""
+    folder, cache = tmp_path_factory.mktemp("rendered"), {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = check_report(reports[name], folder, MIN_IMAGES[name])
+        return cache[name]
+
+    return get
 
 
-def test_model_report_renders_cleanly(reports, tmp_path):
-    check_report(reports["model"], tmp_path, min_images=5)
+def test_firm_report_renders_cleanly(rendered):
+    assert has_chinese(visible_text(rendered("firm")["dom"]))
+
+
+def test_top_per_province_report_renders_cleanly(rendered):
+    assert has_chinese(visible_text(rendered("top")["dom"]))
+
+
+def test_model_report_renders_cleanly(rendered):
+    assert has_chinese(visible_text(rendered("model")["dom"]))
+
+
+def test_eligibility_badge_agrees_with_the_checklist(rendered):
+    for name in ("firm", "top"):
+        dom = rendered(name)["dom"]
+        sections = re.findall(r'<section class="firm".*?</section>', dom, re.S)
+        assert sections, name
+        for section in sections:
+            badge = re.findall(r'data-eligibility="(\w+)"', section)
+            statuses = set(re.findall(r'data-criterion-status="(\w+)"', section))
+            assert len(badge) == 1 and statuses <= {"pass", "fail", "missing"} and statuses
+            expected = "fails" if "fail" in statuses else "unknown" if "missing" in statuses else "meets"
+            assert badge[0] == expected, (name, badge, statuses)
+
+
+def test_whatif_reaches_its_target_or_says_it_cannot(rendered):
+    dom = rendered("top")["dom"]
+    boxes = re.findall(r'<div class="(?:ok|note)" data-whatif="([^"]*)" data-target="([^"]*)" '
+                       r'data-probability-after="([^"]*)">(.*?)</div>', dom, re.S)
+    assert boxes
+    for goal, target, after, text in boxes:
+        if float(after) < float(target):
+            assert "No combination of up to" in text or "No feasible change" in text, text
+            assert "within realistic limits" in text
+
+
+def test_model_card_headline_matches_the_bundle_evaluation(rendered, bundle):
+    dom = rendered("model")["dom"]
+    gains = bundle.evaluation["gains"]
+    batch = max(gains, key=int)
+    g = gains[batch]
+    head = re.search(r'<div class="ok" id="headline" ([^>]*)>(.*?)</div>', dom, re.S)
+    assert head, "no headline"
+    attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', head.group(1)))
+    assert attrs == {"batch": batch, "k": str(g["k"]), "model": str(g["top_k"]["model"]),
+                     "rules": str(g["top_k"]["rules"]), "oracle": str(g["top_k"]["oracle"])}
+    sentence = " ".join(visible_text(head.group(2)).split())
+    assert (f"Of the {g['k']} firms ranked highest for batch {batch}, {g['top_k']['model']} were designated; "
+            f"the rule check's top {g['k']} held {g['top_k']['rules']}") in sentence
+
+
+def test_model_card_drift_table_has_rows(rendered):
+    dom = rendered("model")["dom"]
+    table = re.search(r'<table id="drift-table">(.*?)</table>', dom, re.S)
+    assert table and table.group(1).count("<tr>") > 5
+    verdict = visible_text(re.search(r'<div [^>]*id="drift-verdict"[^>]*>(.*?)</div>', dom, re.S).group(1))
+    assert re.search(r"(Stable|Moderate shift|Major shift)", verdict)
+    text = visible_text(dom)
+    assert "the model never saw" in text and "evaluation / populations" not in text
 
 
 def test_the_checks_catch_a_broken_page(tmp_path):
