@@ -1,7 +1,8 @@
 """Drift: how far a feature table has moved from the training rows, by the population stability
 index (PSI) of each feature.
 
-At training, :func:`reference_profile` of the training rows is stored in the bundle
+At training, the profile of the rows of the last training batch (:func:`last_batch_reference`)
+is stored in the bundle
 (``reference.json``, see :mod:`lgml.modeling.bundle`); :func:`psi_table` later compares any
 feature table against it.
 
@@ -67,6 +68,16 @@ def reference_profile(table: pd.DataFrame, features: Sequence[str], bins: int = 
     return out
 
 
+def last_batch_reference(table: pd.DataFrame, features: Sequence[str]) -> dict[str, Any]:
+    """:func:`reference_profile` of the rows of the latest batch of ``table`` (the most recent
+    rows a model learned from: years earlier in a long panel would make every trending feature
+    look drifted), with that ``batch_year`` recorded; all rows when there is no batch year."""
+    if "batch_year" not in table.columns or table["batch_year"].isna().all():
+        return reference_profile(table, features)
+    last = int(table["batch_year"].max())
+    return {**reference_profile(table[table["batch_year"] == last], features), "batch_year": last}
+
+
 def _psi(ref: np.ndarray, cur: np.ndarray) -> float:
     ref = np.maximum(np.asarray(ref, dtype=float), PSI_EPS)
     cur = np.maximum(np.asarray(cur, dtype=float), PSI_EPS)
@@ -117,16 +128,22 @@ def psi_table(reference: Mapping[str, Any], table: pd.DataFrame,
     return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def drift_verdict(drift: pd.DataFrame, labels: Mapping[str, str] | None = None, named: int = 5) -> dict[str, str]:
+def drift_verdict(drift: pd.DataFrame, labels: Mapping[str, str] | None = None, named: int = 5,
+                  rule_features: Sequence[str] = (), rules_note: str = "") -> dict[str, str]:
     """One plain-language verdict on a :func:`psi_table`.
 
     Args:
         drift: Output of :func:`psi_table` (largest PSI first).
         labels: Feature -> display name (default the feature names).
         named: Features named in the sentence at most.
+        rule_features: Features that measure the criteria of the rules in force, when the rules
+            of the compared rows differ from the reference's: they move with the rules by
+            construction, so they are named apart and left out of the verdict's level.
+        rules_note: What changed in the rules (e.g. "batch 2027 is judged under the 2026
+            rules, the reference batch 2024 under the 2022 rules"), said with them.
 
     Returns:
-        ``{"level": "stable" | "moderate" | "major" | "none", "text": one sentence}``.
+        ``{"level": "stable" | "moderate" | "major" | "none", "text": one or two sentences}``.
 
     Example:
         >>> drift_verdict(pd.DataFrame({"feature": ["x"], "psi": [0.02], "level": ["stable"]}))["text"]
@@ -141,15 +158,26 @@ def drift_verdict(drift: pd.DataFrame, labels: Mapping[str, str] | None = None, 
         shown = ", ".join(f"{name(f)} ({p:.2f})" for f, p in zip(rows["feature"][:named], rows["psi"][:named]))
         return shown + (f" and {len(rows) - named} more" if len(rows) > named else "")
 
+    ruled = drift["feature"].isin(list(rule_features))
+    moved = drift[ruled & (drift["psi"] >= PSI_MODERATE)]
+    rules = ""
+    if len(moved):
+        rules = (f" Set apart: {rules_note + ', so ' if rules_note else ''}{len(moved)} feature"
+                 f"{'s' if len(moved) > 1 else ''} measuring the criteria moved with the rules, as they are built "
+                 f"to ({listed(moved)}); how well the model carries over to new rules is what its regime "
+                 "benchmark measures, not drift.")
+    drift = drift[~ruled]
+    if drift.empty:
+        return {"level": "none", "text": "No feature outside the criteria could be compared with the reference." + rules}
     major, moderate = drift[drift["psi"] >= PSI_MAJOR], drift[drift["psi"] >= PSI_MODERATE]
     if len(major):
         return {"level": "major", "text": f"Major shift in {len(major)} feature{'s' if len(major) > 1 else ''} "
                 f"(PSI above {PSI_MAJOR}): {listed(major)}. The data no longer look like the training data: "
-                "retrain before relying on the scores."}
+                "retrain before relying on the scores." + rules}
     if len(moderate):
         return {"level": "moderate", "text": f"Moderate shift in {len(moderate)} feature"
                 f"{'s' if len(moderate) > 1 else ''} (PSI {PSI_MODERATE}-{PSI_MAJOR}): {listed(moderate)}. "
-                "Re-check these before relying on the scores."}
+                "Re-check these before relying on the scores." + rules}
     top = drift.iloc[0]
     return {"level": "stable", "text": f"Stable: no feature moved more than {PSI_MODERATE} PSI "
-            f"(largest: {name(top['feature'])}, {top['psi']:.2f})."}
+            f"(largest: {name(top['feature'])}, {top['psi']:.2f})." + rules}

@@ -27,7 +27,7 @@ from lgml.io import refuse_existing
 from lgml.modeling import baselines, calibrate, evaluate, level, plots
 from lgml.modeling.bundle import save_bundle
 from lgml.modeling.dataset import ModelData, Source, load_source, model_data
-from lgml.modeling.drift import reference_profile
+from lgml.modeling.drift import last_batch_reference
 from lgml.modeling.fit import FitResult, fit_model
 from lgml.modeling.matrix import feature_levels, model_frame
 
@@ -239,7 +239,7 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
                        evaluation=report,
                        config=config, plots=figures, quantile_boosters=fit.quantile_boosters,
                        context=context_tables(source.panel, source.events),
-                       reference=reference_profile(data.sets["train"], data.features), overwrite=overwrite)
+                       reference=last_batch_reference(data.sets["train"], data.features), overwrite=overwrite)
     plots.close(figures)
     step("done")
     return TrainResult(path, report, fit, seconds)

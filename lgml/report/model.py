@@ -88,19 +88,37 @@ def _drift_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def _rebuilt_reference(bundle: Any, rows: pd.DataFrame) -> tuple[dict[str, Any] | None, str]:
     """For a bundle stored without a training reference: the profile of the data's own rows of
-    the training batches, or None when the data hold none."""
+    the last training batch, or None when the data hold none."""
     from lgml.modeling.drift import reference_profile
-    from lgml.report.card import year_span
 
     train = [int(b) for b in (bundle.metadata.get("batches") or {}).get("train", [])]
     if not train or "batch_year" not in rows.columns:
         return None, ""
-    take = rows[rows["batch_year"].isin(train)]
+    take = rows[rows["batch_year"] == max(train)]
     if take.empty:
         return None, ""
-    return (reference_profile(take, bundle.features),
-            f"the data's own {len(take):,} candidate rows of the training batches {year_span(train)} "
+    return ({**reference_profile(take, bundle.features), "batch_year": max(train)},
+            f"the data's own {len(take):,} candidate rows of the last training batch {max(train)} "
             "(the bundle stores no training reference)")
+
+
+def _rule_change(bundle: Any, reference: Mapping[str, Any], current: pd.DataFrame) -> tuple[list[str], str]:
+    """The features measuring the criteria, and what changed in the rules, when the rows compared
+    are judged under other rules than the reference's; ``([], "")`` when the rules are the same."""
+    from lgml.criteria import regime_for
+    from lgml.features import MARGIN_FEATURES, PER_REGIME_FEATURES
+
+    train = [int(b) for b in (bundle.metadata.get("batches") or {}).get("train", [])]
+    ref_batch = reference.get("batch_year") or (max(train) if train else None)
+    if ref_batch is None or "batch_year" not in current.columns or current["batch_year"].isna().all():
+        return [], ""
+    batch = int(current["batch_year"].max())
+    old, new = regime_for(int(ref_batch)), regime_for(batch)
+    if old == new:
+        return [], ""
+    ruled = {*MARGIN_FEATURES, *PER_REGIME_FEATURES, "n_failed", "n_met", "share_met", "eligible"}
+    return ([f for f in bundle.features if f in ruled],
+            f"batch {batch} is judged under the {new} rules, the reference batch {ref_batch} under the {old} rules")
 
 
 def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Mapping[str, Any] | None = None,
@@ -219,11 +237,16 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         report["drift_note"] = ("No drift: the bundle stores no training reference profile (reference.json), none "
                                 "was passed in, and the data hold no rows of the training batches to rebuild one.")
         return report
+    if not report["reference_note"] and reference.get("batch_year"):
+        report["reference_note"] = (f"the profile of the {int(reference.get('n_rows', 0)):,} candidates of batch "
+                                    f"{reference['batch_year']}, the last batch the model learned from, stored in "
+                                    "the bundle at training")
     current, report["drift_rows_note"] = _drift_rows(rows)
     drift = psi_table(reference, current, groups)
     drift.insert(1, "label", [labels.get(f, feature_label(f)) for f in drift["feature"]])
     report["drift"] = _records(drift)
-    report["drift_verdict"] = drift_verdict(drift, labels)
+    ruled, change = _rule_change(bundle, reference, current)
+    report["drift_verdict"] = drift_verdict(drift, labels, rule_features=ruled, rules_note=change)
     report["images"]["psi"] = figures.psi_bars(list(zip(drift["feature"], drift["psi"])), labels)
     return report
 

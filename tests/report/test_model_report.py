@@ -8,6 +8,8 @@ import html as html_lib
 import json
 import re
 
+import pandas as pd
+
 import pytest
 from typer.testing import CliRunner
 
@@ -138,15 +140,17 @@ def test_drift_table_is_filled_with_a_verdict(card):
     assert len(card["drift"]) > 10 and card["drift_verdict"]["level"] in ("stable", "moderate", "major")
     assert re.match(r"(Stable|Moderate shift|Major shift)", card["drift_verdict"]["text"])
     assert "latest batch in the data" in card["drift_rows_note"]
+    assert "the last batch the model learned from" in card["reference_note"]
     html = render_model(card)
     rows = re.search(r'<table id="drift-table">(.*?)</table>', html, re.S).group(1)
     assert rows.count("<tr>") > 10
 
 
-def test_drift_without_a_stored_reference_uses_the_data_of_the_training_batches(trained, table):
+def test_drift_without_a_stored_reference_uses_the_data_of_the_last_training_batch(trained, table):
     bare = dataclasses.replace(trained, reference=None)
     report = model_report(bare, table, sample=200, seed=0)
-    assert report["drift"] and "training batches" in report["reference_note"]
+    last = max(trained.metadata["batches"]["train"])
+    assert report["drift"] and f"last training batch {last}" in report["reference_note"]
     assert model_report(bare, None)["drift"] is None
 
 
@@ -181,3 +185,16 @@ def test_every_gbt4754_division_has_a_name():
     assert schema.SECTOR_NAMES["34"] == ("通用设备制造业", "general equipment")
     assert schema.SECTOR_NAMES["01"][0] == "农业" and schema.SECTOR_NAMES["97"][0] == "国际组织"
     assert schema.SECTOR_NAMES["65"][0] == "软件和信息技术服务业"
+
+
+def test_features_that_move_with_new_rules_are_set_apart_from_the_verdict():
+    from lgml.modeling.drift import drift_verdict
+
+    drift = pd.DataFrame({"feature": ["margin_revenue", "met_revenue", "rd_intensity"], "psi": [18.4, 3.4, 0.04],
+                          "level": ["major", "major", "stable"]})
+    plain = drift_verdict(drift)
+    assert plain["level"] == "major"
+    note = "batch 2027 is judged under the 2026 rules, the reference batch 2024 under the 2022 rules"
+    ruled = drift_verdict(drift, rule_features=["margin_revenue", "met_revenue"], rules_note=note)
+    assert ruled["level"] == "stable" and ruled["text"].startswith("Stable")
+    assert note in ruled["text"] and "margin_revenue (18.40)" in ruled["text"]
