@@ -211,16 +211,21 @@ def gap_text(x: float, unit: str) -> str:
 
 
 def margin_text(x: float, unit: str) -> str:
-    """A margin to a threshold (:func:`lgml.concepts.margins`), e.g. ``"1.2 pp above"``,
-    ``"35.0% below"`` (log margins), ``"not required"``."""
+    """A margin to a threshold (:func:`lgml.concepts.margins`: positive on the passing side, for
+    floors and ceilings alike), e.g. ``"passes by 1.2 pp"``, ``"fails by 35.0%"`` (log margins),
+    ``"not required"``.
+
+    >>> margin_text(-0.006, "ratio")  # a debt ratio 0.6 pp over its ceiling
+    'fails by 0.6 pp'
+    """
     if x >= concepts.NOT_REQUIRED:
         return "not required"
     if x == 0:
         return "at the threshold"
-    side = "above" if x > 0 else "below"
+    side = "passes by" if x > 0 else "fails by"
     if unit == "log":
-        return f"{100 * abs(math.expm1(x)):.1f}% {side}"
-    return f"{gap_text(abs(x), unit)} {side}"
+        return f"{side} {100 * abs(math.expm1(x)):.1f}%"
+    return f"{side} {gap_text(abs(x), unit)}"
 
 
 def threshold_text(x: float, unit: str) -> str:

@@ -16,10 +16,17 @@ import numpy as np
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    """``matplotlib.pyplot``, on the Agg backend (no display needed) unless the user chose one:
+    a backend set by ``MPLBACKEND`` (as Jupyter kernels do) or pyplot already imported is left as
+    it is, so that a notebook's own plots keep showing after lgml drew its figures (which are
+    rendered to PNG and closed whatever the backend)."""
+    import os
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=True)
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
