@@ -123,10 +123,17 @@ def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike
         all are met; :func:`lgml.explain.reasons.failed_text`).
 
     Raises:
-        VerbError: No firm has a year to judge.
+        VerbError: No firm has a year to judge, or ``batch_year`` is outside the batches the
+            rules and the input contract cover.
         lgml.io.InputError: Unknown output format.
         FileExistsError, lgml.validate.ContractError, lgml.io.InputError: See :func:`features_file`.
     """
+    from lgml.schema import YEAR_MAX
+    from lgml.validate import BATCH_YEAR_MIN
+
+    if not BATCH_YEAR_MIN <= batch_year <= YEAR_MAX + 1:
+        raise VerbError(f"--year {batch_year}: batches run from {BATCH_YEAR_MIN} (the first Little Giant batch) to "
+                        f"{YEAR_MAX + 1} (fiscal year {YEAR_MAX}, the last the input contract accepts)")
     if out is not None:
         io.output_path(out, overwrite)
         io.refuse_same(out, panel)

@@ -138,3 +138,9 @@ def test_a_defect_is_reported_as_one_and_shown_with_vv(data_dir, monkeypatch):
     assert "internal error: KeyError" in result.output and "-vv" in result.output
     result = runner.invoke(app, ["-vv", "validate", str(data_dir / "panel.parquet")])
     assert isinstance(result.exception, KeyError)
+
+
+@pytest.mark.parametrize("year", ["2018", "2037", "99999"])
+def test_a_batch_year_outside_the_known_batches_is_refused(year, data_dir):
+    result = runner.invoke(app, ["check", str(data_dir / "panel.parquet"), "--year", year])
+    assert result.exit_code == 1 and "batches run from 2019" in result.output, result.output
