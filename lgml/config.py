@@ -290,6 +290,8 @@ class TrainConfig(_Frozen):
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
         return cls.from_yaml(text, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

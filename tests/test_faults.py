@@ -144,3 +144,21 @@ def test_a_defect_is_reported_as_one_and_shown_with_vv(data_dir, monkeypatch):
 def test_a_batch_year_outside_the_known_batches_is_refused(year, data_dir):
     result = runner.invoke(app, ["check", str(data_dir / "panel.parquet"), "--year", year])
     assert result.exit_code == 1 and "batches run from 2019" in result.output, result.output
+
+
+def test_train_refuses_a_config_that_is_not_utf8_and_a_models_dir_that_is_a_file(tmp_path):
+    config = tmp_path / "gbk.yaml"
+    config.write_bytes("task: designation\nname: 小巨人\n".encode("gbk"))
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 2 and "not UTF-8" in result.output and str(config) in result.output
+    blocker = tmp_path / "models"
+    blocker.write_text("a file")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"task: designation\nname: x\nmodels_dir: {blocker}\ndata: {{simulate: {{firms: 400, seed: 0}}}}\n"
+                      "split: {train_until: 2022, valid: [2023], test: [2024]}\n",
+                      encoding="utf-8")
+    started = time.perf_counter()
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output, result.output
+    assert time.perf_counter() - started < 20  # refused before simulating or training
+    assert blocker.read_text() == "a file"

@@ -23,7 +23,7 @@ import pandas as pd
 
 from lgml.config import TrainConfig
 from lgml.features import context_tables
-from lgml.io import refuse_existing
+from lgml.io import InputError, refuse_existing
 from lgml.modeling import baselines, calibrate, evaluate, level, plots
 from lgml.modeling.bundle import save_bundle
 from lgml.modeling.dataset import ModelData, Source, load_source, model_data
@@ -188,8 +188,12 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
 
     Raises:
         FileExistsError: The bundle exists and ``overwrite`` is false (checked first).
+        lgml.io.InputError: ``models_dir`` (or a folder above it) is a file (checked first).
     """
     target = refuse_existing(config.bundle_dir, overwrite)
+    for folder in (config.models_dir, *config.models_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"models_dir {config.models_dir}: {folder} is a file, not a folder")
     seconds: dict[str, float] = {}
     clock = [time.perf_counter(), None]
 
