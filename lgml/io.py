@@ -255,13 +255,22 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = Tru
     """Write ``df`` as Parquet or CSV (by extension), atomically. CSV is UTF-8 with BOM so
     that Excel opens Chinese text correctly, and its text cells are neutralised
     (:func:`neutralize_formulas`)."""
+    with staged_table(df, path, overwrite) as done:
+        pass
+    return done
+
+
+@contextlib.contextmanager
+def staged_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """:func:`write_table` whose file appears only when the ``with`` block ends without an error:
+    for outputs that must appear together or not at all (scores and their summary)."""
     path = output_path(path, overwrite)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if path.suffix.lower() == ".csv":
             neutralize_formulas(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         else:
             df.to_parquet(tmp, index=False)
-    return path
+        yield path
 
 
 def write_table_blocks(frame: pd.DataFrame, path: str | os.PathLike, overwrite: bool,

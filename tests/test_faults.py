@@ -162,3 +162,15 @@ def test_train_refuses_a_config_that_is_not_utf8_and_a_models_dir_that_is_a_file
     assert result.exit_code == 1 and "is a file, not a folder" in result.output, result.output
     assert time.perf_counter() - started < 20  # refused before simulating or training
     assert blocker.read_text() == "a file"
+
+
+def test_an_unwritable_summary_leaves_the_previous_scores_in_place(bundle_dir, data_dir, tmp_path):
+    scores = tmp_path / "scores.csv"
+    scores.write_text("previous scores")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["score", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                                 "--output", str(scores), "--summary", str(blocker / "summary.csv"), "--overwrite"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert scores.read_text() == "previous scores"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "scores.csv"]

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -190,10 +191,12 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                 raise ScoreError(str(exc)) from None
             scored = scored.assign(probability=refit)
         final = finish_scores(rank_scores(scored), bundle, growth, notice)
-        io.write_table_blocks(final, output, overwrite, progress=lambda n: report("write", n, len(final)))
-    per_province = province_summary(final)
-    if summary is not None:
-        io.write_table(per_province, summary, overwrite=overwrite)
+        per_province = province_summary(final)
+        # The summary is staged first and renamed last: both files appear, or neither changes.
+        with contextlib.ExitStack() as staged:
+            if summary is not None:
+                staged.enter_context(io.staged_table(per_province, summary, overwrite))
+            io.write_table_blocks(final, output, overwrite, progress=lambda n: report("write", n, len(final)))
     firms = index.firms if index is not None else int(final["firm_id"].nunique())
     years = {int(k): int(v) for k, v in final["year"].value_counts().sort_index().items()}
     return ScoreResult(
