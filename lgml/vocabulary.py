@@ -228,12 +228,20 @@ def margin_text(x: float, unit: str) -> str:
     return f"{side} {gap_text(abs(x), unit)}"
 
 
-def threshold_text(x: float, unit: str) -> str:
-    """A threshold in the unit of a criterion (criteria.CRITERIA units), e.g. ``"3%"``."""
+def threshold_text(x: float, unit: str, with_unit: bool = True) -> str:
+    """A threshold in the unit of a criterion (criteria.CRITERIA units), e.g. ``"3%"``,
+    ``"60 points"``, ``"2 years"``; ``with_unit=False`` leaves counts bare (for a phrase that
+    names what is counted next).
+
+    >>> threshold_text(60, "points"), threshold_text(1, "years"), threshold_text(2, "items", with_unit=False)
+    ('60 points', '1 year', '2')
+    """
     if unit == "ratio":
         return pct_threshold(x)
     if unit == "yuan":
         return money(x)
+    if with_unit and unit in ("years", "items", "points", "employees", "level"):
+        return gap_text(x, unit) if unit != "level" else f"level {number(x)}"
     return number(x)
 
 

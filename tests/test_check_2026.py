@@ -222,13 +222,13 @@ def test_cli_check(batch, tmp_path):
         assert failed[firm].startswith(f"{criterion}: ") and " | " not in failed[firm]
     # the gaps in words, in natural units
     assert failed["B-development_score"] == ("development_score: SRDI 100-point score 59 points is below "
-                                             "the 60 required (short by 1 point)")
+                                             "the 60 points required (short by 1 point)")
     assert failed["B-rd_amount_2y"] == ("rd_amount_2y: R&D spending over 2 years 11.9M yuan is below "
                                         "the 12M yuan required (short by 0.1M yuan)")
     assert failed["B-revenue"] == "revenue: revenue 49.9M yuan is below the 50M yuan required (short by 0.1M yuan)"
     assert failed["B-debt_ratio"] == "debt_ratio: debt ratio 75.1% is above the 75% allowed (over by 0.1 pp)"
     assert failed["C-far"] == ("rd_amount_2y: R&D spending over 2 years 9M yuan is below the 12M yuan required "
                                "(short by 3M yuan) | development_score: SRDI 100-point score 55 points is below "
-                               "the 60 required (short by 5 points)")
+                               "the 60 points required (short by 5 points)")
     assert written.loc["C-far", "short_rd_amount_2y"] == pytest.approx(3e6)
     assert written.loc["C-far", "short_development_score"] == pytest.approx(5.0)

@@ -648,7 +648,7 @@ def test_cli_check(panel_file, tmp_path):
     assert list(written["firm_id"]) == ["F0", "F1", "F2"]
     assert list(written.columns) == [*c.assess(assess_panel(), 2024).columns, "failed"]
     assert written["failed"].tolist() == [
-        "own_brand: no own brand (required) | class1_ip: Class-I IP items 1 is below the 2 required (short by 1 item)",
+        "own_brand: no own brand (required) | class1_ip: Class-I IP items 1 is below the 2 items required (short by 1 item)",
         "", "debt_ratio: debt ratio 88.0% is above the 70% allowed (over by 18.0 pp)"]
 
     again = runner.invoke(app, ["check", str(panel_file), "--year", "2024", "--out", str(out)])

@@ -289,7 +289,8 @@ def _any_min_phrases(spec: Mapping, meta: Mapping, rows: _Rows, passed: np.ndarr
     if not all(c in rows.columns for c in spec["columns"]):
         out[at] = f"{label}: not met, " + tail
         return out
-    need = " or ".join(f"{threshold_text(m, unit)} {feature_label(c)}" for c, m in zip(spec["columns"], spec["min"]))
+    need = " or ".join(f"{threshold_text(m, unit, with_unit=False)} {feature_label(c)}"
+                       for c, m in zip(spec["columns"], spec["min"]))
     parts = [f"{label}: not met ("]
     for i, c in enumerate(spec["columns"]):
         head = f"{', ' if i else ''}{feature_label(c)} "

@@ -248,12 +248,12 @@ def test_text_debt_ratio_by_regime():
 
 def test_text_simple_minimums():
     assert explain("niche_years", 2024, niche_years=1.0) == \
-        "years in the niche 1 year is below the 3 required (short by 2 years)"
-    assert explain("class1_ip", 2026, class1_ip=3.0) == "Class-I IP items 3 is below the 4 required (short by 1 item)"
+        "years in the niche 1 year is below the 3 years required (short by 2 years)"
+    assert explain("class1_ip", 2026, class1_ip=3.0) == "Class-I IP items 3 is below the 4 items required (short by 1 item)"
     assert "short by 2.5M yuan" in explain("rd_amount_2y", 2026, rd_2y=9.5e6)
     assert explain("rd_institution", 2024, rd_institution_level=0.0) == \
         "R&D institution: none; required: at least a municipal-level one"
-    assert explain("info_system", 2024, digital_level=1.0) == "digital level 1 is below the 2 required (short by 1 level)"
+    assert explain("info_system", 2024, digital_level=1.0) == "digital level 1 is below the level 2 required (short by 1 level)"
 
 
 def test_text_either_or_and_each_year():
@@ -295,7 +295,7 @@ def test_failed_text_joins_the_criteria_missed():
     rows = pd.concat([inputs, criteria.check(inputs, 2024)], axis=1)
     assert ex.failed_text(rows, 2024).tolist() == [
         "", "debt_ratio: debt ratio 88.0% is above the 70% allowed (over by 18.0 pp)",
-        "own_brand: no own brand (required) | class1_ip: Class-I IP items 1 is below the 2 required (short by 1 item)"]
+        "own_brand: no own brand (required) | class1_ip: Class-I IP items 1 is below the 2 items required (short by 1 item)"]
 
 
 def test_values_rounded_as_shown_read_the_same():
