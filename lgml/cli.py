@@ -303,9 +303,15 @@ def explain(
     """
     from rich.console import Console
 
+    from lgml import io
     from lgml.explain.firm import USER_ERRORS, explain_file
 
     chosen = _output_format(out, fmt, ("html", "md", "json"))
+    try:  # refused before the models are loaded
+        io.refuse_existing(out, overwrite)
+        io.refuse_same(out, input, events)
+    except (FileExistsError, io.InputError) as exc:
+        fail(str(exc))
     bundle, growth = _load_model(model), (_load_model(growth_model) if growth_model else None)
     console = Console(stderr=True)
     try:
