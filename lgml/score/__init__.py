@@ -101,8 +101,8 @@ class ScoreResult:
 def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
                events: str | os.PathLike | None = None, growth_model: str | os.PathLike | None = None,
                year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-               engine: str = "local", scheduler: str | None = None, units: str = "yuan",
-               encoding: str | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
+               engine: str = "local", scheduler: str | None = None, units: str | None = None,
+               encoding: str | None = None, sheet: str | int | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
                macro_growth: float | None = None, expected_designations: float | None = None,
                progress: Progress | None = None) -> ScoreResult:
     """Score every firm of a panel file and write one row per firm (see the module docstring).
@@ -118,8 +118,11 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         chunk_rows: Rows read at a time, and about the rows per bucket.
         engine: ``local`` (this process) or ``dask``.
         scheduler: Dask scheduler address; None starts a LocalCluster.
-        units: Money units of the input: ``yuan`` or ``wan``.
+        units: Money units overriding the headers' (``yuan`` or ``wan``); None reads each money
+            column in its header's unit (``营业收入(万元)``), yuan without one.
         encoding: Force the CSV encoding.
+        sheet: Sheet of an ``.xlsx`` input (name or 0-based position; default the first). An
+            Excel sheet is read whole, not in chunks.
         overwrite: Replace existing output files.
         summary: Optional ``.csv``/``.parquet`` file for the per-province summary.
         macro_growth: The year's growth level for the growth model (a rate, 0.05 = 5%); None
@@ -153,7 +156,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         bundle, growth = _load_models(model, growth_model, work)
         history = _load_events(events, encoding)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
-        source = stream.open_input(input, encoding, engine=engine, year=year)
+        source = stream.open_input(input, encoding, engine=engine, year=year, sheet=sheet)
         keys = stream.key_headers(source.headers)
         context = _context(bundle)
         index = _key_pass(source, keys, year, chunk_rows, report)
@@ -260,7 +263,7 @@ def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year:
 
 
 def _spill_pass(source: io.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
-                engine: str, work: Path, chunk_rows: int, units: str,
+                engine: str, work: Path, chunk_rows: int, units: str | None,
                 report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame]]:
     """Pass 1: a window that fits in memory stays there as one bucket (scored in this process);
     larger ones are spilled to bucket files of about ``chunk_rows`` rows."""

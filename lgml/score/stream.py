@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml import io
+from lgml import exports, io
 from lgml.features import LOOKBACK
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows
 from lgml.schema import Problem
-from lgml.validate import ContractError, conform_panel
+from lgml.validate import ContractError, conform_panel_notes, log_notes
 
 DEFAULT_CHUNK_ROWS = 200_000
 MAX_BUCKETS = 256  # bucket files open at once while spilling
@@ -53,7 +53,8 @@ def release_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, year: int | None) -> io.TableSource:
+def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, year: int | None,
+               sheet: str | int | None = None) -> io.TableSource:
     """The input opened for the passes (:func:`lgml.io.open_source`); a small Parquet input
     scored in this process for its latest years is read into memory once rather than once
     per pass (with ``year``, the streamed passes skip row groups outside the window instead).
@@ -61,7 +62,7 @@ def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, ye
     Raises:
         lgml.io.InputError: Missing path, unknown format, undecodable file, no Parquet files.
     """
-    source = io.open_source(path, encoding)
+    source = io.open_source(path, encoding, sheet)
     if (engine == "local" and year is None and source.rows is not None
             and source.rows <= ONE_PASS_FACTOR * IN_MEMORY_ROWS):
         return source.loaded()
@@ -369,7 +370,7 @@ def kept_chunks(source: io.TableSource, index: KeyIndex | None, keys: tuple[str 
         yield pa.concat_tables(held, promote_options="permissive")
 
 
-def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str, source: str) -> None:
+def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str | None, source: str) -> None:
     """Check each chunk of window rows against the contract and spill it into ``writer``'s
     buckets.
 
@@ -378,10 +379,14 @@ def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str, sou
             is missing or misnamed: every chunk would repeat it).
     """
     problems: list[Problem] = []
-    for chunk in chunks:
+    for number, chunk in enumerate(chunks):
         release_memory()
-        try:
-            frame = conform_panel(chunk.to_pandas(), units, source=source, sort=False)  # features sort
+        raw = chunk.to_pandas()
+        blank = exports.note_rows(raw)
+        try:  # features sort the rows; the notes of the first chunk (its headers, units) are told once
+            frame, notes = conform_panel_notes(raw[~blank] if blank.any() else raw, units, source=source, sort=False)
+            if number == 0:
+                log_notes(notes, source)
         except ContractError as exc:
             if any(not p.examples for p in exc.problems):
                 raise ContractError(merge_problems(problems + exc.problems), source) from None
@@ -411,7 +416,7 @@ def n_buckets(window_rows: int, chunk_rows: int) -> int:
 
 
 def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
-               work: Path | None, buckets: int, chunk_rows: int, units: str,
+               work: Path | None, buckets: int, chunk_rows: int, units: str | None,
                progress: Callable[[int], None] | None = None) -> tuple[int, list[Path] | list[pd.DataFrame]]:
     """Pass 1 into ``buckets`` bucket files in ``work/buckets`` (or one bucket in memory when
     ``work`` is None).
@@ -423,7 +428,7 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
         work: The work folder, or None.
         buckets: Number of buckets (:func:`n_buckets`; 1 in memory).
         chunk_rows: Rows read at a time.
-        units: Money units of the input: ``yuan`` or ``wan``.
+        units: Money units overriding the headers' (``yuan`` or ``wan``), or None.
         progress: Called with the rows read so far.
 
     Returns:

@@ -1,0 +1,181 @@
+"""What real exports (Wind, CSMAR, 企查查, provincial databases) need besides parsing cells: the
+header row below title rows, note rows under the data, headers nobody reads, and amounts whose
+unit looks wrong. Pure functions on frames; :mod:`lgml.io` and :mod:`lgml.validate` call them and
+pass the resulting :class:`Note` records to the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lgml.parsing import MISSING_TOKENS, TABLES, _match, candidate_headers
+from lgml.schema import IDENTITY_COLUMNS, WAN
+
+HEADER_SEARCH_ROWS = 20  # rows searched for the header row of an export with title rows
+MIN_HEADER_HITS = 2  # recognised headers a row needs to be taken as the header row
+# Plausible medians for SMEs, in yuan (money read in the wrong unit is off by 10,000).
+PLAUSIBLE = {"revenue": (1e5, 1e10), "total_assets": (1e5, 1e10), "revenue_per_employee": (1e3, 1e8)}
+MIN_ROWS_FOR_UNITS = 5
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the user should know about how a file was read.
+
+    Attributes:
+        level: ``"info"`` (what was done: rows skipped, a column derived) or ``"warning"``
+            (something is probably wrong although the contract holds).
+        text: One or more lines for a terminal.
+    """
+
+    level: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{'Warning' if self.level == 'warning' else 'Note'}: {self.text}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: title rows above the header, note rows below the data
+
+
+def _is_blank(cells: pd.DataFrame) -> pd.DataFrame:
+    text = cells.astype("str").apply(lambda c: c.str.strip())
+    return cells.isna() | text.isin(MISSING_TOKENS)
+
+
+def header_row(top: pd.DataFrame, table: str = "panel") -> int:
+    """Position of the header row among the first rows of a sheet read without a header: the
+    first row holding the most recognised headers (at least :data:`MIN_HEADER_HITS`), or 0.
+
+    Args:
+        top: The first :data:`HEADER_SEARCH_ROWS` rows as read, header row included, as text.
+        table: ``"panel"`` or ``"events"``.
+    """
+    hits = [sum(_match(v, TABLES[table]) is not None for v in row if isinstance(v, str) and v.strip())
+            for row in top.itertuples(index=False)]
+    best = max(hits, default=0)
+    return hits.index(best) if best >= MIN_HEADER_HITS else 0
+
+
+def note_rows(df: pd.DataFrame, table: str = "panel") -> np.ndarray:
+    """Rows that hold no data: blank, or a single filled cell (``数据来源：Wind``) while the key
+    columns (``firm_id`` and the year) are empty. Rows with any key are kept, so that real
+    rows with gaps still reach the contract checks.
+
+    Returns:
+        Boolean mask of shape (n_rows,).
+    """
+    from lgml.parsing import header_positions
+
+    out = np.zeros(len(df), dtype=bool)
+    if df.empty:
+        return out
+    found = header_positions(list(df.columns), table)
+    keys = [found[k][0] for k in ("firm_id", "year", "batch_year") if k in found]
+    # Only rows without keys are looked at cell by cell: cheap on a large chunk of real rows.
+    maybe = _is_blank(df.iloc[:, keys]).to_numpy().all(axis=1) if keys else np.ones(len(df), dtype=bool)
+    if maybe.any():
+        filled = (~_is_blank(df[maybe]).to_numpy()).sum(axis=1)
+        out[maybe] = filled <= 1
+    return out
+
+
+def layout_text(skipped_above: Sequence[str], dropped: pd.DataFrame) -> list[Note]:
+    """Notes on the rows left out: the title rows above the header and the note rows below."""
+    notes = []
+    if skipped_above:
+        shown = "; ".join(repr(t[:60]) for t in skipped_above[:3])
+        notes.append(Note("info", f"skipped {len(skipped_above)} row{'s' if len(skipped_above) != 1 else ''} above "
+                                  f"the header row: {shown}"))
+    if len(dropped):
+        texts = [str(v) for v in dropped.stack().dropna() if str(v).strip()]
+        shown = "; ".join(repr(t[:60]) for t in texts[:3]) or "blank rows"
+        notes.append(Note("info", f"dropped {len(dropped)} row{'s' if len(dropped) != 1 else ''} without data "
+                                  f"(no firm ID or year, at most one cell): {shown}"))
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers nobody reads, optional columns that came out empty
+
+
+def header_notes(headers: Sequence[object], extras: Sequence[str], frame: pd.DataFrame, table: str,
+                 from_credit_code: bool) -> list[Note]:
+    """Notes on the headers: those not recognised (kept but never read), optional columns that
+    ended up entirely missing (with the unrecognised headers that might have held them), and
+    ``firm_id`` taken from the credit code."""
+    notes = []
+    if from_credit_code:
+        notes.append(Note("info", "no firm ID column: the unified social credit code (统一社会信用代码) is "
+                                  "used as firm_id"))
+    if extras:
+        notes.append(Note("info", f"{len(extras)} header{'s' if len(extras) != 1 else ''} not recognised "
+                                  f"(kept, not read): {', '.join(map(repr, extras))}"))
+    if len(frame):
+        for col in TABLES[table]:
+            if not col.nullable or col.name not in frame.columns or frame[col.name].notna().any():
+                continue
+            maybe = candidate_headers(col, extras)
+            if col.name in IDENTITY_COLUMNS and not maybe:
+                continue  # names and codes are optional: absent is not a loss
+            spellings = ", ".join(col.aliases[:4])
+            hint = (f"; unrecognised headers that might hold it: {', '.join(map(repr, maybe))}" if maybe
+                    else f"; it is read from headers such as {spellings}")
+            notes.append(Note("warning", f"optional column {col.name} is entirely missing{hint}"))
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Units
+
+
+def _median(values: pd.Series) -> float | None:
+    v = values.to_numpy(dtype="float64", na_value=np.nan)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.median(v)) if len(v) >= MIN_ROWS_FOR_UNITS else None
+
+
+def _yuan(value: float) -> str:
+    return f"{value:,.0f} yuan" if value < 1e6 else f"{value / 1e6:,.1f} million yuan"
+
+
+def unit_warning(frame: pd.DataFrame, units: str | None) -> Note | None:
+    """A warning when amounts in yuan look like 万元 read as yuan (medians far too small for
+    SMEs), or the reverse, naming the evidence: each column's median, what it would be in the
+    other unit, and revenue per employee (which does not depend on the unit of the headers).
+
+    Args:
+        frame: Standardized panel, money in yuan.
+        units: The ``units`` override, or None.
+    """
+    low, high = [], []
+    for name in ("revenue", "total_assets"):
+        median = _median(frame[name]) if name in frame.columns else None
+        if median is None:
+            continue
+        lo, hi = PLAUSIBLE[name]
+        if median < lo:
+            low.append(f"median {name} {_yuan(median)} (as 万元: {_yuan(median * WAN)})")
+        elif median > hi:
+            high.append(f"median {name} {_yuan(median)} (as yuan instead of 万元: {_yuan(median / WAN)})")
+    if "revenue" in frame.columns and "employees" in frame.columns:
+        per = frame["revenue"] / frame["employees"].where(frame["employees"] > 0)
+        median = _median(per)
+        if median is not None:
+            (low if median < PLAUSIBLE["revenue_per_employee"][0] else high if
+             median > PLAUSIBLE["revenue_per_employee"][1] else []).append(
+                f"median revenue per employee {_yuan(median)} (SMEs: about 100,000 to 5 million yuan)")
+    if not (low or high):
+        return None
+    if low:
+        fix = "pass --units wan" if units != "wan" else "check the headers and values"
+        return Note("warning", f"amounts look like 万元 read as yuan: {'; '.join(low)}; {fix} "
+                               "(or write the unit in the header, e.g. 营业收入(万元))")
+    fix = "pass --units yuan" if units != "yuan" else "check the headers and values"
+    return Note("warning", f"amounts look like yuan read as 万元: {'; '.join(high)}; {fix} "
+                           "(or write the unit in the header, e.g. 营业收入(元))")
