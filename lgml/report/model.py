@@ -235,7 +235,8 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
 
 
 def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.PathLike | None = None, *,
-                    units: str = "yuan", encoding: str | None = None) -> pd.DataFrame:
+                    units: str | None = None, encoding: str | None = None,
+                    sheet: str | int | None = None) -> pd.DataFrame:
     """Feature table of a panel file (and its events file) for the report, built with the
     bundle's province/sector records (else those of the panel itself).
 
@@ -245,8 +246,8 @@ def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.Path
     from lgml import validate
     from lgml.features import build_features, context_tables
 
-    rows = validate.load_panel(panel, units=units, encoding=encoding)
-    history = validate.load_events(events, panel=rows, encoding=encoding) if events is not None else None
+    rows = validate.load_panel(panel, units=units, encoding=encoding, sheet=sheet)
+    history = validate.load_events(events, panel=rows, encoding=encoding, sheet=sheet) if events is not None else None
     context = bundle.context if bundle.context is not None else context_tables(rows, history)
     return build_features(rows, history, context)
 
@@ -270,8 +271,8 @@ def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[
 
 def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, events: str | os.PathLike | None = None,
                        reference: str | os.PathLike | None = None,
-                       reference_events: str | os.PathLike | None = None, units: str = "yuan",
-                       encoding: str | None = None, sample: int = 4_000,
+                       reference_events: str | os.PathLike | None = None, units: str | None = None,
+                       encoding: str | None = None, sheet: str | int | None = None, sample: int = 4_000,
                        on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``lgml report``: the :func:`model_report` of a bundle on a panel file.
 
@@ -284,7 +285,7 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
         reference: Panel to measure drift against (its candidate rows); None uses the
             bundle's training reference.
         reference_events: Events of ``reference``.
-        units, encoding: How the panel files are read (see :func:`lgml.validate.load_panel`).
+        units, encoding, sheet: How the panel files are read (see :func:`lgml.validate.read_panel`).
         sample: Rows used for contributions (importance plots).
         on_step: Called with a short description as each step starts (progress display).
 
@@ -300,13 +301,13 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
     step = on_step or (lambda name: None)
     step("Building features")
     if data is not None:
-        table = report_features(bundle, data, events, units=units, encoding=encoding)
+        table = report_features(bundle, data, events, units=units, encoding=encoding, sheet=sheet)
         note = f"{data}" + (f" with events {events}" if events is not None else "")
     else:
         table, note = simulated_sample(bundle)
     profile, profile_note = None, ""
     if reference is not None:
-        ref_table = report_features(bundle, reference, reference_events, units=units, encoding=encoding)
+        ref_table = report_features(bundle, reference, reference_events, units=units, encoding=encoding, sheet=sheet)
         profile = reference_profile(ref_table[candidate_mask(ref_table)], bundle.features)
         profile_note = f"{reference}"
     step("Computing contributions and metrics")
