@@ -63,9 +63,9 @@ def header_row(top: pd.DataFrame, table: str = "panel") -> int:
 
 
 def note_rows(df: pd.DataFrame, table: str = "panel") -> np.ndarray:
-    """Rows that hold no data: blank, or a single filled cell (``数据来源：Wind``) while the key
-    columns (``firm_id`` and the year) are empty. Rows with any key are kept, so that real
-    rows with gaps still reach the contract checks.
+    """Rows that hold no data: blank, or a single filled cell (``数据来源：Wind``, in whichever
+    column). A row with two cells or more is kept, so that real rows with gaps still reach the
+    contract checks.
 
     Returns:
         Boolean mask of shape (n_rows,).
@@ -78,7 +78,7 @@ def note_rows(df: pd.DataFrame, table: str = "panel") -> np.ndarray:
     found = header_positions(list(df.columns), table)
     keys = [found[k][0] for k in ("firm_id", "year", "batch_year") if k in found]
     # Only rows without keys are looked at cell by cell: cheap on a large chunk of real rows.
-    maybe = _is_blank(df.iloc[:, keys]).to_numpy().all(axis=1) if keys else np.ones(len(df), dtype=bool)
+    maybe = _is_blank(df.iloc[:, keys]).to_numpy().any(axis=1) if keys else np.ones(len(df), dtype=bool)
     if maybe.any():
         filled = (~_is_blank(df[maybe]).to_numpy()).sum(axis=1)
         out[maybe] = filled <= 1
@@ -96,7 +96,7 @@ def layout_text(skipped_above: Sequence[str], dropped: pd.DataFrame) -> list[Not
         texts = [str(v) for v in dropped.stack().dropna() if str(v).strip()]
         shown = "; ".join(repr(t[:60]) for t in texts[:3]) or "blank rows"
         notes.append(Note("info", f"dropped {len(dropped)} row{'s' if len(dropped) != 1 else ''} without data "
-                                  f"(no firm ID or year, at most one cell): {shown}"))
+                                  f"(at most one filled cell): {shown}"))
     return notes
 
 

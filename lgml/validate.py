@@ -47,6 +47,7 @@ from lgml.parsing import (
 from lgml.schema import (
     Problem,
     CATEGORY_LEVELS,
+    IDENTITY_COLUMNS,
     MONEY_COLUMNS,
     PANEL_COLUMNS,
     YEAR_MAX,
@@ -267,7 +268,8 @@ def summary(panel: pd.DataFrame) -> str:
     provinces = panel["province"].value_counts()
     provinces = provinces[provinces > 0]
     largest = ", ".join(f"{name} {count / n:.0%}" for name, count in provinces.head(3).items())
-    missing = [f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS if c.nullable]
+    missing = [f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS
+               if c.nullable and c.name not in IDENTITY_COLUMNS]
     return "\n".join((
         f"{panel['firm_id'].nunique():,} firms, {n:,} firm-years, {panel['year'].min()}-{panel['year'].max()}",
         f"provinces: {len(provinces)} (largest: {largest})",
