@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lgml.parsing import MISSING_TOKENS, TABLES, _match, candidate_headers
-from lgml.schema import IDENTITY_COLUMNS, WAN
+from lgml.parsing import MISSING_TOKENS, SECTION_OF, TABLES, _match, candidate_headers
+from lgml.schema import IDENTITY_COLUMNS, PROVINCES, WAN
 
 HEADER_SEARCH_ROWS = 20  # rows searched for the header row of an export with title rows
 MIN_HEADER_HITS = 2  # recognised headers a row needs to be taken as the header row
@@ -179,3 +179,50 @@ def unit_warning(frame: pd.DataFrame, units: str | None) -> Note | None:
     fix = "pass --units yuan" if units != "yuan" else "check the headers and values"
     return Note("warning", f"amounts look like yuan read as 万元: {'; '.join(high)}; {fix} "
                            "(or write the unit in the header, e.g. 营业收入(元))")
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a panel the way exports look (examples, tests, the notebook)
+
+
+_EXPORT_WORDS = {
+    "province": lambda p: PROVINCES[p][0],
+    "sector": lambda d: SECTION_OF[d] + d,
+    "ownership": {"private": "民营", "state": "国有", "foreign": "外资", "other": "其他"}.get,
+    "rd_institution": {"none": "无", "municipal": "市级", "provincial": "省级", "national": "国家级"}.get,
+}
+
+
+def as_export(panel: pd.DataFrame, year_suffix: str = "年") -> pd.DataFrame:
+    """A canonical panel as a Chinese export holds it: the first Chinese alias of each column
+    as header, money in 万元 with the unit in the header (``营业收入(万元)``) written as text with
+    thousands separators, ``--`` for missing, 是/否, years as ``2023年``, provinces, ownership and
+    research institutions in Chinese, industry codes with their section letter (``C34``).
+
+    Args:
+        panel: Canonical panel, shape (n_firm_years, n_columns). Not modified.
+        year_suffix: Written after each fiscal year ("" for plain years).
+
+    Returns:
+        A frame of text, same rows, one column per contract column of ``panel``.
+    """
+    out = {}
+    for col in TABLES["panel"]:
+        if col.name not in panel.columns:
+            continue
+        s, header = panel[col.name], col.aliases[0]
+        if col.money:
+            text = (s / WAN).map(lambda x: f"{x:,.2f}", na_action="ignore")
+            header += "(万元)"
+        elif col.kind == "bool":
+            text = s.astype("boolean").map({True: "是", False: "否"})
+        elif col.name == "year":
+            text = s.astype("int64").astype(str) + year_suffix
+        elif col.name in _EXPORT_WORDS:
+            text = s.astype(object).map(_EXPORT_WORDS[col.name], na_action="ignore")
+        elif col.kind == "int":
+            text = s.map(lambda x: f"{x:.0f}", na_action="ignore")
+        else:
+            text = s.astype(object).map(str, na_action="ignore")
+        out[header] = text.astype(object).where(text.notna(), "--")
+    return pd.DataFrame(out, index=panel.index)

@@ -271,6 +271,26 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = Tru
     return path
 
 
+def write_export(df: pd.DataFrame, path: str | os.PathLike, *, title: str | None = None, note: str | None = None,
+                 encoding: str = "gbk", overwrite: bool = True) -> Path:
+    """Write ``df`` as ``.csv`` (in ``encoding``, GBK by default, as Chinese Excel does) or ``.xlsx``,
+    with an optional ``title`` row above the header and ``note`` row below the data, as exports
+    from Wind or provincial databases look. Atomic, like :func:`write_table`."""
+    path = refuse_existing(path, overwrite)
+    blank = [""] * (df.shape[1] - 1)
+    grid = pd.concat([pd.DataFrame([[title, *blank]]) if title else None, pd.DataFrame([list(df.columns)]),
+                      pd.DataFrame(df.to_numpy()), pd.DataFrame([[note, *blank]]) if note else None], ignore_index=True)
+    kind = path.suffix.lower()
+    if kind not in (".csv", *XLSX_SUFFIXES):
+        raise InputError(f"{path}: exports are written as .csv or .xlsx")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if kind == ".csv":
+            grid.to_csv(tmp, header=False, index=False, encoding=encoding)
+        else:
+            grid.to_excel(tmp, header=False, index=False, engine="openpyxl")
+    return path
+
+
 def write_table_blocks(frame: pd.DataFrame, path: str | os.PathLike, overwrite: bool,
                        progress: Callable[[int], None] | None = None) -> None:
     """:func:`write_table` block by block (:data:`WRITE_ROWS` rows per Parquet row group or

@@ -337,7 +337,7 @@ def _standardize(
         raise ValueError(f"units must be 'yuan' or 'wan' (万元) or None (from the headers), not {units!r}")
     columns = TABLES[table]
     found, header_units, problems = map_headers(df.columns, columns, table, units, len(df))
-    from_code = "firm_id" in found and _match(df.columns[found["firm_id"][0]], columns) is None
+    from_code = "firm_id" in found and (_match(df.columns[found["firm_id"][0]], columns) or ("",))[0] != "firm_id"
     # Positions, not labels: headers and index labels may repeat in a user's frame.
     work = df.set_axis(pd.RangeIndex(len(df)), axis=0)
     raws = {name: work.iloc[:, where[0]] for name, where in found.items()}
