@@ -118,9 +118,11 @@ def raw_keys(chunk: Any, firm_header: str, year_header: str) -> Any:
         try:
             year = pc.cast(pc.utf8_trim_whitespace(year.cast(pa.string())), pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            text = pd.Series(year.to_pandas(), dtype="str").str.strip()
-            year = pa.chunked_array([pa.array(pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64"),
-                                              from_pandas=True)])
+            from lgml.parsing import parse
+
+            # The contract's own reading: "2023年", "2023-12-31" and thousands separators too.
+            years = parse(pd.Series(year.to_pandas(), dtype="str"), PANEL_COLUMNS[1])[0]
+            year = pa.chunked_array([pa.array(years.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)])
     return pa.table({"firm_id": firm, "year": year})
 
 
