@@ -63,9 +63,10 @@ def header_row(top: pd.DataFrame, table: str = "panel") -> int:
 
 
 def note_rows(df: pd.DataFrame, table: str = "panel") -> np.ndarray:
-    """Rows that hold no data: blank, or a single filled cell (``数据来源：Wind``, in whichever
-    column). A row with two cells or more is kept, so that real rows with gaps still reach the
-    contract checks.
+    """Rows that hold no data: blank, or a single filled cell of text that is not a number
+    (``数据来源：Wind``, in whichever column). Rows with two cells or more, or a lone number (a year
+    whose firm ID is missing), are kept, so that real rows with gaps still reach the contract
+    checks.
 
     Returns:
         Boolean mask of shape (n_rows,).
@@ -80,8 +81,12 @@ def note_rows(df: pd.DataFrame, table: str = "panel") -> np.ndarray:
     # Only rows without keys are looked at cell by cell: cheap on a large chunk of real rows.
     maybe = _is_blank(df.iloc[:, keys]).to_numpy().any(axis=1) if keys else np.ones(len(df), dtype=bool)
     if maybe.any():
-        filled = (~_is_blank(df[maybe]).to_numpy()).sum(axis=1)
-        out[maybe] = filled <= 1
+        rows = df[maybe]
+        given = ~_is_blank(rows).to_numpy()
+        # The text of a row's one filled cell: a number there (a year, an ID) is data, not a note.
+        lone = rows.where(given).bfill(axis=1).iloc[:, 0].astype("str").str.replace(",", "")
+        numeric = pd.to_numeric(lone, errors="coerce").notna().to_numpy()
+        out[maybe] = (given.sum(axis=1) == 0) | ((given.sum(axis=1) == 1) & ~numeric)
     return out
 
 
@@ -96,7 +101,7 @@ def layout_text(skipped_above: Sequence[str], dropped: pd.DataFrame) -> list[Not
         texts = [str(v) for v in dropped.stack().dropna() if str(v).strip()]
         shown = "; ".join(repr(t[:60]) for t in texts[:3]) or "blank rows"
         notes.append(Note("info", f"dropped {len(dropped)} row{'s' if len(dropped) != 1 else ''} without data "
-                                  f"(at most one filled cell): {shown}"))
+                                  f"(blank, or one cell of text): {shown}"))
     return notes
 
 
@@ -104,11 +109,19 @@ def layout_text(skipped_above: Sequence[str], dropped: pd.DataFrame) -> list[Not
 # Headers nobody reads, optional columns that came out empty
 
 
-def header_notes(headers: Sequence[object], extras: Sequence[str], frame: pd.DataFrame, table: str,
+def header_notes(extras: Sequence[str], given: dict[str, str], frame: pd.DataFrame, table: str,
                  from_credit_code: bool) -> list[Note]:
     """Notes on the headers: those not recognised (kept but never read), optional columns that
     ended up entirely missing (with the unrecognised headers that might have held them), and
-    ``firm_id`` taken from the credit code."""
+    ``firm_id`` taken from the credit code.
+
+    Args:
+        extras: The unrecognised headers.
+        given: Contract column -> the header it was read from.
+        frame: The standardized table.
+        table: ``"panel"`` or ``"events"``.
+        from_credit_code: Whether ``firm_id`` was read from a credit code header.
+    """
     notes = []
     if from_credit_code:
         notes.append(Note("info", "no firm ID column: the unified social credit code (统一社会信用代码) is "
@@ -121,12 +134,14 @@ def header_notes(headers: Sequence[object], extras: Sequence[str], frame: pd.Dat
             if not col.nullable or col.name not in frame.columns or frame[col.name].notna().any():
                 continue
             maybe = candidate_headers(col, extras)
-            if col.name in IDENTITY_COLUMNS and not maybe:
-                continue  # names and codes are optional: absent is not a loss
-            spellings = ", ".join(col.aliases[:4])
-            hint = (f"; unrecognised headers that might hold it: {', '.join(map(repr, maybe))}" if maybe
-                    else f"; it is read from headers such as {spellings}")
-            notes.append(Note("warning", f"optional column {col.name} is entirely missing{hint}"))
+            if (col.name in IDENTITY_COLUMNS or table == "events") and not maybe:
+                continue  # names, codes and revocations may well be absent
+            if col.name in given:
+                where = f"header {given[col.name]!r} holds no value"
+            else:
+                where = f"no header names it (e.g. {', '.join(col.aliases[:3])})"
+            hint = f"; unrecognised headers that might hold it: {', '.join(map(repr, maybe))}" if maybe else ""
+            notes.append(Note("warning", f"optional column {col.name} is entirely missing: {where}{hint}"))
     return notes
 
 

@@ -127,14 +127,16 @@ def read_export(path: str | os.PathLike, encoding: str | None = None, sheet: str
             raise InputError(f"{path}: cannot read as Parquet ({exc})") from exc
     if kind == "xlsx":
         grid = _read_sheet(path, sheet)
-        at = exports.header_row(grid.head(exports.HEADER_SEARCH_ROWS), table)
+        top = grid.head(exports.HEADER_SEARCH_ROWS)
+        at = exports.header_row(top, table)
         df = grid.iloc[at + 1:].set_axis(_headers(grid.iloc[at]), axis=1).reset_index(drop=True)
     else:
         enc = encoding or detect_encoding(path)
-        at = exports.header_row(_csv_top(path, enc), table)
+        top = _csv_top(path, enc)
+        at = exports.header_row(top, table)
         df = _read_csv(path, enc, skiprows=at)
     above = [" ".join(str(v) for v in row if isinstance(v, str) and v.strip())
-             for row in (grid.iloc[:at] if kind == "xlsx" else _csv_top(path, enc).iloc[:at]).itertuples(index=False)]
+             for row in top.iloc[:at].itertuples(index=False)]
     df = _drop_empty_columns(df)
     notes_mask = exports.note_rows(df, table)
     notes = exports.layout_text(above, df[notes_mask])

@@ -365,7 +365,8 @@ def _standardize(
     extras = work.iloc[:, [i for i in range(df.shape[1]) if i not in matched]]
     frame = pd.concat([pd.DataFrame(parsed), extras], axis=1).set_axis(df.index, axis=0)
     notes = [exports.Note("info", text) for text in unit_overrides(df.columns, found, header_units, units)]
-    notes += exports.header_notes(df.columns, unrecognised(df.columns, found), frame, table, from_code)
+    given = {name: str(df.columns[where[0]]) for name, where in found.items()}
+    notes += exports.header_notes(unrecognised(df.columns, found), given, frame, table, from_code)
     return frame, problems, rejected, notes
 
 

@@ -46,7 +46,7 @@ def test_an_export_reads_back_as_the_panel_in_yuan(kind, export_files, firms):
     pd.testing.assert_frame_equal(panel, v.conform_panel(firms))
     texts = " | ".join(n.text for n in notes)
     assert f"skipped 1 row above the header row: {TITLE!r}" in texts
-    assert f"dropped 1 row without data (at most one filled cell): {NOTE!r}" in texts
+    assert f"dropped 1 row without data (blank, or one cell of text): {NOTE!r}" in texts
     assert not any(n.level == "warning" for n in notes)
 
 
@@ -150,7 +150,8 @@ def test_cli_lists_unrecognised_headers_and_warns_of_an_empty_optional_column(ex
     result = run("check", path, "--year", 2026)
     assert result.exit_code == 0, result.output
     assert "2 headers not recognised (kept, not read): '研发费用合计(万元)', '备注'" in result.output
-    assert ("Warning: optional column rd_expense is entirely missing; unrecognised headers that might hold it: "
+    assert ("Warning: optional column rd_expense is entirely missing: no header names it (e.g. 研发费用, 研发投入, 研发支出); "
+            "unrecognised headers that might hold it: "
             "'研发费用合计(万元)'") in result.output
 
 
@@ -184,3 +185,20 @@ def test_excel_dates_and_leading_zeros_survive_xlsx(tmp_path):
     out = v.load_panel(path)
     assert out["year"].tolist() == [2021, 2022] * 3
     assert (out["sector"] == "06").all()
+
+
+def test_an_optional_column_given_but_empty_is_a_warning_naming_its_header():
+    from tests.test_validate import panel
+
+    _, notes = v.conform_panel_notes(panel().assign(rd_expense="--").rename(columns={"rd_expense": "研发费用"}))
+    assert [n.text for n in notes if n.level == "warning"] == [
+        "optional column rd_expense is entirely missing: header '研发费用' holds no value"]
+
+
+def test_events_without_revocations_are_not_warned_about(tmp_path):
+    from tests.test_validate import events, panel
+
+    path = tmp_path / "events.csv"
+    events().drop(columns="revoked_year").to_csv(path, index=False)
+    frame, notes = v.read_events(path, panel=v.conform_panel(panel()))
+    assert len(frame) == 3 and notes == []
