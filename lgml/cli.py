@@ -94,7 +94,7 @@ def simulate(
     except FileExistsError as exc:
         fail(str(exc))
     console.print(f"Wrote {len(result.panel):,} firm-years, {len(result.events):,} designations to {out} "
-                  "(simulated data, not real firms)")
+                  "(simulated data, not real firms: names start with [模拟], credit codes are random)")
     if report:
         Console().print(_calibration_table(calibration_report(result)))
 

@@ -224,6 +224,8 @@ def map_headers(
             spellings = ", ".join((col.name, *col.aliases))
             maybe = candidate_headers(col, unrecognised(headers, found))
             hint = f"; headers that might hold it: {', '.join(map(repr, maybe))}" if maybe else ""
+            if col.name == "firm_id":
+                hint += f"; without one, a credit code column ({CREDIT_CODE_ALIASES[0]}) serves as firm_id"
             problems.append(Problem(table, col.name, f"required column is missing (accepted headers: {spellings}){hint}",
                                     n_rows))
         if len(where) > 1:
