@@ -7,7 +7,10 @@ Three layers, each usable alone:
   Values it cannot read are reported as :class:`Problem` records, never raised.
 - :func:`check_panel` and :func:`check_events` check the contract's rules on a standardized frame.
 - :func:`conform_panel`, :func:`load_panel` and :func:`load_events` do both and raise one
-  :class:`ContractError` that lists every problem at once.
+  :class:`ContractError` that lists every problem at once. :func:`read_panel` and
+  :func:`read_events` (and :func:`conform_panel_notes`) also return the :class:`lgml.exports.Note`
+  records a user should see: rows left out of an export, unrecognised headers, optional columns
+  that came out empty, units overridden or implausible.
 
 Everything is vectorised: Python loops run over columns, distinct values or at most five example
 rows, never over all rows.

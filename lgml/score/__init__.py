@@ -154,7 +154,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     report = progress or (lambda stage, done, total: None)
     with io.work_dir(output) as work:
         bundle, growth = _load_models(model, growth_model, work)
-        history = _load_events(events, encoding)
+        history = _load_events(events, encoding, sheet)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
         source = stream.open_input(input, encoding, engine=engine, year=year, sheet=sheet)
         keys = stream.key_headers(source.headers)
@@ -236,12 +236,13 @@ def _check_task(bundle: Any, task: str, option: str) -> None:
         raise ScoreError(f"{option} needs a {task} model; {bundle.path} is a {bundle.task} model")
 
 
-def _load_events(events: str | os.PathLike | None, encoding: str | None) -> pd.DataFrame | None:
+def _load_events(events: str | os.PathLike | None, encoding: str | None,
+                 sheet: str | int | None = None) -> pd.DataFrame | None:
     if events is None:
         return None
     from lgml.validate import load_events
 
-    return load_events(events, encoding=encoding)
+    return load_events(events, encoding=encoding, sheet=sheet)
 
 
 def _context(bundle: Any) -> pd.DataFrame | None:
