@@ -261,13 +261,21 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             tmp_path.unlink()
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Path:
+def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write ``df`` as Parquet or CSV (by extension), atomically. CSV is UTF-8 with BOM so
-    that Excel opens Chinese text correctly."""
+    that Excel opens Chinese text correctly. ``metadata`` (key-value text) goes into a Parquet
+    file's schema metadata; CSV has none."""
     path = output_path(path, overwrite)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if path.suffix.lower() == ".csv":
             df.to_csv(tmp, index=False, encoding="utf-8-sig")
+        elif metadata:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp)
         else:
             df.to_parquet(tmp, index=False)
     return path

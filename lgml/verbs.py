@@ -100,8 +100,10 @@ def simulate_files(out: str | os.PathLike, firms: int, *, seed: int = 0, overwri
 
     paths = [io.refuse_existing(Path(out) / name, overwrite) for name in SIMULATED_FILES]
     result = simulate(firms, seed=seed)
+    marker = {"lgml.synthetic": f"simulated by lgml (seed {seed}): no row describes a real firm; firm names start "
+                                f"with [模拟] and credit codes are random"}
     for path, table in zip(paths, (result.panel, result.events, result.truth)):
-        io.write_table(table, path)
+        io.write_table(table, path, metadata=marker)
     return result
 
 

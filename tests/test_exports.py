@@ -202,3 +202,15 @@ def test_events_without_revocations_are_not_warned_about(tmp_path):
     events().drop(columns="revoked_year").to_csv(path, index=False)
     frame, notes = v.read_events(path, panel=v.conform_panel(panel()))
     assert len(frame) == 3 and notes == []
+
+
+def test_simulated_files_say_they_are_synthetic(tmp_path):
+    import pyarrow.parquet as pq
+
+    result = run("simulate", "--out", tmp_path, "--firms", 100)
+    assert result.exit_code == 0 and "names start with [模拟], credit codes are random" in result.output
+    meta = pq.read_schema(tmp_path / "panel.parquet").metadata
+    assert b"no row describes a real firm" in meta[b"lgml.synthetic"]
+    panel = pd.read_parquet(tmp_path / "panel.parquet")
+    assert panel.groupby("firm_id")["credit_code"].nunique().eq(1).all()  # constant per firm
+    assert panel["firm_name"].str.startswith("[模拟]").all()
