@@ -85,3 +85,12 @@ def test_a_credit_code_stands_in_for_a_missing_firm_id():
     frame, notes = v.conform_panel_notes(df)
     assert sorted(frame["firm_id"].unique()) == sorted(codes) and (frame["firm_id"] == frame["credit_code"]).all()
     assert any("used as firm_id" in n.text for n in notes)
+
+
+def test_module_examples_hold():
+    import doctest
+
+    from lgml import firm_names, parsing
+
+    for module in (cc, firm_names, parsing):
+        assert doctest.testmod(module).failed == 0, module.__name__
