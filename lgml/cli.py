@@ -382,6 +382,7 @@ def _print_scores(console, result, year: Optional[int]) -> None:
     """What ``lgml score`` did (to stderr) and the per-province summary table (to stdout)."""
     from rich.console import Console
 
+    print_notes(result.notes)
     years = ", ".join(f"{y}: {n:,}" for y, n in result.years.items())
     console.print(f"Scored {result.scored:,} firms (fiscal year {years}) from {result.rows_read:,} rows "
                   f"in {result.seconds:.1f} s with {result.model} -> {result.output}")

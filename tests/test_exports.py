@@ -81,6 +81,15 @@ def test_cli_score_csv_with_title_rows_streams_in_chunks(export_files, bundle_di
     assert len(scores) == 200 and scores["firm_name"].str.startswith("[模拟]").all()
 
 
+def test_cli_score_lists_unrecognised_headers_and_warns_on_units(export_files, bundle_dir, tmp_path):
+    frame = export_files["frame"].rename(columns=lambda h: h.replace("(万元)", "")).assign(备注="无")
+    path = write(frame, tmp_path / "no_units.csv")
+    result = run("score", "--model", bundle_dir, "--input", path, "--output", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 header not recognised (kept, not read): '备注'" in result.output
+    assert "Warning: amounts look like 万元 read as yuan" in result.output
+
+
 def test_sheet_by_name_and_position_and_unknown_sheet(export_files, tmp_path):
     path = tmp_path / "two.xlsx"
     with pd.ExcelWriter(path, engine="openpyxl") as book:

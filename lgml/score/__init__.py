@@ -29,13 +29,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lgml import io
+from lgml.exports import Note
 from lgml.score import engines, stream
 from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
                              rules_notice, score_panel, score_rows)
@@ -79,6 +80,8 @@ class ScoreResult:
         rules: :func:`rules_notice`: the rules each forecast batch is judged under.
         expected_designations: The designations the probabilities were refitted to, or None.
         probability_shift: The log-odds added to every probability by that refit, or None.
+        notes: How the input was read (:class:`lgml.exports.Note`: unrecognised headers, optional
+            columns entirely missing, units overridden or implausible), from its first chunk.
     """
 
     output: Path
@@ -96,6 +99,7 @@ class ScoreResult:
     rules: str = ""
     expected_designations: float | None = None
     probability_shift: float | None = None
+    notes: list[Note] = field(default_factory=list)
 
 
 def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
@@ -163,7 +167,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         stream.release_memory()
         # Without the bundle's context, the fallback context needs every row of the input.
         keep = index if context is not None else None
-        rows_read, buckets = _spill_pass(source, keep, keys, engine, work, chunk_rows, units, report)
+        rows_read, buckets, notes = _spill_pass(source, keep, keys, engine, work, chunk_rows, units, report)
         source = source.released()  # the input held in memory is done with
         stream.release_memory()
         if not buckets:
@@ -200,7 +204,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         seconds=time.perf_counter() - started, summary_output=summary,
         growth_level="; ".join(final["growth_level_source"].unique()) if growth is not None else None,
         rules=rules_notice(bundle, final["batch_year"].unique()),
-        expected_designations=expected_designations, probability_shift=shift,
+        expected_designations=expected_designations, probability_shift=shift, notes=notes,
     )
 
 
@@ -265,7 +269,7 @@ def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year:
 
 def _spill_pass(source: io.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
                 engine: str, work: Path, chunk_rows: int, units: str | None,
-                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
     """Pass 1: a window that fits in memory stays there as one bucket (scored in this process);
     larger ones are spilled to bucket files of about ``chunk_rows`` rows."""
     window_rows = index.window_rows if index is not None else (source.rows or 0)

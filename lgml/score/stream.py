@@ -34,7 +34,8 @@ from lgml import exports, io
 from lgml.features import LOOKBACK
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows
 from lgml.schema import Problem
-from lgml.validate import ContractError, conform_panel_notes, log_notes
+from lgml.exports import Note
+from lgml.validate import ContractError, conform_panel_notes
 
 DEFAULT_CHUNK_ROWS = 200_000
 MAX_BUCKETS = 256  # bucket files open at once while spilling
@@ -372,23 +373,24 @@ def kept_chunks(source: io.TableSource, index: KeyIndex | None, keys: tuple[str 
         yield pa.concat_tables(held, promote_options="permissive")
 
 
-def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str | None, source: str) -> None:
+def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str | None, source: str) -> list[Note]:
     """Check each chunk of window rows against the contract and spill it into ``writer``'s
-    buckets.
+    buckets; return the reading notes of the first chunk (headers, units: every chunk would
+    repeat them).
 
     Raises:
         ContractError: Every problem of the rows, merged across chunks (at once when a column
             is missing or misnamed: every chunk would repeat it).
     """
     problems: list[Problem] = []
+    told: list[Note] = []
     for number, chunk in enumerate(chunks):
         release_memory()
         raw = chunk.to_pandas()
         blank = exports.note_rows(raw)
-        try:  # features sort the rows; the notes of the first chunk (its headers, units) are told once
+        try:  # features sort the rows
             frame, notes = conform_panel_notes(raw[~blank] if blank.any() else raw, units, source=source, sort=False)
-            if number == 0:
-                log_notes(notes, source)
+            told = notes if number == 0 else told
         except ContractError as exc:
             if any(not p.examples for p in exc.problems):
                 raise ContractError(merge_problems(problems + exc.problems), source) from None
@@ -398,6 +400,7 @@ def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str | No
                 writer.write(frame[list(PANEL_NAMES)])
     if problems:
         raise ContractError(merge_problems(problems), source)
+    return told
 
 
 def duplicate_problems(frame: pd.DataFrame) -> list[Problem]:
@@ -419,7 +422,8 @@ def n_buckets(window_rows: int, chunk_rows: int) -> int:
 
 def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
                work: Path | None, buckets: int, chunk_rows: int, units: str | None,
-               progress: Callable[[int], None] | None = None) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+               progress: Callable[[int], None] | None = None
+               ) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
     """Pass 1 into ``buckets`` bucket files in ``work/buckets`` (or one bucket in memory when
     ``work`` is None).
 
@@ -434,7 +438,8 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
         progress: Called with the rows read so far.
 
     Returns:
-        The rows read, and the buckets (files or frames) in bucket order.
+        The rows read, the buckets (files or frames) in bucket order, and the reading notes
+        (:func:`spill_window`).
 
     Raises:
         ContractError: The window rows break the input contract.
@@ -449,11 +454,11 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
             progress(rows)
 
     try:
-        spill_window(kept_chunks(source, index, keys, chunk_rows, advance), writer, units=units,
-                     source=str(source.path))
+        notes = spill_window(kept_chunks(source, index, keys, chunk_rows, advance), writer, units=units,
+                             source=str(source.path))
     finally:
         files = writer.close()
-    return read[0], files
+    return read[0], files, notes
 
 
 def read_bucket(bucket: Path | pd.DataFrame) -> pd.DataFrame:
