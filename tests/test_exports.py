@@ -223,3 +223,18 @@ def test_simulated_files_say_they_are_synthetic(tmp_path):
     panel = pd.read_parquet(tmp_path / "panel.parquet")
     assert panel.groupby("firm_id")["credit_code"].nunique().eq(1).all()  # constant per firm
     assert panel["firm_name"].str.startswith("[模拟]").all()
+
+
+def test_a_training_config_reads_xlsx_sheets(export_files, firms, small_sim, tmp_path):
+    from lgml.config import DataConfig
+    from lgml.modeling.dataset import load_source
+
+    panel, events = tmp_path / "panel.xlsx", tmp_path / "events.xlsx"
+    history = small_sim.events[small_sim.events["firm_id"].isin(firms["firm_id"])]
+    for path, frame in ((panel, export_files["frame"]), (events, history.rename(columns={"firm_id": "企业ID"}))):
+        with pd.ExcelWriter(path, engine="openpyxl") as book:
+            pd.DataFrame({"说明": ["封面"]}).to_excel(book, sheet_name="封面", index=False)
+            frame.to_excel(book, sheet_name="数据", index=False)
+    source = load_source(DataConfig(panel=panel, events=events, sheet="数据"))
+    pd.testing.assert_frame_equal(source.panel, v.conform_panel(firms))
+    assert len(source.events) == len(history)
