@@ -15,6 +15,7 @@ import pandas as pd
 from lgml import criteria, io, validate
 from lgml.explain.reasons import failed_text
 from lgml.exports import Note
+from lgml.schema import IDENTITY_COLUMNS
 from lgml.validate import ContractError
 
 SIMULATED_FILES = ("panel.parquet", "events.parquet", "truth.parquet")
@@ -124,6 +125,17 @@ class Checked:
     notes: list[Note] = field(default_factory=list)
 
 
+def _with_names(assessed: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
+    """``assessed`` with the panel's ``firm_name``/``credit_code`` after ``firm_id``, when given."""
+    from lgml.score.core import with_identity
+
+    names = [c for c in IDENTITY_COLUMNS if c in panel.columns and panel[c].notna().any()]
+    if not names:
+        return assessed
+    out = with_identity(assessed, panel[["firm_id", "year", *names]])
+    return out[["firm_id", *names, *(c for c in assessed.columns if c != "firm_id")]]
+
+
 def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike | None = None, *,
                units: str | None = None, encoding: str | None = None, overwrite: bool = False,
                sheet: str | int | None = None) -> Checked:
@@ -138,7 +150,8 @@ def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike
         overwrite: Replace an existing ``out``.
 
     Returns:
-        :class:`Checked`; ``assessed`` has the columns of :func:`lgml.criteria.assess` and
+        :class:`Checked`; ``assessed`` has the columns of :func:`lgml.criteria.assess` (with
+        ``firm_name`` and ``credit_code`` after ``firm_id`` when the panel gives them) and
         ``failed`` (" | "-separated ``criterion: phrase`` of each criterion missed, empty when
         all are met; :func:`lgml.explain.reasons.failed_text`).
 
@@ -156,6 +169,7 @@ def check_file(panel: str | os.PathLike, batch_year: int, out: str | os.PathLike
         raise VerbError(f"no firm has a fiscal year <= {batch_year - 1} to judge for batch {batch_year}")
     judged = pd.concat([rows, assessed.drop(columns=[c for c in assessed.columns if c in rows.columns])], axis=1)
     assessed["failed"] = failed_text(judged, batch_year)
+    assessed = _with_names(assessed, frame)
     if out is not None:
         io.write_table(assessed, out, overwrite=overwrite)
     return Checked(assessed, criteria.failure_summary(assessed), criteria.RULES[criteria.regime_for(batch_year)]["source"],

@@ -238,3 +238,13 @@ def test_a_training_config_reads_xlsx_sheets(export_files, firms, small_sim, tmp
     source = load_source(DataConfig(panel=panel, events=events, sheet="数据"))
     pd.testing.assert_frame_equal(source.panel, v.conform_panel(firms))
     assert len(source.events) == len(history)
+
+
+def test_cli_check_writes_names_and_codes_beside_the_firm(export_files, firms, tmp_path):
+    out = tmp_path / "check.csv"
+    result = run("check", export_files["csv"], "--year", 2026, "--out", out)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype=str)
+    assert list(table.columns[:4]) == ["firm_id", "firm_name", "credit_code", "year"]
+    first = firms[(firms["firm_id"] == table.loc[0, "firm_id"])].iloc[0]
+    assert (table.loc[0, "firm_name"], table.loc[0, "credit_code"]) == (first["firm_name"], first["credit_code"])
