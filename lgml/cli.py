@@ -69,7 +69,11 @@ app = typer.Typer(
     cls=_OneErrorPath,
 )
 
-Units = Annotated[Literal["yuan", "wan"], typer.Option("--units", help="Money units of the input: 'yuan' or 'wan' (万元, x10,000).")]
+Units = Annotated[Optional[Literal["yuan", "wan"]], typer.Option(
+    "--units", help="Money units of every money column: 'yuan' or 'wan' (万元, x10,000), overriding the units "
+                    "written in the headers. Default: each header's unit, e.g. 营业收入(万元), else yuan.")]
+Sheet = Annotated[Optional[str], typer.Option("--sheet", help="Sheet of an .xlsx input: name or 0-based position "
+                                                              "(default: the first).")]
 Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Force the CSV encoding.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 
@@ -129,7 +133,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-PanelFile = Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK) or Parquet.")]
+PanelFile = Annotated[Path, typer.Argument(help="Panel as CSV (UTF-8 or GBK), Excel .xlsx or Parquet.")]
 EventsFile = Annotated[Optional[Path], typer.Option("--events", help="Designation events table.")]
 
 
@@ -158,7 +162,7 @@ def simulate(
     except FileExistsError as exc:
         fail(str(exc))
     console.print(f"Wrote {len(result.panel):,} firm-years, {len(result.events):,} designations to {out} "
-                  "(simulated data, not real firms)")
+                  "(simulated data, not real firms: names start with [模拟], credit codes are random)")
     if report:
         Console().print(_calibration_table(calibration_report(result)))
 
@@ -177,16 +181,25 @@ def _calibration_table(report):
 
 
 @app.command()
-def validate(file: PanelFile, events: EventsFile = None, units: Units = "yuan", encoding: Encoding = None) -> None:
+def validate(file: PanelFile, events: EventsFile = None, units: Units = None, encoding: Encoding = None,
+             sheet: Sheet = None) -> None:
     """Check a firm-year panel (and events) against the input contract; exit 1 if it breaks it."""
     from lgml import validate as v, verbs
 
     try:
-        typer.echo(verbs.validate_files(file, events, units=units, encoding=encoding))
+        result = verbs.validate_files(file, events, units=units, encoding=encoding, sheet=sheet)
     except v.ContractError as exc:
         fail(f"{exc}\n{v.broken_verdict(exc.problems)}")
     except verbs.USER_ERRORS as exc:
         fail(str(exc))
+    print_notes(result.notes)
+    typer.echo(result.text)
+
+
+def print_notes(notes) -> None:
+    """Reading notes (:class:`lgml.exports.Note`) to stderr: warnings in yellow."""
+    for note in notes:
+        typer.secho(str(note), err=True, fg=typer.colors.YELLOW if note.level == "warning" else None)
 
 
 @app.command()
@@ -194,8 +207,9 @@ def features(
     panel: PanelFile,
     out: Annotated[Path, typer.Option("--out", help="Feature table to write (.parquet or .csv).")],
     events: EventsFile = None,
-    units: Units = "yuan",
+    units: Units = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Write point-in-time training features: one row per firm and application (batch) year."""
@@ -206,9 +220,11 @@ def features(
     console = Console(stderr=True)
     try:
         with console.status(f"Building features of {panel}"):
-            table = verbs.features_file(panel, out, events, units=units, encoding=encoding, overwrite=overwrite)
+            table, notes = verbs.features_file(panel, out, events, units=units, encoding=encoding, overwrite=overwrite,
+                                               sheet=sheet)
     except verbs.USER_ERRORS as exc:
         fail(str(exc))
+    print_notes(notes)
     labelled = int(table["designated_next"].notna().sum())
     console.print(f"Wrote {len(table):,} rows x {table.shape[1]} columns to {out} "
                   f"({labelled:,} rows with a designation label)")
@@ -219,8 +235,9 @@ def check(
     file: PanelFile,
     year: Annotated[int, typer.Option("--year", help="Batch (application) year; fiscal year YEAR-1 is judged.")],
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-firm table to write (.csv or .parquet).")] = None,
-    units: Units = "yuan",
+    units: Units = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Check every firm against the Little Giant criteria of batch YEAR and explain shortfalls."""
@@ -229,9 +246,10 @@ def check(
     from lgml import verbs
 
     try:
-        result = verbs.check_file(file, year, out, units=units, encoding=encoding, overwrite=overwrite)
+        result = verbs.check_file(file, year, out, units=units, encoding=encoding, overwrite=overwrite, sheet=sheet)
     except verbs.USER_ERRORS as exc:
         fail(str(exc))
+    print_notes(result.notes)
     assessed, console = result.assessed, Console()
     console.print(f"Batch {year} ({result.source}), fiscal year <= {year - 1}: {len(assessed):,} firms assessed")
     for flag, words in (("eligible", "meet every Little Giant criterion:"),
@@ -289,11 +307,11 @@ GrowthModel = Annotated[Optional[str], typer.Option("--growth-model", help="Grow
 @app.command()
 def explain(
     model: Annotated[str, typer.Option("--model", help="Model bundle folder (or an MLflow model URI).")],
-    input: Annotated[Path, typer.Option("--input", help="Panel as CSV (UTF-8 or GBK) or Parquet.")],
+    input: Annotated[Path, typer.Option("--input", help="Panel as CSV (UTF-8 or GBK), Excel .xlsx or Parquet.")],
     out: Annotated[Path, typer.Option("--out", help="Report file (.html, .md or .json).")],
     firm: Firms = None, year: FiscalYear = None, events: EventsFile = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
-    units: Units = "yuan", encoding: Encoding = None, growth_model: GrowthModel = None, top: Top = None,
+    units: Units = None, encoding: Encoding = None, sheet: Sheet = None, growth_model: GrowthModel = None, top: Top = None,
     per_province: PerProvince = False, target: Target = 0.5, reasons: Reasons = 8, overwrite: Overwrite = False,
 ) -> None:
     """Explain firms: probability, drivers, criteria checklist and what would have to change.
@@ -316,7 +334,8 @@ def explain(
     console = Console(stderr=True)
     try:
         with _ScoreProgress(console) as progress:
-            result = explain_file(bundle, input, out, events=events, units=units, encoding=encoding, overwrite=overwrite,
+            result = explain_file(bundle, input, out, events=events, units=units, encoding=encoding, sheet=sheet,
+                                  overwrite=overwrite,
                                   firms=firm or (), top=top, per_province=per_province, year=year, growth_bundle=growth,
                                   target=target, k=reasons, fmt=chosen, progress=progress)
     except USER_ERRORS as exc:
@@ -336,8 +355,9 @@ def report(
     reference_events: Annotated[Optional[Path], typer.Option("--reference-events",
                                                             help="Events of --reference.")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
-    units: Units = "yuan",
+    units: Units = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     sample: Annotated[int, typer.Option("--sample", min=100, help="Rows sampled for the importance plots.")] = 4_000,
     overwrite: Overwrite = False,
 ) -> None:
@@ -369,7 +389,7 @@ def report(
     try:
         with console.status("Building features") as status:
             result = build_model_report(bundle, data, events=events, reference=reference,
-                                        reference_events=reference_events, units=units, encoding=encoding,
+                                        reference_events=reference_events, units=units, encoding=encoding, sheet=sheet,
                                         sample=sample, on_step=status.update)
     except (v.ContractError, io.InputError, BundleInputError) as exc:
         fail(str(exc))
@@ -381,7 +401,8 @@ def report(
 @app.command()
 def score(
     model: Annotated[str, typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion).")],
-    input: Annotated[Path, typer.Option("--input", help="Panel: CSV (UTF-8 or GBK), Parquet file or folder of Parquet files.")],
+    input: Annotated[Path, typer.Option("--input", help="Panel: CSV (UTF-8 or GBK), Excel .xlsx (read whole), Parquet "
+                                                        "file or folder of Parquet files.")],
     output: Annotated[Path, typer.Option("--output", help="Scores to write (.parquet or .csv).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events: flags title holders, feeds history features.")] = None,
     growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth bundle folder or MLflow URI.")] = None,
@@ -390,8 +411,9 @@ def score(
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read at a time (bounds memory).")] = 200_000,
     engine: Annotated[Literal["local", "dask"], typer.Option("--engine", help="Score in this process or on Dask.")] = "local",
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Dask scheduler (tcp://host:8786); default a local cluster.")] = None,
-    units: Units = "yuan",
+    units: Units = None,
     encoding: Encoding = None,
+    sheet: Sheet = None,
     summary: Annotated[Optional[Path], typer.Option("--summary", help="Per-province summary to write (.csv or .parquet).")] = None,
     macro_growth: Annotated[Optional[float], typer.Option(
         "--macro-growth", help="The year's growth level for --growth-model as a rate (0.05 = 5%), e.g. a published "
@@ -415,7 +437,7 @@ def score(
         try:
             result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
-                                   units=units, encoding=encoding, overwrite=overwrite, summary=summary,
+                                   units=units, encoding=encoding, sheet=sheet, overwrite=overwrite, summary=summary,
                                    macro_growth=macro_growth, expected_designations=expected_designations,
                                    progress=progress)
         except errors as exc:
@@ -437,6 +459,7 @@ def _print_scores(console, result, year: Optional[int]) -> None:
     """What ``lgml score`` did (to stderr) and the per-province summary table (to stdout)."""
     from rich.console import Console
 
+    print_notes(result.notes)
     years = ", ".join(f"{y}: {n:,}" for y, n in result.years.items())
     console.print(f"Scored {result.scored:,} firms (fiscal year {years}) from {result.rows_read:,} rows "
                   f"in {result.seconds:.1f} s with {result.model} -> {result.output}")

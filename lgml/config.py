@@ -54,8 +54,10 @@ class DataConfig(_Frozen):
     events: Path | None = None
     truth: Path | None = Field(None, description="Optional truth table (firm_id, year, p_designation, "
                                                  "expected_growth) for the oracle comparison.")
-    units: Literal["yuan", "wan"] = "yuan"
+    units: Literal["yuan", "wan"] | None = Field(None, description="Money units overriding the headers' (None: each "
+                                                                  "header's unit, e.g. 营业收入(万元), else yuan).")
     encoding: str | None = None
+    sheet: str | int | None = Field(None, description="Sheet of .xlsx files: name or 0-based position (default the first).")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -1,5 +1,5 @@
-"""Reading and writing tables: CSV (UTF-8 or GBK/GB18030) and Parquet, whole or streamed in
-chunks, written atomically.
+"""Reading and writing tables: CSV (UTF-8 or GBK/GB18030), Excel ``.xlsx`` (read only) and
+Parquet, whole or streamed in chunks, written atomically.
 
 Only this module and the CLI touch files; every other module works on DataFrames (or Arrow
 tables). Besides whole tables (:func:`read_table`, :func:`write_table`) it holds the streaming
@@ -11,8 +11,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import dataclasses
-import os
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -23,10 +23,16 @@ from typing import Any
 
 import pandas as pd
 
+from lgml import exports
+from lgml.exports import Note
+
+log = logging.getLogger(__name__)
+
 # Chinese Excel exports are usually GBK/GB18030; "utf-8-sig" also strips a BOM.
 CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+XLSX_SUFFIXES = (".xlsx", ".xlsm")
 OUTPUT_SUFFIXES = (*PARQUET_SUFFIXES, ".csv")
 WRITE_ROWS = 100_000  # rows per output row group / CSV block of a streamed write
 PART_NAME = "part-{:04d}.parquet"  # scored part files, in a folder of their own
@@ -37,7 +43,6 @@ RUN_STARTED = time.time()
 # A text cell starting with one of these is a formula to Excel and LibreOffice (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -45,7 +50,7 @@ class InputError(ValueError):
 
 
 def _table_kind(path: Path) -> str:
-    """``parquet`` (a Parquet file or a folder) or ``csv``, for an existing ``path``.
+    """``parquet`` (a Parquet file or a folder), ``csv`` or ``xlsx``, for an existing ``path``.
 
     Raises:
         InputError: The path is missing or of an unknown type.
@@ -57,7 +62,12 @@ def _table_kind(path: Path) -> str:
         return "parquet"
     if suffix in CSV_SUFFIXES:
         return "csv"
-    raise InputError(f"{path}: unknown table format {suffix!r} (use .csv or .parquet)")
+    if suffix in XLSX_SUFFIXES:
+        return "xlsx"
+    if suffix == ".xls":
+        raise InputError(f"{path}: the old Excel format .xls is not read; open it in Excel or WPS and save it "
+                         "as .xlsx or .csv")
+    raise InputError(f"{path}: unknown table format {suffix!r} (use .csv, .xlsx or .parquet)")
 
 
 def _csv_sep(path: Path) -> str:
@@ -85,38 +95,125 @@ def detect_encoding(path: str | os.PathLike, block: int = 1 << 20) -> str:
                      "pass the encoding explicitly")
 
 
-def read_table(path: str | os.PathLike, encoding: str | None = None) -> pd.DataFrame:
-    """Read a CSV file, a Parquet file or a folder of Parquet files.
+def read_table(path: str | os.PathLike, encoding: str | None = None, sheet: str | int | None = None) -> pd.DataFrame:
+    """Read a CSV file, an Excel ``.xlsx`` sheet, a Parquet file or a folder of Parquet files
+    (:func:`read_export` without its notes)."""
+    return read_export(path, encoding, sheet)[0]
+
+
+def read_export(path: str | os.PathLike, encoding: str | None = None, sheet: str | int | None = None,
+                table: str = "panel") -> tuple[pd.DataFrame, list[Note]]:
+    """Read a table as exported, and say what was left out.
 
     CSV is decoded as UTF-8 then GB18030 (a superset of GBK, see :func:`detect_encoding`)
-    unless ``encoding`` is given. Every CSV column is read as text so that codes such as
-    sector "06" keep their zeros; the contract casts types afterwards.
+    unless ``encoding`` is given. CSV and ``.xlsx`` cells are read as text so that codes such as
+    sector "06" keep their zeros (Excel dates arrive as ``2023-12-31 00:00:00``); the contract
+    casts types afterwards. In both, the header is the row among the first 20 holding the most
+    recognised headers (:func:`lgml.exports.header_row`): title rows above it are skipped, and
+    rows without data below it (blank, or one note cell such as ``数据来源：Wind``) are dropped.
+    Columns with neither a header nor a value are dropped too.
 
     Args:
         path: File or folder.
         encoding: Force a CSV encoding.
+        sheet: Excel sheet name or 0-based position (default: the first sheet); ignored otherwise.
+        table: ``"panel"`` or ``"events"``: whose headers identify the header row.
 
     Returns:
-        The table as read, with its original headers.
+        The table with its original headers, and notes on the rows left out.
 
     Raises:
-        InputError: The path is missing, of an unknown type, or cannot be decoded.
+        InputError: The path is missing, of an unknown type (``.xls`` included), cannot be
+            decoded, or names an unknown sheet.
     """
     path = Path(path)
-    if _table_kind(path) == "parquet":
+    kind = _table_kind(path)
+    if kind == "parquet":
         try:
-            return pd.read_parquet(path)
+            return pd.read_parquet(path), []
         except Exception as exc:  # pyarrow raises many types; give one clear message
             raise InputError(f"{path}: cannot read as Parquet ({exc})") from exc
-    enc = encoding or detect_encoding(path)
+    if kind == "xlsx":
+        grid = _read_sheet(path, sheet)
+        top = grid.head(exports.HEADER_SEARCH_ROWS)
+        at = exports.header_row(top, table)
+        df = grid.iloc[at + 1:].set_axis(_headers(grid.iloc[at]), axis=1).reset_index(drop=True)
+    else:
+        enc = encoding or detect_encoding(path)
+        top = _csv_top(path, enc)
+        at = exports.header_row(top, table)
+        df = _read_csv(path, enc, skiprows=at)
+    above = [" ".join(str(v) for v in row if isinstance(v, str) and v.strip())
+             for row in top.iloc[:at].itertuples(index=False)]
+    df = _drop_empty_columns(df)
+    notes_mask = exports.note_rows(df, table)
+    notes = exports.layout_text(above, df[notes_mask])
+    return (df[~notes_mask].reset_index(drop=True) if notes_mask.any() else df), notes
+
+
+def _headers(row: pd.Series) -> list[str]:
+    return [f"Unnamed: {i}" if pd.isna(v) or not str(v).strip() else str(v) for i, v in enumerate(row)]
+
+
+def _drop_empty_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without the columns that have neither a header nor a value (Excel's padding)."""
+    unnamed = [str(h).startswith("Unnamed: ") for h in df.columns]
+    empty = [u and df.iloc[:, i].isna().all() for i, u in enumerate(unnamed)]
+    return df.iloc[:, [i for i, e in enumerate(empty) if not e]] if any(empty) else df
+
+
+def _read_csv(path: Path, enc: str, skiprows: int = 0) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep=_csv_sep(path), dtype=str, encoding=enc, keep_default_na=True)
+        return pd.read_csv(path, sep=_csv_sep(path), dtype=str, encoding=enc, keep_default_na=True,
+                           skiprows=skiprows)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: cannot decode the file as {enc}; pass the encoding explicitly") from exc
     except LookupError as exc:
         raise InputError(f"{path}: unknown encoding {enc!r}") from exc
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from exc
+
+
+def _csv_top(path: Path, enc: str) -> pd.DataFrame:
+    """The first rows of a CSV file as a ragged grid of text (title rows have fewer cells)."""
+    import csv
+    import itertools
+
+    try:
+        with open(path, encoding=enc, newline="") as fh:
+            rows = list(itertools.islice(csv.reader(fh, delimiter=_csv_sep(path)), exports.HEADER_SEARCH_ROWS))
+    except LookupError as exc:
+        raise InputError(f"{path}: unknown encoding {enc!r}") from exc
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read the CSV header ({exc})") from exc
+    return pd.DataFrame(rows, dtype=object)
+
+
+def sheet_names(path: str | os.PathLike) -> list[str]:
+    """The sheet names of an ``.xlsx`` workbook, in order."""
+    try:
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            return [str(n) for n in book.sheet_names]
+    except Exception as exc:  # zipfile, openpyxl and XML errors: one clear message
+        raise InputError(f"{path}: cannot read as an .xlsx workbook ({exc})") from exc
+
+
+def _read_sheet(path: Path, sheet: str | int | None) -> pd.DataFrame:
+    """A whole sheet as a grid of text (no header), chosen by name or 0-based position."""
+    names = sheet_names(path)
+    if sheet is None:
+        chosen = names[0]
+    elif str(sheet) in names:
+        chosen = str(sheet)
+    elif str(sheet).strip().isdigit() and int(sheet) < len(names):
+        chosen = names[int(sheet)]
+    else:
+        raise InputError(f"{path}: no sheet {sheet!r}; the sheets are {', '.join(map(repr, names))} "
+                         f"(pass --sheet NAME or a position 0..{len(names) - 1})")
+    try:
+        return pd.read_excel(path, sheet_name=chosen, header=None, dtype=str, engine="openpyxl")
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read sheet {chosen!r} ({exc})") from exc
 
 
 def temp_prefix(target: Path) -> str:
@@ -251,26 +348,55 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             tmp_path.unlink()
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Path:
+def write_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write ``df`` as Parquet or CSV (by extension), atomically. CSV is UTF-8 with BOM so
     that Excel opens Chinese text correctly, and its text cells are neutralised
-    (:func:`neutralize_formulas`)."""
-    with staged_table(df, path, overwrite) as done:
+    (:func:`neutralize_formulas`). ``metadata`` (key-value text) goes into a Parquet file's
+    schema metadata; CSV has none."""
+    with staged_table(df, path, overwrite, metadata) as done:
         pass
     return done
 
 
 @contextlib.contextmanager
-def staged_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
+def staged_table(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True,
+                 metadata: dict[str, str] | None = None) -> Iterator[Path]:
     """:func:`write_table` whose file appears only when the ``with`` block ends without an error:
     for outputs that must appear together or not at all (scores and their summary)."""
     path = output_path(path, overwrite)
     with atomic_path(path, overwrite=overwrite) as tmp:
         if path.suffix.lower() == ".csv":
             neutralize_formulas(df).to_csv(tmp, index=False, encoding="utf-8-sig")
+        elif metadata:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp)
         else:
             df.to_parquet(tmp, index=False)
         yield path
+
+
+def write_export(df: pd.DataFrame, path: str | os.PathLike, *, title: str | None = None, note: str | None = None,
+                 encoding: str = "gbk", overwrite: bool = True) -> Path:
+    """Write ``df`` as ``.csv`` (in ``encoding``, GBK by default, as Chinese Excel does) or ``.xlsx``,
+    with an optional ``title`` row above the header and ``note`` row below the data, as exports
+    from Wind or provincial databases look. Atomic, like :func:`write_table`."""
+    path = refuse_existing(path, overwrite)
+    blank = [""] * (df.shape[1] - 1)
+    grid = pd.concat([pd.DataFrame([[title, *blank]]) if title else None, pd.DataFrame([list(df.columns)]),
+                      pd.DataFrame(df.to_numpy()), pd.DataFrame([[note, *blank]]) if note else None], ignore_index=True)
+    kind = path.suffix.lower()
+    if kind not in (".csv", *XLSX_SUFFIXES):
+        raise InputError(f"{path}: exports are written as .csv or .xlsx")
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if kind == ".csv":
+            grid.to_csv(tmp, header=False, index=False, encoding=encoding)
+        else:
+            grid.to_excel(tmp, header=False, index=False, engine="openpyxl")
+    return path
 
 
 def write_table_blocks(frame: pd.DataFrame, path: str | os.PathLike, overwrite: bool,
@@ -308,7 +434,7 @@ class TableSource:
 
     Attributes:
         path: As given.
-        kind: ``parquet`` or ``csv``.
+        kind: ``parquet``, ``csv`` or ``xlsx`` (an Excel sheet is read whole into :attr:`table`).
         files: Parquet files (a folder's ``*.parquet``/``*.pq`` files in name order); the CSV file.
         headers: Column headers as in the file.
         encoding: CSV encoding (detected unless given); None for Parquet.
@@ -324,6 +450,7 @@ class TableSource:
     encoding: str | None = None
     rows: int | None = None
     table: Any = None
+    skip: int = 0  # CSV title rows above the header row
 
     def loaded(self) -> TableSource:
         """This Parquet source read into memory, or itself when its files cannot be joined
@@ -331,6 +458,8 @@ class TableSource:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        if self.table is not None or self.kind != "parquet":
+            return self
         try:
             tables = [pq.read_table(f) for f in self.files]
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
@@ -339,19 +468,22 @@ class TableSource:
         return dataclasses.replace(self, table=table)
 
     def released(self) -> TableSource:
-        """This source streamed from its files again (the table held in memory let go)."""
-        return dataclasses.replace(self, table=None)
+        """This source streamed from its files again (the table held in memory let go; an
+        Excel sheet cannot be streamed and is kept)."""
+        return self if self.kind == "xlsx" else dataclasses.replace(self, table=None)
 
     @property
     def sep(self) -> str:
         return _csv_sep(self.path)
 
 
-def open_source(path: str | os.PathLike, encoding: str | None = None) -> TableSource:
-    """Open a CSV file, a Parquet file or a folder of Parquet files for :func:`iter_chunks`.
+def open_source(path: str | os.PathLike, encoding: str | None = None, sheet: str | int | None = None) -> TableSource:
+    """Open a CSV file, a Parquet file or a folder of Parquet files for :func:`iter_chunks`;
+    an ``.xlsx`` sheet is read whole (:func:`read_export`).
 
     CSV is decoded as UTF-8 then GB18030 (:func:`detect_encoding`) unless ``encoding`` is
-    given; the whole file is checked before any chunk is used.
+    given; the whole file is checked before any chunk is used. Title rows above a CSV header
+    are skipped as :func:`read_export` does.
 
     Raises:
         InputError: Missing path, unknown format, undecodable file, no Parquet files.
@@ -370,14 +502,23 @@ def open_source(path: str | os.PathLike, encoding: str | None = None) -> TableSo
         except Exception as exc:  # pyarrow raises many types; give one clear message
             raise InputError(f"{path}: cannot read as Parquet ({exc})") from exc
         return TableSource(path, "parquet", files, headers, rows=sum(m.num_rows for m in metas))
+    if _table_kind(path) == "xlsx":
+        import pyarrow as pa
+
+        frame, notes = read_export(path, encoding, sheet)
+        for note in notes:
+            log.info("%s: %s", path, note.text)
+        table = pa.Table.from_pandas(frame.set_axis([str(h) for h in frame.columns], axis=1), preserve_index=False)
+        return TableSource(path, "xlsx", (path,), tuple(table.column_names), rows=table.num_rows, table=table)
     enc = encoding or detect_encoding(path)
+    skip = exports.header_row(_csv_top(path, enc))
     try:
-        headers = tuple(pd.read_csv(path, sep=_csv_sep(path), dtype=str, encoding=enc, nrows=0).columns)
+        headers = tuple(pd.read_csv(path, sep=_csv_sep(path), dtype=str, encoding=enc, nrows=0, skiprows=skip).columns)
     except LookupError as exc:
         raise InputError(f"{path}: unknown encoding {enc!r}") from exc
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: cannot read the CSV header ({exc})") from exc
-    return TableSource(path, "csv", (path,), headers, encoding=enc)
+    return TableSource(path, "csv", (path,), headers, encoding=enc, skip=skip)
 
 
 def _may_hold_years(group: Any, header: str, first: float, last: float) -> bool:
@@ -436,7 +577,7 @@ def iter_chunks(source: TableSource, chunk_rows: int, columns: Sequence[str] | N
     usecols = list(columns) if columns else None
     try:
         with pd.read_csv(source.path, sep=source.sep, dtype=str, encoding=source.encoding, keep_default_na=True,
-                         usecols=usecols, chunksize=chunk_rows) as reader:
+                         usecols=usecols, chunksize=chunk_rows, skiprows=source.skip) as reader:
             for chunk in reader:
                 yield pa.Table.from_pandas(chunk, preserve_index=False)
     except pd.errors.ParserError as exc:

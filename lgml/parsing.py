@@ -18,7 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import is_bool_dtype, is_float_dtype, is_numeric_dtype
 
+from lgml.credit_code import normalise as normalise_code
 from lgml.schema import (
+    CREDIT_CODE_ALIASES,
+    MONEY_COLUMNS,
     Problem,
     CATEGORY_LEVELS,
     EVENT_COLUMNS,
@@ -32,7 +35,14 @@ from lgml.schema import (
 )
 
 TABLES: dict[str, tuple[Column, ...]] = {"panel": PANEL_COLUMNS, "events": EVENT_COLUMNS}
-UNITS = ("yuan", "wan")
+UNITS = ("yuan", "wan")  # the values of the ``units`` override (None: each header's unit, else yuan)
+# Yuan per unit of a money header: 元, 千元, 万元, 百万元, 千万元, 亿元.
+UNIT_FACTORS: dict[str, float] = {"yuan": 1.0, "qian": 1e3, "wan": 1e4, "baiwan": 1e6, "qianwan": 1e7, "yi": 1e8}
+UNIT_WORDS: dict[str, str] = {"yuan": "元", "qian": "千元", "wan": "万元", "baiwan": "百万元", "qianwan": "千万元", "yi": "亿元"}
+YEAR_COLUMNS = ("year", "founded_year", "batch_year", "revoked_year")
+# A year in a date or a label: "2023年", "2023年度", "2023-12-31", "2023/12/31 00:00:00", "20231231".
+_YEAR_TEXT = re.compile(r"((?:19|20)\d\d)(?:年.*|[-/.](?:0?[1-9]|1[0-2])(?:[-/.]\d{1,2})?(?:[ T].*)?|(?:0[1-9]|1[0-2])\d\d)?")
+_FOREIGN = ("美", "港", "欧", "日元", "英镑", "usd", "hkd", "eur", "$")
 PERCENT_COLUMNS = ("niche_market_share",)  # shares: "12%" or a "(%)" header reads as 0.12
 
 # Spellings of "no value" in exports; pandas already reads some of them, Wind writes "--".
@@ -110,33 +120,92 @@ def _match(header: Hashable, columns: tuple[Column, ...]) -> tuple[str, str] | N
 
 
 def _header_unit(unit: str) -> str | None:
-    """Classify a header's unit text: ``"wan"``, ``"yuan"``, ``"%"``, ``"other"`` money, or None."""
+    """Classify a header's unit text: a key of :data:`UNIT_FACTORS`, ``"%"``, ``"other"`` money
+    (a foreign currency), or None (no unit)."""
     text = unit.lower()
     if not text:
         return None
     if "%" in text or "百分" in text:
         return "%"
-    if any(mark in text for mark in ("亿", "千", "百")):  # before 万: 百万元 is not 万元
+    if any(mark in text for mark in _FOREIGN):
         return "other"
-    if "万" in text or "wan" in text:
+    for mark, key in (("千万", "qianwan"), ("百万", "baiwan"), ("亿", "yi"), ("万", "wan"), ("千", "qian")):
+        if mark in text:  # longest first: 百万元 is not 万元
+            return key
+    if "wan" in text:
         return "wan"
     if "元" in text or text in ("yuan", "rmb", "cny"):
         return "yuan"
     return None
 
 
+def money_factor(header_unit: str | None, units: str | None) -> float:
+    """Yuan per value of a money column: the ``units`` override when given, else the header's
+    unit, else 1 (yuan)."""
+    if units is not None:
+        return UNIT_FACTORS[units]
+    return UNIT_FACTORS.get(header_unit or "yuan", 1.0)
+
+
+_GENERIC = frozenset(("企业", "公司", "是否", "数量", "合计", "年份", "年度", "总额", "金额", "_id"))
+
+
+def _overlap(a: str, b: str) -> int:
+    """Length of the longest common substring of ``a`` and ``b`` (0 when it is a generic word
+    such as 企业 or 合计, which says nothing about what a column holds)."""
+    best = 0
+    for i in range(len(a)):
+        for j in range(i + best + 1, len(a) + 1):
+            if a[i:j] not in b:
+                break
+            if a[i:j] not in _GENERIC:
+                best = j - i
+    return best
+
+
+def candidate_headers(col: Column, headers: Sequence[Hashable], limit: int = 3) -> list[str]:
+    """Headers (among unrecognised ones) that might hold ``col``: those sharing at least two
+    characters in a row (three in Latin letters) with one of its spellings, best first.
+
+    >>> candidate_headers(PANEL_COLUMNS[14], ["研发费用合计", "研发经费", "备注"])
+    ['研发费用合计', '研发经费']
+    """
+    scored = []
+    for header in headers:
+        key = _split_header(_PANDAS_DUPLICATE.sub("", str(header).strip()))[0]
+        score = max(_overlap(key, _split_header(s)[0]) for s in (col.name, *col.aliases))
+        if score >= (3 if key.isascii() else 2):
+            scored.append((-score, str(header)))
+    return [h for _, h in sorted(scored)[:limit]]
+
+
 def header_positions(headers: Sequence[Hashable], table: str = "panel") -> dict[str, list[int]]:
     """Positions of the headers that :func:`lgml.validate.standardize` reads as each contract column of
     ``table`` (several when a column is given twice; the first is used)."""
-    return map_headers(pd.Index(headers), TABLES[table], table, "yuan", 0)[0]
+    return map_headers(pd.Index(headers), TABLES[table], table, None, 0)[0]
+
+
+def _credit_code_position(headers: pd.Index) -> int | None:
+    """Position of the first header naming a unified social credit code, or None."""
+    keys = {_split_header(a)[0] for a in CREDIT_CODE_ALIASES} | {"credit_code"}
+    return next((i for i, h in enumerate(headers) if _split_header(h)[0] in keys), None)
+
+
+def unrecognised(headers: pd.Index, found: Mapping[str, list[int]]) -> list[str]:
+    """The headers that name no contract column (kept as extra columns, never read)."""
+    used = {i for where in found.values() for i in where}
+    return [str(h) for i, h in enumerate(headers) if i not in used]
 
 
 def map_headers(
-    headers: pd.Index, columns: tuple[Column, ...], table: str, units: str, n_rows: int
+    headers: pd.Index, columns: tuple[Column, ...], table: str, units: str | None, n_rows: int
 ) -> tuple[dict[str, list[int]], dict[str, str | None], list[Problem]]:
     """Positions of each contract column in ``headers``, the unit of its first header, and
-    the problems: missing required columns, columns given twice (the first is used), money
-    headers whose unit contradicts ``units``."""
+    the problems: missing required columns (naming the unrecognised headers that might hold
+    them), columns given twice (the first is used), money headers in a unit lgml cannot read.
+
+    Without a firm ID header, a credit code header (统一社会信用代码) is read as ``firm_id``.
+    """
     found: dict[str, list[int]] = {}
     units_of: dict[str, str | None] = {}
     for i, header in enumerate(headers):
@@ -144,30 +213,41 @@ def map_headers(
         if hit:
             found.setdefault(hit[0], []).append(i)
             units_of.setdefault(hit[0], _header_unit(hit[1]))
+    if "firm_id" not in found and _credit_code_position(headers) is not None:
+        found["firm_id"] = [_credit_code_position(headers)]
+        units_of["firm_id"] = None
 
     problems: list[Problem] = []
     for col in columns:
         where = found.get(col.name, [])
         if not where and not col.nullable:
             spellings = ", ".join((col.name, *col.aliases))
-            problems.append(Problem(table, col.name, f"required column is missing (accepted headers: {spellings})", n_rows))
+            maybe = candidate_headers(col, unrecognised(headers, found))
+            hint = f"; headers that might hold it: {', '.join(map(repr, maybe))}" if maybe else ""
+            if col.name == "firm_id":
+                hint += f"; without one, a credit code column ({CREDIT_CODE_ALIASES[0]}) serves as firm_id"
+            problems.append(Problem(table, col.name, f"required column is missing (accepted headers: {spellings}){hint}",
+                                    n_rows))
         if len(where) > 1:
             given = ", ".join(repr(str(headers[i])) for i in where)
             problems.append(Problem(table, col.name, f"given by {len(where)} headers: {given}", n_rows))
-        rule = _unit_rule(str(headers[where[0]]), units_of[col.name], units) if where and col.money else None
-        if rule:
-            problems.append(Problem(table, col.name, rule, n_rows))
+        if where and col.money and units is None and units_of[col.name] == "other":
+            problems.append(Problem(table, col.name, f"header {str(headers[where[0]])!r} is in a currency lgml does "
+                                    "not read; convert the column to 元 or 万元", n_rows))
     return found, units_of, problems
 
 
-def _unit_rule(header: str, header_unit: str | None, units: str) -> str | None:
-    """The problem with a money header whose own unit contradicts ``units``, if any."""
-    if header_unit == "other":
-        return f"header {header!r} is in units lgml does not read; convert the column to 元 or 万元"
-    if header_unit in UNITS and header_unit != units:
-        said = "万元" if header_unit == "wan" else "元"
-        return f"header {header!r} is in {said} but units={units!r}; read the file with units={header_unit!r}"
-    return None
+def unit_overrides(headers: pd.Index, found: Mapping[str, list[int]], units_of: Mapping[str, str | None],
+                   units: str | None) -> list[str]:
+    """Notes on money headers whose own unit the ``units`` override contradicts."""
+    if units is None:
+        return []
+    said = [str(headers[found[c][0]]) for c in MONEY_COLUMNS
+            if c in found and units_of.get(c) not in (None, "%", units)]
+    if not said:
+        return []
+    return [f"units={units!r} ({UNIT_WORDS[units]}) overrides the unit written in the header"
+            f"{'s' if len(said) > 1 else ''} {', '.join(map(repr, said))}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +262,10 @@ def parse(raw: pd.Series, col: Column, percent_header: bool = False) -> tuple[pd
         return _parse_bool(raw)
     if col.kind == "category":
         return _parse_category(raw, col)
-    return _parse_string(raw), np.zeros(len(raw), dtype=bool)
+    text = _parse_string(raw)
+    if col.name in ("credit_code", "firm_id_from_credit_code"):
+        text = text.map(normalise_code, na_action="ignore").astype("str")
+    return text, np.zeros(len(raw), dtype=bool)
 
 
 def parse_rule(col: Column) -> str:
@@ -218,7 +301,10 @@ def _to_float(text: pd.Series) -> np.ndarray:
 def _parse_number(raw: pd.Series, col: Column, percent_header: bool) -> tuple[pd.Series, np.ndarray]:
     """Numbers from text (thousands separators, ``12%`` in share columns) or numeric dtypes."""
     percent = np.full(len(raw), percent_header)
-    if _is_text(raw):
+    if pd.api.types.is_datetime64_any_dtype(raw):  # dates (Parquet, Excel) in a year column
+        values = raw.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+        bad = np.zeros(len(raw), dtype=bool)
+    elif _is_text(raw):
         text = _as_text(raw)
         if col.name in PERCENT_COLUMNS:
             marked = text.str.endswith("%") | text.str.endswith("％")
@@ -226,6 +312,11 @@ def _parse_number(raw: pd.Series, col: Column, percent_header: bool) -> tuple[pd
             text = text.str.removesuffix("%").str.removesuffix("％").str.strip()
         values = _to_float(text)
         bad = text.notna().to_numpy() & ~np.isfinite(values)
+        if col.name in YEAR_COLUMNS and bad.any():
+            values = np.where(bad, _year_of_text(text.where(bad)), values)
+            bad = text.notna().to_numpy() & ~np.isfinite(values)
+        if col.name in YEAR_COLUMNS:  # dates written as numbers: 20231231
+            values = np.where((values >= 1e7) & (values < 1e8), np.floor(values / 10_000), values)
     else:
         values = raw.to_numpy(dtype="float64", na_value=np.nan)
         bad = np.isinf(values)
@@ -311,6 +402,13 @@ CATEGORY_RULES: dict[str, str] = {
 def _parse_category(raw: pd.Series, col: Column) -> tuple[pd.Series, np.ndarray]:
     codes, bad = _map_distinct(raw, CATEGORY_PARSERS[col.name], CATEGORY_LEVELS[col.name])
     return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype_of(col)), index=raw.index), bad
+
+
+def _year_of_text(text: pd.Series) -> np.ndarray:
+    """Years from labels and dates (``"2023年"``, ``"2023-12-31"``, ``"2023/12/31 00:00:00"``); NaN
+    where there is none."""
+    years = text.str.extract(f"^\\s*{_YEAR_TEXT.pattern}\\s*$", expand=False)
+    return pd.to_numeric(years, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def _parse_string(raw: pd.Series) -> pd.Series:

@@ -1,7 +1,8 @@
 """The firm-year input contract: columns, types, rules and header aliases.
 
 Every stage of lgml reads the panel through this contract. One row per firm per fiscal
-year; money in yuan (``units="wan"`` converts from 万元 on read).
+year; money in yuan (read from the unit in each header, ``营业收入(万元)``, unless ``units``
+overrides it).
 
 The rules themselves are checked by :func:`lgml.validate.check_panel`; this module only
 describes the contract so that every other module can name columns without repeating them.
@@ -25,7 +26,7 @@ class Column:
         name: Canonical (English) column name.
         kind: One of ``string``, ``int``, ``float``, ``bool``, ``category``.
         nullable: Whether missing values are allowed.
-        money: Amount in yuan (converted from 万元 when ``units="wan"``).
+        money: Amount in yuan (converted from the header's unit, or from ``units``).
         aliases: Header spellings found in Chinese exports (CSMAR, Wind, 企查查 …).
         doc: One-line rule as shown to users.
     """
@@ -38,15 +39,18 @@ class Column:
     doc: str = ""
 
 
+CREDIT_CODE_ALIASES = ("统一社会信用代码", "社会信用代码", "信用代码", "统一信用代码")
+IDENTITY_COLUMNS = ("firm_name", "credit_code")  # carried beside firm_id, never model inputs
+
 PANEL_COLUMNS: tuple[Column, ...] = (
-    Column("firm_id", "string", aliases=("企业ID", "企业编号", "企业代码", "公司代码", "证券代码", "股票代码", "统一社会信用代码"),
+    Column("firm_id", "string", aliases=("企业ID", "企业编号", "企业代码", "公司代码", "证券代码", "股票代码"),
            doc="required; (firm_id, year) unique"),
-    Column("year", "int", aliases=("年份", "年度", "会计年度", "财务年度"), doc=f"fiscal year, {YEAR_MIN}..{YEAR_MAX}"),
+    Column("year", "int", aliases=("年份", "年度", "会计年度", "财务年度", "报告期", "截止日期", "会计期间", "统计年度"), doc=f"fiscal year, {YEAR_MIN}..{YEAR_MAX}"),
     Column("province", "category", aliases=("省份", "所属省份", "省", "所在省份", "地区"),
            doc="one of the 31 province-level divisions (English or Chinese names)"),
     Column("sector", "category", aliases=("行业代码", "所属行业代码", "国民经济行业代码", "行业大类代码"),
            doc="GB/T 4754-2017 industry division, 2-digit code 01..97"),
-    Column("founded_year", "int", aliases=("成立年份", "成立年度"), doc="<= year"),
+    Column("founded_year", "int", aliases=("成立年份", "成立年度", "成立日期", "成立时间", "注册日期"), doc="<= year"),
     Column("in_hightech_zone", "bool", aliases=("是否位于国家高新区", "国家高新区", "高新区"), doc="in a national high-tech zone"),
     Column("ownership", "category", nullable=True, aliases=("企业性质", "所有制", "产权性质", "所有制类型"),
            doc="private / state / foreign / other"),
@@ -75,6 +79,11 @@ PANEL_COLUMNS: tuple[Column, ...] = (
     Column("strategic_industry", "bool", aliases=("战略性新兴产业", "是否战略性新兴产业"), doc="key strategic industry"),
     Column("srdi_provincial", "bool", aliases=("省级专精特新", "专精特新中小企业", "是否省级专精特新"),
            doc="holds provincial SRDI status that year"),
+    Column("firm_name", "string", nullable=True, aliases=("企业名称", "公司名称", "企业名字", "公司名字", "单位名称"),
+           doc="optional; carried into scores and reports, never a model input"),
+    Column("credit_code", "string", nullable=True, aliases=CREDIT_CODE_ALIASES,
+           doc="optional 统一社会信用代码, 18 characters with a valid check character (GB 32100-2015); "
+               "used as firm_id when the export has no firm ID column"),
 )
 
 EVENT_COLUMNS: tuple[Column, ...] = (

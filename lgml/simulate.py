@@ -1,6 +1,8 @@
 """The embedded default: a simulated firm-year panel calibrated to published statistics.
 
-The data are synthetic. They follow the official process described in the README: SMEs
+The data are synthetic, names and credit codes included: every ``firm_name`` starts with
+``[模拟]`` and the ``credit_code`` values are well-formed random codes (:mod:`lgml.firm_names`).
+They follow the official process described in the README: SMEs
 evolve year by year; provinces grant provincial SRDI status (the candidate pool) to firms that
 meet its hard conditions and 100-point score; MIIT designates Little Giants in yearly batches
 among firms meeting the criteria of the regime in force (with a small leak for alternative
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from lgml import criteria
+from lgml.firm_names import synthetic_identities
 from lgml.inputs import criteria_inputs
 from lgml.published import ASSUMED_BATCHES, BATCHES, PUBLISHED, UNIVERSE
 from lgml.schema import PANEL_COLUMNS, PROVINCE_LEVELS, PROVINCES, dtype_of
@@ -307,6 +310,8 @@ class _Firms:
             "foundation_field": self.foundation,
             "strategic_industry": self.strategic,
             "srdi_provincial": np.zeros(n, bool),  # set by grant_srdi
+            "firm_name": self.names,
+            "credit_code": self.codes,
         }
         out = pd.DataFrame(frame)[alive].reset_index(drop=True)
         return out.astype({c.name: dtype_of(c) for c in PANEL_COLUMNS})
@@ -457,6 +462,9 @@ def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
         raise ValueError(f"n_firms must be at least 100, got {n_firms}")
     rng = np.random.default_rng(seed)
     firms = _Firms(n_firms, rng)
+    # Names and codes from a stream of their own: every other draw is as it was without them.
+    names_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    firms.names, firms.codes = synthetic_identities(np.array(PROVINCE_LEVELS)[firms.province], firms.sector, names_rng)
     history: list[pd.DataFrame] = []
     truths: list[pd.DataFrame] = []
     designations: list[tuple[int, int]] = []

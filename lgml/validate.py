@@ -7,18 +7,22 @@ Three layers, each usable alone:
   Values it cannot read are reported as :class:`Problem` records, never raised.
 - :func:`check_panel` and :func:`check_events` check the contract's rules on a standardized frame.
 - :func:`conform_panel`, :func:`load_panel` and :func:`load_events` do both and raise one
-  :class:`ContractError` that lists every problem at once.
+  :class:`ContractError` that lists every problem at once. :func:`read_panel` and
+  :func:`read_events` (and :func:`conform_panel_notes`) also return the :class:`lgml.exports.Note`
+  records a user should see: rows left out of an export, unrecognised headers, optional columns
+  that came out empty, units overridden or implausible.
 
 Everything is vectorised: Python loops run over columns, distinct values or at most five example
 rows, never over all rows.
 
 Example:
-    >>> panel = load_panel("firms_gbk.csv", units="wan")  # doctest: +SKIP
+    >>> panel = load_panel("firms_gbk.csv")  # units from headers such as 营业收入(万元)  # doctest: +SKIP
     >>> print(summary(panel))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,18 +31,33 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_float_dtype, is_numeric_dtype
 
-from lgml import io
-from lgml.parsing import CATEGORY_RULES, TABLES, UNITS, all_missing, map_headers, parse, parse_rule
+from lgml import credit_code, exports, io
+from lgml.credit_code import normalise as normalise_code
+from lgml.exports import Note
+from lgml.parsing import (
+    CATEGORY_RULES,
+    TABLES,
+    UNITS,
+    _match,
+    all_missing,
+    map_headers,
+    money_factor,
+    parse,
+    parse_rule,
+    unit_overrides,
+    unrecognised,
+)
 from lgml.schema import (
     Problem,
     CATEGORY_LEVELS,
+    IDENTITY_COLUMNS,
     MONEY_COLUMNS,
     PANEL_COLUMNS,
-    WAN,
     YEAR_MAX,
     YEAR_MIN,
 )
 
+log = logging.getLogger(__name__)
 KEYS: dict[str, tuple[str, str]] = {"panel": ("firm_id", "year"), "events": ("firm_id", "batch_year")}
 BATCH_YEAR_MIN = 2019  # the first Little Giant batch
 MAX_EXAMPLES = 5
@@ -63,7 +82,7 @@ class ContractError(ValueError):
 
 
 def standardize(
-    df: pd.DataFrame, table: str = "panel", units: str = "yuan"
+    df: pd.DataFrame, table: str = "panel", units: str | None = None
 ) -> tuple[pd.DataFrame, list[Problem]]:
     """Map headers to contract names, parse values into canonical dtypes and money into yuan.
 
@@ -76,20 +95,23 @@ def standardize(
     Args:
         df: Table as read, shape (n_rows, n_columns), text or typed values. Not modified.
         table: ``"panel"`` (firm-years) or ``"events"`` (designations).
-        units: Money units of ``df``: ``"yuan"`` or ``"wan"`` (万元, multiplied by 10,000).
+        units: Money units of every money column of ``df``: ``"yuan"`` or ``"wan"`` (万元,
+            multiplied by 10,000), overriding the units written in the headers; None (the
+            default) reads each column in its header's unit (``营业收入(万元)``, ``(元)``,
+            ``(千元)``, ``(百万元)``, ``(亿元)``) and headers without a unit as yuan.
 
     Returns:
         The frame with every contract column in contract order (then the extra columns), same
         index as ``df``; and the problems found while reading it: missing or duplicated
-        columns, header units contradicting ``units``, values that cannot be parsed or are not
-        a known category. Unreadable values become missing. A column holding them keeps a
+        columns, money headers in a foreign currency, values that cannot be parsed or are not
+        a known category, credit codes with a wrong check character. Unreadable values become missing. A column holding them keeps a
         missing-capable dtype (float64 for integers, ``boolean`` for booleans) instead of
         :func:`lgml.schema.dtype_of`.
 
     Raises:
         ValueError: ``table`` or ``units`` is not one of the accepted values.
     """
-    frame, problems, _ = _standardize(df, table, units)
+    frame, problems, _, _ = _standardize(df, table, units)
     return frame, problems
 
 
@@ -123,13 +145,14 @@ def check_events(events: pd.DataFrame, panel: pd.DataFrame | None = None) -> lis
     return _check_events(events, panel, {})
 
 
-def conform_panel(df: pd.DataFrame, units: str = "yuan", *, source: str = "the panel",
+def conform_panel(df: pd.DataFrame, units: str | None = None, *, source: str = "the panel",
                   sort: bool = True) -> pd.DataFrame:
     """Standardize and check a panel already in memory.
 
     Args:
         df: Panel as held by the caller, shape (n_firm_years, n_columns). Not modified.
-        units: Money units of ``df``: ``"yuan"`` or ``"wan"`` (万元).
+        units: Money units overriding the headers' (see :func:`standardize`); None reads them
+            from the headers.
         source: Name of the panel in the error report.
         sort: Sort the rows by ``firm_id, year``; False keeps the caller's row order (callers
             that sort later save the time).
@@ -140,18 +163,47 @@ def conform_panel(df: pd.DataFrame, units: str = "yuan", *, source: str = "the p
 
     Raises:
         ContractError: With every problem found.
-        ValueError: ``units`` is not ``"yuan"`` or ``"wan"``.
+        ValueError: ``units`` is not ``"yuan"``, ``"wan"`` or None.
     """
+    return _conform(df, "panel", units, None, source, sort=sort)[0]
+
+
+def conform_panel_notes(df: pd.DataFrame, units: str | None = None, *, source: str = "the panel",
+                        sort: bool = True) -> tuple[pd.DataFrame, list[Note]]:
+    """:func:`conform_panel`, and the notes on how ``df`` was read (see :func:`read_panel`)."""
     return _conform(df, "panel", units, None, source, sort=sort)
 
 
-def load_panel(path: str | os.PathLike, units: str = "yuan", encoding: str | None = None) -> pd.DataFrame:
-    """Read a panel file (CSV in UTF-8/GBK/GB18030, or Parquet) into the contract.
+def read_panel(path: str | os.PathLike, units: str | None = None, encoding: str | None = None,
+               sheet: str | int | None = None) -> tuple[pd.DataFrame, list[Note]]:
+    """Read a panel file into the contract, with the notes a user should see.
 
     Args:
-        path: CSV or Parquet file, or a folder of Parquet files.
-        units: Money units of the file: ``"yuan"`` or ``"wan"`` (万元).
+        path: CSV (UTF-8 or GBK/GB18030), Excel ``.xlsx``, Parquet file or folder of Parquet files.
+            Title rows above the header and note rows under the data are left out
+            (:func:`lgml.io.read_export`).
+        units: Money units overriding the headers' (see :func:`standardize`); None reads each
+            column in its header's unit, yuan when the header names none.
         encoding: Force a CSV encoding instead of trying UTF-8 then GB18030.
+        sheet: Excel sheet name or 0-based position (default: the first).
+
+    Returns:
+        The canonical panel in yuan, sorted by ``firm_id, year``, with a fresh RangeIndex; and
+        :class:`lgml.exports.Note` records: rows left out, unrecognised headers, optional
+        columns entirely missing, units overridden or implausible.
+
+    Raises:
+        ContractError: With every problem found in the file.
+        lgml.io.InputError: The file cannot be read as a table.
+    """
+    raw, layout = io.read_export(path, encoding, sheet)
+    frame, notes = _conform(raw, "panel", units, None, str(path))
+    return frame, layout + notes
+
+
+def load_panel(path: str | os.PathLike, units: str | None = None, encoding: str | None = None,
+               sheet: str | int | None = None) -> pd.DataFrame:
+    """:func:`read_panel`, with its notes logged (warnings as warnings) instead of returned.
 
     Returns:
         The canonical panel in yuan, sorted by ``firm_id, year``, with a fresh RangeIndex.
@@ -160,27 +212,48 @@ def load_panel(path: str | os.PathLike, units: str = "yuan", encoding: str | Non
         ContractError: With every problem found in the file.
         lgml.io.InputError: The file cannot be read as a table.
     """
-    return _conform(io.read_table(path, encoding), "panel", units, None, str(path))
+    frame, notes = read_panel(path, units, encoding, sheet)
+    log_notes(notes, str(path))
+    return frame
 
 
-def load_events(
-    path: str | os.PathLike, panel: pd.DataFrame | None = None, encoding: str | None = None
-) -> pd.DataFrame:
+def log_notes(notes: Sequence[Note], source: str) -> None:
+    """Log reading notes: warnings at WARNING, the rest at INFO."""
+    for note in notes:
+        log.log(logging.WARNING if note.level == "warning" else logging.INFO, "%s: %s", source, note.text)
+
+
+def read_events(path: str | os.PathLike, panel: pd.DataFrame | None = None, encoding: str | None = None,
+                sheet: str | int | None = None) -> tuple[pd.DataFrame, list[Note]]:
     """Read a designation events file (``firm_id, batch_year, revoked_year``) into the contract.
 
     Args:
-        path: CSV or Parquet file.
+        path: CSV, ``.xlsx`` or Parquet file.
         panel: Canonical panel; events of firms not in it are reported.
         encoding: Force a CSV encoding.
+        sheet: Excel sheet name or position.
 
     Returns:
-        The canonical events sorted by ``firm_id, batch_year``, with a fresh RangeIndex.
+        The canonical events sorted by ``firm_id, batch_year``, with a fresh RangeIndex, and the
+        notes (see :func:`read_panel`).
 
     Raises:
         ContractError: With every problem found in the file.
         lgml.io.InputError: The file cannot be read as a table.
     """
-    return _conform(io.read_table(path, encoding), "events", "yuan", panel, str(path))
+    raw, layout = io.read_export(path, encoding, sheet, table="events")
+    frame, notes = _conform(raw, "events", None, panel, str(path))
+    return frame, layout + notes
+
+
+def load_events(
+    path: str | os.PathLike, panel: pd.DataFrame | None = None, encoding: str | None = None,
+    sheet: str | int | None = None,
+) -> pd.DataFrame:
+    """:func:`read_events`, with its notes logged instead of returned."""
+    frame, notes = read_events(path, panel, encoding, sheet)
+    log_notes(notes, str(path))
+    return frame
 
 
 def summary(panel: pd.DataFrame) -> str:
@@ -198,7 +271,8 @@ def summary(panel: pd.DataFrame) -> str:
     provinces = panel["province"].value_counts()
     provinces = provinces[provinces > 0]
     largest = ", ".join(f"{name} {count / n:.0%}" for name, count in provinces.head(3).items())
-    missing = [f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS if c.nullable]
+    missing = [f"{c.name} {panel[c.name].isna().mean():.1%}" for c in PANEL_COLUMNS
+               if c.nullable and c.name not in IDENTITY_COLUMNS]
     return "\n".join((
         f"{panel['firm_id'].nunique():,} firms, {n:,} firm-years, {panel['year'].min()}-{panel['year'].max()}",
         f"provinces: {len(provinces)} (largest: {largest})",
@@ -237,9 +311,9 @@ def broken_verdict(problems: Sequence[Problem]) -> str:
 
 
 def _conform(
-    df: pd.DataFrame, table: str, units: str, panel: pd.DataFrame | None, source: str, sort: bool = True
-) -> pd.DataFrame:
-    frame, problems, rejected = _standardize(df, table, units)
+    df: pd.DataFrame, table: str, units: str | None, panel: pd.DataFrame | None, source: str, sort: bool = True
+) -> tuple[pd.DataFrame, list[Note]]:
+    frame, problems, rejected, notes = _standardize(df, table, units)
     if table == "panel":
         problems += _check_table(frame, table, rejected)
     else:
@@ -247,22 +321,26 @@ def _conform(
     if problems:
         order = {c.name: i for i, c in enumerate(TABLES[table])}  # group a column's problems
         raise ContractError(sorted(problems, key=lambda p: order.get(p.column, len(order))), source)
+    if table == "panel":
+        warning = exports.unit_warning(frame, units)
+        notes += [warning] if warning is not None else []
     if not sort:
-        return frame.reset_index(drop=True)
-    return frame.sort_values(list(KEYS[table]), kind="stable").reset_index(drop=True)
+        return frame.reset_index(drop=True), notes
+    return frame.sort_values(list(KEYS[table]), kind="stable").reset_index(drop=True), notes
 
 
 def _standardize(
-    df: pd.DataFrame, table: str, units: str
-) -> tuple[pd.DataFrame, list[Problem], dict[str, np.ndarray]]:
+    df: pd.DataFrame, table: str, units: str | None
+) -> tuple[pd.DataFrame, list[Problem], dict[str, np.ndarray], list[Note]]:
     """:func:`standardize`, plus per column the rows whose values were rejected, so that the
-    checks do not report those rows a second time as missing."""
+    checks do not report those rows a second time as missing, and the notes on the headers."""
     if table not in TABLES:
         raise ValueError(f"table must be one of {', '.join(map(repr, TABLES))}, not {table!r}")
-    if units not in UNITS:
-        raise ValueError(f"units must be 'yuan' or 'wan' (万元), not {units!r}")
+    if units is not None and units not in UNITS:
+        raise ValueError(f"units must be 'yuan' or 'wan' (万元) or None (from the headers), not {units!r}")
     columns = TABLES[table]
     found, header_units, problems = map_headers(df.columns, columns, table, units, len(df))
+    from_code = "firm_id" in found and (_match(df.columns[found["firm_id"][0]], columns) or ("",))[0] != "firm_id"
     # Positions, not labels: headers and index labels may repeat in a user's frame.
     work = df.set_axis(pd.RangeIndex(len(df)), axis=0)
     raws = {name: work.iloc[:, where[0]] for name, where in found.items()}
@@ -275,7 +353,10 @@ def _standardize(
             rejected[col.name] = np.ones(len(df), dtype=bool)  # already reported as a missing column
             continue
         values, bad = parse(raws[col.name], col, percent_header=header_units[col.name] == "%")
-        parsed[col.name] = values * WAN if col.money and units == "wan" else values
+        if col.name == "firm_id" and from_code:
+            values = values.map(normalise_code, na_action="ignore").astype("str")
+        factor = money_factor(header_units[col.name], units) if col.money else 1.0
+        parsed[col.name] = values * factor if factor != 1.0 else values
         rejected[col.name] = bad
 
     keys = tuple(parsed[k] for k in KEYS[table])
@@ -286,7 +367,10 @@ def _standardize(
     matched = {i for where in found.values() for i in where}
     extras = work.iloc[:, [i for i in range(df.shape[1]) if i not in matched]]
     frame = pd.concat([pd.DataFrame(parsed), extras], axis=1).set_axis(df.index, axis=0)
-    return frame, problems, rejected
+    notes = [exports.Note("info", text) for text in unit_overrides(df.columns, found, header_units, units)]
+    given = {name: str(df.columns[where[0]]) for name, where in found.items()}
+    notes += exports.header_notes(unrecognised(df.columns, found), given, frame, table, from_code)
+    return frame, problems, rejected, notes
 
 
 # Rules
@@ -371,6 +455,8 @@ def _check_table(df: pd.DataFrame, table: str, rejected: Mapping[str, np.ndarray
         if col.kind == "category":
             unknown = s.notna() & ~s.isin(CATEGORY_LEVELS[col.name])
             problems += _problem(table, col.name, CATEGORY_RULES[col.name], unknown, keys, s)
+        if col.name == "credit_code":
+            problems += _problem(table, col.name, credit_code.RULE, ~credit_code.valid_mask(s), keys, s)
     for rule in RULES[table]:
         if rule.column in usable and (rule.other is None or rule.other in usable):
             values = df[rule.column] if rule.other is None else (df[rule.column], df[rule.other])

@@ -40,7 +40,7 @@ def firm_year(**overrides) -> dict:
 
 def to_panel(rows: list[dict]) -> pd.DataFrame:
     """Contract frame with canonical dtypes (schema.dtype_of) and column order."""
-    frame = pd.DataFrame(rows)[list(schema.PANEL_NAMES)]
+    frame = pd.DataFrame(rows).reindex(columns=list(schema.PANEL_NAMES))  # firm_name, credit_code: empty
     return frame.astype({col.name: schema.dtype_of(col) for col in schema.PANEL_COLUMNS})
 
 

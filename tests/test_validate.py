@@ -44,7 +44,7 @@ def with_value(column: str, value: object) -> pd.DataFrame:
     return df
 
 
-def problems_of(df: pd.DataFrame, units: str = "yuan") -> list[Problem]:
+def problems_of(df: pd.DataFrame, units: str | None = "yuan") -> list[Problem]:
     try:
         v.conform_panel(df, units=units)
     except v.ContractError as err:
@@ -211,7 +211,7 @@ def test_missing_required_column_names_its_accepted_headers():
 
 def test_missing_nullable_columns_are_added_as_missing():
     nullable = [c.name for c in PANEL_COLUMNS if c.nullable]
-    out = v.conform_panel(panel().drop(columns=nullable))
+    out = v.conform_panel(panel().drop(columns=[c for c in nullable if c in panel().columns]))
     assert out[nullable].isna().all().all()
     assert {c: out[c].dtype for c in nullable} == {c.name: dtype_of(c) for c in PANEL_COLUMNS if c.nullable}
 
@@ -273,11 +273,11 @@ def test_every_alias_maps_to_its_own_column(table):
 
 
 def test_extra_columns_are_kept_untouched_at_the_end():
-    df = panel().assign(企业名称="苏州精工", note=range(6))
+    df = panel().assign(备注="苏州精工", note=range(6))
     frame, problems = v.standardize(df)
     assert problems == []
-    assert list(frame.columns[-2:]) == ["企业名称", "note"]
-    pd.testing.assert_frame_equal(frame[["企业名称", "note"]], df[["企业名称", "note"]])
+    assert list(frame.columns[-2:]) == ["备注", "note"]
+    pd.testing.assert_frame_equal(frame[["备注", "note"]], df[["备注", "note"]])
 
 
 def test_a_column_given_twice_is_reported():
@@ -286,15 +286,27 @@ def test_a_column_given_twice_is_reported():
     assert len(problems) == 1 and problems[0].rule == "given by 2 headers: 'revenue', '营业收入'"
 
 
-@pytest.mark.parametrize(("header", "units", "rule"), [
-    ("营业收入(万元)", "yuan", "is in 万元 but units='yuan'"),
-    ("营业收入(元)", "wan", "is in 元 but units='wan'"),
-    ("营业收入（千元）", "yuan", "does not read"),
-    ("营业收入(百万元)", "wan", "does not read"),
+@pytest.mark.parametrize(("header", "factor"), [
+    ("营业收入(万元)", 1e4), ("营业收入(元)", 1.0), ("营业收入（千元）", 1e3), ("营业收入(百万元)", 1e6),
+    ("营业收入（亿元）", 1e8), ("营业收入", 1.0),
 ])
-def test_money_header_units_that_contradict_units_are_reported(header, units, rule):
-    (problem,) = problems_of(panel().rename(columns={"revenue": header}), units=units)
-    assert problem.column == "revenue" and rule in problem.rule
+def test_money_headers_are_read_in_their_own_unit(header, factor):
+    out = v.conform_panel(panel().rename(columns={"revenue": header}))
+    np.testing.assert_allclose(out["revenue"], v.conform_panel(panel())["revenue"] * factor)
+    np.testing.assert_allclose(out["net_profit"], v.conform_panel(panel())["net_profit"])  # only that column
+
+
+@pytest.mark.parametrize(("header", "units"), [("营业收入(万元)", "yuan"), ("营业收入(元)", "wan"),
+                                               ("营业收入(百万元)", "wan")])
+def test_explicit_units_override_the_header_and_say_so(header, units):
+    frame, notes = v.conform_panel_notes(panel().rename(columns={"revenue": header}), units=units)
+    np.testing.assert_allclose(frame["revenue"], v.conform_panel(panel())["revenue"] * (1e4 if units == "wan" else 1))
+    assert any(f"units={units!r}" in n.text and header in n.text for n in notes)
+
+
+def test_a_foreign_currency_header_is_reported():
+    (problem,) = problems_of(panel().rename(columns={"revenue": "营业收入(万美元)"}), units=None)
+    assert problem.column == "revenue" and "currency lgml does not read" in problem.rule
 
 
 def test_percent_header_reads_shares():
@@ -356,9 +368,9 @@ def test_csv_encodings_are_read(tmp_path, encoding):
         df["企业名称"] = "䶮科技"  # outside GBK: only GB18030 decodes it
     path = tmp_path / "panel.csv"
     df.to_csv(path, index=False, encoding=encoding)
-    out = v.load_panel(path)
-    pd.testing.assert_frame_equal(out.drop(columns="企业名称"), v.conform_panel(panel()))
-    assert out["企业名称"].iloc[0] == df["企业名称"].iloc[0]
+    out = v.load_panel(path)  # 企业名称 is the contract's optional firm_name
+    pd.testing.assert_frame_equal(out.drop(columns="firm_name"), v.conform_panel(panel()).drop(columns="firm_name"))
+    assert out["firm_name"].iloc[0] == df["企业名称"].iloc[0]
 
 
 def test_forced_encoding_is_used(tmp_path):
@@ -453,7 +465,7 @@ def test_broken_fixture_reports_exactly_its_four_faults():
 
 def test_valid_fixture_loads_in_wan():
     out = v.load_panel(VALID, units="wan")
-    assert len(out) == 5 and list(out.columns)[-1] == "企业名称"
+    assert len(out) == 5 and out["firm_name"].iloc[0] == "苏州精工传动科技有限公司"
     first = out.iloc[0]
     assert (first.firm_id, first.year, first.province, first.sector) == ("F001", 2021, "Jiangsu", "34")
     assert first.revenue == pytest.approx(250_005_000) and first.niche_market_share == pytest.approx(0.12)
@@ -478,9 +490,11 @@ def test_cli_validate_valid_file_in_wan():
     assert "3 firms, 5 firm-years, 2021-2022" in result.output
 
 
-def test_cli_validate_valid_file_read_as_yuan_points_to_units():
+def test_cli_validate_valid_file_reads_units_from_its_headers():
+    # Its headers say 万元: read so without --units (before, --units wan was required).
     result = run("validate", str(VALID))
-    assert result.exit_code == 1 and "units='wan'" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 0 and "3 firms, 5 firm-years" in result.output and "Traceback" not in result.output
+    assert "look like" not in result.output
 
 
 def test_cli_validate_with_events_of_unknown_firms(tmp_path):

@@ -499,8 +499,8 @@ def _sections(table: pd.DataFrame, picks: dict[str, list[int]]) -> list[tuple[st
 
 
 def explain_file(bundle: Any, input: str | os.PathLike, out: str | os.PathLike, *, events: str | os.PathLike | None = None,
-                 units: str = "yuan", encoding: str | None = None, overwrite: bool = False,
-                 **options: Any) -> Explained:
+                 units: str | None = None, encoding: str | None = None, overwrite: bool = False,
+                 sheet: str | int | None = None, **options: Any) -> Explained:
     """``lgml explain``: read a panel (and events), explain firms, write the document.
 
     Args:
@@ -508,8 +508,9 @@ def explain_file(bundle: Any, input: str | os.PathLike, out: str | os.PathLike, 
         input: Panel file (CSV or Parquet).
         out: Document to write (replaced atomically).
         events: Designation events file, or None.
-        units: Money units of the input (``yuan`` or ``wan``).
+        units: Money units overriding the input's headers (``yuan`` or ``wan``), or None.
         encoding: Forced CSV encoding.
+        sheet: Sheet of an ``.xlsx`` input (name or position).
         overwrite: Replace an existing ``out``.
         **options: Passed to :func:`explain_firms` (``firms``, ``top``, ``fmt`` ...).
 
@@ -525,8 +526,8 @@ def explain_file(bundle: Any, input: str | os.PathLike, out: str | os.PathLike, 
 
     io.refuse_existing(out, overwrite)
     io.refuse_same(out, input, events)
-    panel = validate.load_panel(input, units=units, encoding=encoding)
-    history = validate.load_events(events, panel=panel, encoding=encoding) if events is not None else None
+    panel = validate.load_panel(input, units=units, encoding=encoding, sheet=sheet)
+    history = validate.load_events(events, panel=panel, encoding=encoding, sheet=sheet) if events is not None else None
     result = explain_firms(bundle, panel, events=history, **options)
     with io.atomic_path(out, overwrite=True) as tmp:
         tmp.write_text(result.text, encoding="utf-8")

@@ -75,9 +75,9 @@ def load_source(data: DataConfig) -> Source:
         return Source(sim.panel, sim.events, sim.truth)
     from lgml import io, validate
 
-    panel = validate.load_panel(data.panel, units=data.units, encoding=data.encoding)
-    events = validate.load_events(data.events, panel=panel, encoding=data.encoding)
-    truth = io.read_table(data.truth, encoding=data.encoding) if data.truth is not None else None
+    panel = validate.load_panel(data.panel, units=data.units, encoding=data.encoding, sheet=data.sheet)
+    events = validate.load_events(data.events, panel=panel, encoding=data.encoding, sheet=data.sheet)
+    truth = io.read_table(data.truth, encoding=data.encoding, sheet=data.sheet) if data.truth is not None else None
     return Source(panel, events, truth)
 
 

@@ -264,7 +264,8 @@ def _add_gains(report: dict[str, Any], gains: Mapping[str, Any], figures: Any) -
 
 
 def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.PathLike | None = None, *,
-                    units: str = "yuan", encoding: str | None = None) -> tuple[pd.DataFrame, str | None]:
+                    units: str | None = None, encoding: str | None = None,
+                    sheet: str | int | None = None) -> tuple[pd.DataFrame, str | None]:
     """Feature table of a panel file (and its events file) for the report, built with the
     bundle's province/sector records (else those of the panel itself), and the sha256 of the
     panel and events as training computes it (None without events).
@@ -276,8 +277,8 @@ def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.Path
     from lgml.features import build_features, context_tables
     from lgml.modeling.dataset import Source, data_hash
 
-    rows = validate.load_panel(panel, units=units, encoding=encoding)
-    history = validate.load_events(events, panel=rows, encoding=encoding) if events is not None else None
+    rows = validate.load_panel(panel, units=units, encoding=encoding, sheet=sheet)
+    history = validate.load_events(events, panel=rows, encoding=encoding, sheet=sheet) if events is not None else None
     context = bundle.context if bundle.context is not None else context_tables(rows, history)
     digest = data_hash(Source(rows, history, None)) if history is not None else None
     return build_features(rows, history, context), digest
@@ -302,8 +303,8 @@ def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[
 
 def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, events: str | os.PathLike | None = None,
                        reference: str | os.PathLike | None = None,
-                       reference_events: str | os.PathLike | None = None, units: str = "yuan",
-                       encoding: str | None = None, sample: int = 4_000,
+                       reference_events: str | os.PathLike | None = None, units: str | None = None,
+                       encoding: str | None = None, sheet: str | int | None = None, sample: int = 4_000,
                        on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``lgml report``: the :func:`model_report` of a bundle on a panel file.
 
@@ -316,7 +317,7 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
         reference: Panel to measure drift against (its candidate rows); None uses the
             bundle's training reference.
         reference_events: Events of ``reference``.
-        units, encoding: How the panel files are read (see :func:`lgml.validate.load_panel`).
+        units, encoding, sheet: How the panel files are read (see :func:`lgml.validate.read_panel`).
         sample: Rows used for contributions (importance plots).
         on_step: Called with a short description as each step starts (progress display).
 
@@ -333,13 +334,14 @@ def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, ev
     step("Building features")
     info: dict[str, Any] = {}
     if data is not None:
-        table, info["data_hash"] = report_features(bundle, data, events, units=units, encoding=encoding)
+        table, info["data_hash"] = report_features(bundle, data, events, units=units, encoding=encoding, sheet=sheet)
         note = f"{data}" + (f" with events {events}" if events is not None else "")
     else:
         table, note = simulated_sample(bundle)
     profile, profile_note = None, ""
     if reference is not None:
-        ref_table, _ = report_features(bundle, reference, reference_events, units=units, encoding=encoding)
+        ref_table, _ = report_features(bundle, reference, reference_events, units=units, encoding=encoding,
+                                       sheet=sheet)
         profile = reference_profile(ref_table[candidate_mask(ref_table)], bundle.features)
         profile_note = f"{reference}"
     step("Computing contributions and metrics")

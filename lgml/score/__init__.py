@@ -30,13 +30,14 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lgml import io
+from lgml.exports import Note
 from lgml.score import engines, stream
 from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
                              rules_notice, score_panel, score_rows)
@@ -80,6 +81,8 @@ class ScoreResult:
         rules: :func:`rules_notice`: the rules each forecast batch is judged under.
         expected_designations: The designations the probabilities were refitted to, or None.
         probability_shift: The log-odds added to every probability by that refit, or None.
+        notes: How the input was read (:class:`lgml.exports.Note`: unrecognised headers, optional
+            columns entirely missing, units overridden or implausible), from its first chunk.
     """
 
     output: Path
@@ -97,13 +100,14 @@ class ScoreResult:
     rules: str = ""
     expected_designations: float | None = None
     probability_shift: float | None = None
+    notes: list[Note] = field(default_factory=list)
 
 
 def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
                events: str | os.PathLike | None = None, growth_model: str | os.PathLike | None = None,
                year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-               engine: str = "local", scheduler: str | None = None, units: str = "yuan",
-               encoding: str | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
+               engine: str = "local", scheduler: str | None = None, units: str | None = None,
+               encoding: str | None = None, sheet: str | int | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
                macro_growth: float | None = None, expected_designations: float | None = None,
                progress: Progress | None = None) -> ScoreResult:
     """Score every firm of a panel file and write one row per firm (see the module docstring).
@@ -119,8 +123,11 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         chunk_rows: Rows read at a time, and about the rows per bucket.
         engine: ``local`` (this process) or ``dask``.
         scheduler: Dask scheduler address; None starts a LocalCluster.
-        units: Money units of the input: ``yuan`` or ``wan``.
+        units: Money units overriding the headers' (``yuan`` or ``wan``); None reads each money
+            column in its header's unit (``营业收入(万元)``), yuan without one.
         encoding: Force the CSV encoding.
+        sheet: Sheet of an ``.xlsx`` input (name or 0-based position; default the first). An
+            Excel sheet is read whole, not in chunks.
         overwrite: Replace existing output files.
         summary: Optional ``.csv``/``.parquet`` file for the per-province summary.
         macro_growth: The year's growth level for the growth model (a rate, 0.05 = 5%); None
@@ -158,16 +165,16 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     report = progress or (lambda stage, done, total: None)
     with io.work_dir(output) as work:
         bundle, growth = _load_models(model, growth_model, work)
-        history = _load_events(events, encoding)
+        history = _load_events(events, encoding, sheet)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
-        source = stream.open_input(input, encoding, engine=engine, year=year)
+        source = stream.open_input(input, encoding, engine=engine, year=year, sheet=sheet)
         keys = stream.key_headers(source.headers)
         context = _context(bundle)
         index = _key_pass(source, keys, year, chunk_rows, report)
         stream.release_memory()
         # Without the bundle's context, the fallback context needs every row of the input.
         keep = index if context is not None else None
-        rows_read, buckets = _spill_pass(source, keep, keys, engine, work, chunk_rows, units, report)
+        rows_read, buckets, notes = _spill_pass(source, keep, keys, engine, work, chunk_rows, units, report)
         source = source.released()  # the input held in memory is done with
         stream.release_memory()
         if not buckets:
@@ -206,7 +213,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         seconds=time.perf_counter() - started, summary_output=summary,
         growth_level="; ".join(final["growth_level_source"].unique()) if growth is not None else None,
         rules=rules_notice(bundle, final["batch_year"].unique()),
-        expected_designations=expected_designations, probability_shift=shift,
+        expected_designations=expected_designations, probability_shift=shift, notes=notes,
     )
 
 
@@ -242,12 +249,13 @@ def _check_task(bundle: Any, task: str, option: str) -> None:
         raise ScoreError(f"{option} needs a {task} model; {bundle.path} is a {bundle.task} model")
 
 
-def _load_events(events: str | os.PathLike | None, encoding: str | None) -> pd.DataFrame | None:
+def _load_events(events: str | os.PathLike | None, encoding: str | None,
+                 sheet: str | int | None = None) -> pd.DataFrame | None:
     if events is None:
         return None
     from lgml.validate import load_events
 
-    return load_events(events, encoding=encoding)
+    return load_events(events, encoding=encoding, sheet=sheet)
 
 
 def _context(bundle: Any) -> pd.DataFrame | None:
@@ -269,8 +277,8 @@ def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year:
 
 
 def _spill_pass(source: io.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
-                engine: str, work: Path, chunk_rows: int, units: str,
-                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+                engine: str, work: Path, chunk_rows: int, units: str | None,
+                report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
     """Pass 1: a window that fits in memory stays there as one bucket (scored in this process);
     larger ones are spilled to bucket files of about ``chunk_rows`` rows."""
     window_rows = index.window_rows if index is not None else (source.rows or 0)

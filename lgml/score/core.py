@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lgml.features import candidate_mask, feature_rows
+from lgml.schema import IDENTITY_COLUMNS
 
 THRESHOLDS = (0.5, 0.2, 0.1)
 GROUP_PREFIX = "shap_"
@@ -119,8 +120,20 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
     """
     context = bundle.context if context is None else context
     table = feature_rows(panel, events=events, context=context, year=year)
-    return predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain,
-                        macro_growth=macro_growth)
+    out = predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain,
+                       macro_growth=macro_growth)
+    return with_identity(out, panel)
+
+
+def with_identity(scored: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
+    """``scored`` with the panel's ``firm_name`` and ``credit_code`` of each scored firm-year
+    (text, missing when the panel has none), matched on ``firm_id, year``."""
+    names = [c for c in IDENTITY_COLUMNS if c in panel.columns]
+    if not names or scored.empty:
+        return scored
+    ids = (panel[["firm_id", "year", *names]].drop_duplicates(["firm_id", "year"])
+           .astype({"firm_id": "str", "year": "int64", **dict.fromkeys(names, "str")}))
+    return scored.merge(ids, on=["firm_id", "year"], how="left").set_axis(scored.index, axis=0)
 
 
 def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, history_known: bool = True,
@@ -304,14 +317,18 @@ def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) 
         history: :func:`history_notice` line (the ``designation_history`` column).
 
     Returns:
-        A new frame of the same rows: :data:`FRONT_COLUMNS`, the other columns, then the
-        identity columns (text).
+        A new frame of the same rows: :data:`FRONT_COLUMNS` (with ``firm_name`` and
+        ``credit_code`` after ``firm_id`` when the input gave any), the other columns, then the
+        model identity columns (text).
     """
     extra = {"model": bundle.name, "model_version": bundle.version}
     if growth is not None:
         extra.update(growth_model=growth.name, growth_model_version=growth.version)
     extra["designation_history"] = history
-    front = list(FRONT_COLUMNS)
+    # Names and codes beside the firm ID, when the input had them.
+    given = [c for c in IDENTITY_COLUMNS if c in ranked.columns and ranked[c].notna().any()]
+    ranked = ranked.drop(columns=[c for c in IDENTITY_COLUMNS if c in ranked.columns and c not in given])
+    front = [FRONT_COLUMNS[0], *given, *FRONT_COLUMNS[1:]]
     rest = [c for c in ranked.columns if c not in front]
     out = ranked[front + rest].assign(**{k: pd.array([v] * len(ranked), dtype="str") for k, v in extra.items()})
     order = np.lexsort((out["firm_id"].to_numpy(dtype=object),

@@ -20,7 +20,7 @@ import pandas as pd
 from lgml import io
 from lgml.features import feature_rows
 from lgml.schema import PANEL_COLUMNS, canonical_rows, dtype_of
-from lgml.score.core import predict_rows
+from lgml.score.core import predict_rows, with_identity
 from lgml.score.stream import duplicate_problems, read_bucket, release_memory
 from lgml.validate import ContractError
 
@@ -92,7 +92,7 @@ class ScoringJob:
 
     def score(self, frame: pd.DataFrame, bundle: Any = None, growth: Any = None) -> pd.DataFrame:
         """Features then predictions of one bucket (see :func:`lgml.score.core.score_rows`)."""
-        return self.predict(self.features(frame), bundle, growth)
+        return with_identity(self.predict(self.features(frame), bundle, growth), frame)
 
 
 def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, bundle: Any,

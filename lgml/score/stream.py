@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml import io
+from lgml import exports, io
 from lgml.features import LOOKBACK
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows
 from lgml.schema import Problem
-from lgml.validate import ContractError, conform_panel
+from lgml.exports import Note
+from lgml.validate import ContractError, conform_panel_notes
 
 DEFAULT_CHUNK_ROWS = 200_000
 MAX_BUCKETS = 256  # bucket files open at once while spilling
@@ -53,7 +54,8 @@ def release_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, year: int | None) -> io.TableSource:
+def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, year: int | None,
+               sheet: str | int | None = None) -> io.TableSource:
     """The input opened for the passes (:func:`lgml.io.open_source`); a small Parquet input
     scored in this process for its latest years is read into memory once rather than once
     per pass (with ``year``, the streamed passes skip row groups outside the window instead).
@@ -61,7 +63,7 @@ def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, ye
     Raises:
         lgml.io.InputError: Missing path, unknown format, undecodable file, no Parquet files.
     """
-    source = io.open_source(path, encoding)
+    source = io.open_source(path, encoding, sheet)
     if (engine == "local" and year is None and source.rows is not None
             and source.rows <= ONE_PASS_FACTOR * IN_MEMORY_ROWS):
         return source.loaded()
@@ -117,9 +119,11 @@ def raw_keys(chunk: Any, firm_header: str, year_header: str) -> Any:
         try:
             year = pc.cast(pc.utf8_trim_whitespace(year.cast(pa.string())), pa.float64())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            text = pd.Series(year.to_pandas(), dtype="str").str.strip()
-            year = pa.chunked_array([pa.array(pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64"),
-                                              from_pandas=True)])
+            from lgml.parsing import parse
+
+            # The contract's own reading: "2023年", "2023-12-31" and thousands separators too.
+            years = parse(pd.Series(year.to_pandas(), dtype="str"), PANEL_COLUMNS[1])[0]
+            year = pa.chunked_array([pa.array(years.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)])
     return pa.table({"firm_id": firm, "year": year})
 
 
@@ -369,19 +373,24 @@ def kept_chunks(source: io.TableSource, index: KeyIndex | None, keys: tuple[str 
         yield pa.concat_tables(held, promote_options="permissive")
 
 
-def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str, source: str) -> None:
+def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str | None, source: str) -> list[Note]:
     """Check each chunk of window rows against the contract and spill it into ``writer``'s
-    buckets.
+    buckets; return the reading notes of the first chunk (headers, units: every chunk would
+    repeat them).
 
     Raises:
         ContractError: Every problem of the rows, merged across chunks (at once when a column
             is missing or misnamed: every chunk would repeat it).
     """
     problems: list[Problem] = []
-    for chunk in chunks:
+    told: list[Note] = []
+    for number, chunk in enumerate(chunks):
         release_memory()
-        try:
-            frame = conform_panel(chunk.to_pandas(), units, source=source, sort=False)  # features sort
+        raw = chunk.to_pandas()
+        blank = exports.note_rows(raw)
+        try:  # features sort the rows
+            frame, notes = conform_panel_notes(raw[~blank] if blank.any() else raw, units, source=source, sort=False)
+            told = notes if number == 0 else told
         except ContractError as exc:
             if any(not p.examples for p in exc.problems):
                 raise ContractError(merge_problems(problems + exc.problems), source) from None
@@ -391,6 +400,7 @@ def spill_window(chunks: Iterator[Any], writer: BucketWriter, *, units: str, sou
                 writer.write(frame[list(PANEL_NAMES)])
     if problems:
         raise ContractError(merge_problems(problems), source)
+    return told
 
 
 def duplicate_problems(frame: pd.DataFrame) -> list[Problem]:
@@ -411,8 +421,9 @@ def n_buckets(window_rows: int, chunk_rows: int) -> int:
 
 
 def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
-               work: Path | None, buckets: int, chunk_rows: int, units: str,
-               progress: Callable[[int], None] | None = None) -> tuple[int, list[Path] | list[pd.DataFrame]]:
+               work: Path | None, buckets: int, chunk_rows: int, units: str | None,
+               progress: Callable[[int], None] | None = None
+               ) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
     """Pass 1 into ``buckets`` bucket files in ``work/buckets`` (or one bucket in memory when
     ``work`` is None).
 
@@ -423,11 +434,12 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
         work: The work folder, or None.
         buckets: Number of buckets (:func:`n_buckets`; 1 in memory).
         chunk_rows: Rows read at a time.
-        units: Money units of the input: ``yuan`` or ``wan``.
+        units: Money units overriding the headers' (``yuan`` or ``wan``), or None.
         progress: Called with the rows read so far.
 
     Returns:
-        The rows read, and the buckets (files or frames) in bucket order.
+        The rows read, the buckets (files or frames) in bucket order, and the reading notes
+        (:func:`spill_window`).
 
     Raises:
         ContractError: The window rows break the input contract.
@@ -442,11 +454,11 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
             progress(rows)
 
     try:
-        spill_window(kept_chunks(source, index, keys, chunk_rows, advance), writer, units=units,
-                     source=str(source.path))
+        notes = spill_window(kept_chunks(source, index, keys, chunk_rows, advance), writer, units=units,
+                             source=str(source.path))
     finally:
         files = writer.close()
-    return read[0], files
+    return read[0], files, notes
 
 
 def read_bucket(bucket: Path | pd.DataFrame) -> pd.DataFrame:

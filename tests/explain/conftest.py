@@ -20,6 +20,7 @@ HAND_BUILT = {
     "niche_years": [5, 6, 7, 8, 9, 10], "niche_market_share": 0.15, "own_brand": True, "quality_certified": True,
     "digital_level": 4.0, "rd_institution": "provincial", "key_customers": 5, "foundation_field": True,
     "strategic_industry": True, "srdi_provincial": True,
+    "firm_name": "[模拟]江苏手工研发样例有限公司", "credit_code": "91320500MA1HANDRD7",
 }
 
 
