@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from lgml import io
+from lgml import io, streaming
 from lgml.exports import Note
 from lgml.score import engines, stream
 from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
@@ -163,7 +163,7 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     if expected_designations is not None and not (math.isfinite(expected_designations) and expected_designations > 0):
         raise ScoreError(f"expected_designations must be a positive number, not {expected_designations}")
     report = progress or (lambda stage, done, total: None)
-    with io.work_dir(output) as work:
+    with streaming.work_dir(output) as work:
         bundle, growth = _load_models(model, growth_model, work)
         history = _load_events(events, encoding, sheet)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
@@ -266,7 +266,7 @@ def _context(bundle: Any) -> pd.DataFrame | None:
     return bundle.context
 
 
-def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year: int | None, chunk_rows: int,
+def _key_pass(source: streaming.TableSource, keys: tuple[str | None, str | None], year: int | None, chunk_rows: int,
               report: Progress) -> stream.KeyIndex | None:
     """Pass 0 (see :func:`lgml.score.stream.key_pass`), refusing an input without a firm to score."""
     index = stream.key_pass(source, keys, year, chunk_rows, lambda n: report("keys", n, source.rows))
@@ -276,7 +276,7 @@ def _key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year:
     return index
 
 
-def _spill_pass(source: io.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
+def _spill_pass(source: streaming.TableSource, index: stream.KeyIndex | None, keys: tuple[str | None, str | None],
                 engine: str, work: Path, chunk_rows: int, units: str | None,
                 report: Progress) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
     """Pass 1: a window that fits in memory stays there as one bucket (scored in this process);

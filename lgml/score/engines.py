@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from lgml import io
+from lgml import streaming
 from lgml.features import feature_rows
 from lgml.schema import PANEL_COLUMNS, canonical_rows, dtype_of
 from lgml.score.core import predict_rows, with_identity
@@ -106,7 +106,7 @@ def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | No
         if out is None:
             parts.append(scored)
         else:
-            io.write_part(scored, out, i)
+            streaming.write_part(scored, out, i)
         if progress is not None:
             progress(i + 1)
     return parts
@@ -142,12 +142,12 @@ def score_dask(buckets: Sequence[Path], out: Path, job: ScoringJob, bundle: Any,
     sample = read_bucket(buckets[0])
     meta = job.score(sample[sample["firm_id"] == sample["firm_id"].iloc[0]], bundle, growth).iloc[:0]
     with dask_client(scheduler):
-        ddf = io.dask_parts(buckets)
+        ddf = streaming.dask_parts(buckets)
         if ddf.npartitions != len(buckets):  # a firm's rows must stay in one partition
             raise RuntimeError(f"dask split {len(buckets)} bucket files into {ddf.npartitions} partitions")
         ddf = ddf.astype({c.name: dtype_of(c) for c in PANEL_COLUMNS if c.kind == "category"})
         scored = ddf.map_partitions(_score_partition, job, meta=meta, align_dataframes=False)
-        io.write_dask_parts(scored, out)
+        streaming.write_dask_parts(scored, out)
 
 
 def score_buckets(engine: str, buckets: Sequence[Path] | Sequence[pd.DataFrame], work: Path, job: ScoringJob,
@@ -169,12 +169,12 @@ def score_buckets(engine: str, buckets: Sequence[Path] | Sequence[pd.DataFrame],
         Unranked scored rows, in bucket order.
     """
     report = progress or (lambda n: None)
-    parts = io.new_folder(work / "scored")
+    parts = streaming.new_folder(work / "scored")
     report(0)
     if engine == "dask":
         score_dask(buckets, parts, job, bundle, growth, scheduler)
         report(len(buckets))
-        return io.read_parts(parts)
+        return streaming.read_parts(parts)
     in_memory = not isinstance(buckets[0], Path)
     held = score_local(buckets, None if in_memory else parts, job, bundle, growth, progress=report)
-    return pd.concat(held, ignore_index=True) if in_memory else io.read_parts(parts)
+    return pd.concat(held, ignore_index=True) if in_memory else streaming.read_parts(parts)

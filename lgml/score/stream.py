@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml import exports, io
+from lgml import exports, streaming
 from lgml.features import LOOKBACK
 from lgml.schema import PANEL_COLUMNS, PANEL_NAMES, canonical_rows
 from lgml.schema import Problem
@@ -55,15 +55,15 @@ def release_memory() -> None:
 
 
 def open_input(path: str | os.PathLike, encoding: str | None, *, engine: str, year: int | None,
-               sheet: str | int | None = None) -> io.TableSource:
-    """The input opened for the passes (:func:`lgml.io.open_source`); a small Parquet input
+               sheet: str | int | None = None) -> streaming.TableSource:
+    """The input opened for the passes (:func:`lgml.streaming.open_source`); a small Parquet input
     scored in this process for its latest years is read into memory once rather than once
     per pass (with ``year``, the streamed passes skip row groups outside the window instead).
 
     Raises:
         lgml.io.InputError: Missing path, unknown format, undecodable file, no Parquet files.
     """
-    source = io.open_source(path, encoding, sheet)
+    source = streaming.open_source(path, encoding, sheet)
     if (engine == "local" and year is None and source.rows is not None
             and source.rows <= ONE_PASS_FACTOR * IN_MEMORY_ROWS):
         return source.loaded()
@@ -223,7 +223,7 @@ def window_mask(keys: Any, index: KeyIndex) -> np.ndarray:
     return keep
 
 
-def key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year: int | None, chunk_rows: int,
+def key_pass(source: streaming.TableSource, keys: tuple[str | None, str | None], year: int | None, chunk_rows: int,
              progress: Callable[[int], None] | None = None) -> KeyIndex | None:
     """Pass 0: the :class:`KeyIndex` of ``source``, or None when a key column is missing (pass
     1's contract check reports it).
@@ -246,7 +246,7 @@ def key_pass(source: io.TableSource, keys: tuple[str | None, str | None], year: 
 
     # Two key columns of an input held in memory are small: one chunk.
     rows = max(source.table.num_rows, 1) if source.table is not None else chunk_rows
-    key_chunks = (raw_keys(c, *keys) for c in io.iter_chunks(source, rows, columns=keys))
+    key_chunks = (raw_keys(c, *keys) for c in streaming.iter_chunks(source, rows, columns=keys))
     return build_key_index(key_chunks, year, advance)
 
 
@@ -305,7 +305,7 @@ class BucketWriter:
         self.n_buckets = n_buckets
         self.flush_rows = flush_rows
         self.schema = spill_schema()
-        self._files = io.PartFiles(folder, self.schema, SPILL_COMPRESSION) if folder is not None else None
+        self._files = streaming.PartFiles(folder, self.schema, SPILL_COMPRESSION) if folder is not None else None
         self._held: list[pd.DataFrame] = []
         self._buffers: dict[int, list[Any]] = {}
         self._buffered = 0
@@ -348,7 +348,7 @@ class BucketWriter:
         return files
 
 
-def kept_chunks(source: io.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None], chunk_rows: int,
+def kept_chunks(source: streaming.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None], chunk_rows: int,
                 progress: Callable[[int], None] | None = None) -> Iterator[Any]:
     """Stream ``source`` and yield its window rows (all rows when ``index`` is None) as Arrow
     tables of about ``chunk_rows`` rows, however few rows each input chunk keeps."""
@@ -357,7 +357,7 @@ def kept_chunks(source: io.TableSource, index: KeyIndex | None, keys: tuple[str 
     held: list[Any] = []
     held_rows = rows = 0
     years = (keys[1], *index.years) if index is not None else None
-    for chunk in io.iter_chunks(source, chunk_rows, years=years):
+    for chunk in streaming.iter_chunks(source, chunk_rows, years=years):
         rows += chunk.num_rows
         if index is not None:
             chunk = chunk.filter(window_mask(raw_keys(chunk, *keys), index))
@@ -420,7 +420,7 @@ def n_buckets(window_rows: int, chunk_rows: int) -> int:
     return int(min(MAX_BUCKETS, max(1, math.ceil(window_rows / per_bucket))))
 
 
-def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
+def spill_pass(source: streaming.TableSource, index: KeyIndex | None, keys: tuple[str | None, str | None],
                work: Path | None, buckets: int, chunk_rows: int, units: str | None,
                progress: Callable[[int], None] | None = None
                ) -> tuple[int, list[Path] | list[pd.DataFrame], list[Note]]:
@@ -444,7 +444,7 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
     Raises:
         ContractError: The window rows break the input contract.
     """
-    folder = io.new_folder(work / "buckets") if work is not None else None
+    folder = streaming.new_folder(work / "buckets") if work is not None else None
     writer = BucketWriter(folder, buckets, flush_rows=max(chunk_rows, MIN_FLUSH_ROWS))
     read = [0]
 
@@ -463,7 +463,7 @@ def spill_pass(source: io.TableSource, index: KeyIndex | None, keys: tuple[str |
 
 def read_bucket(bucket: Path | pd.DataFrame) -> pd.DataFrame:
     """A bucket (file, or frame held in memory) as canonical contract rows."""
-    return canonical_rows(io.read_part(bucket) if isinstance(bucket, Path) else bucket)
+    return canonical_rows(streaming.read_part(bucket) if isinstance(bucket, Path) else bucket)
 
 
 def input_context(buckets: Sequence[Path] | Sequence[pd.DataFrame], events: pd.DataFrame | None) -> pd.DataFrame:
@@ -472,6 +472,6 @@ def input_context(buckets: Sequence[Path] | Sequence[pd.DataFrame], events: pd.D
     from lgml.features import context_tables
 
     cols = ["firm_id", "year", "province", "sector", "srdi_provincial"]
-    slim = pd.concat([canonical_rows(io.read_part(b, columns=cols) if isinstance(b, Path) else b[cols])
+    slim = pd.concat([canonical_rows(streaming.read_part(b, columns=cols) if isinstance(b, Path) else b[cols])
                       for b in buckets], ignore_index=True)
     return context_tables(slim, events)
