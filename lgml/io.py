@@ -182,7 +182,8 @@ def _csv_top(path: Path, enc: str) -> pd.DataFrame:
         raise InputError(f"{path}: unknown encoding {enc!r}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read the CSV header ({exc})") from exc
-    return pd.DataFrame(rows, dtype=object)
+    width = max((len(r) for r in rows), default=0)
+    return pd.DataFrame([r + [None] * (width - len(r)) for r in rows], dtype=object)
 
 
 def sheet_names(path: str | os.PathLike) -> list[str]:

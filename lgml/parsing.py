@@ -320,8 +320,8 @@ def _parse_number(raw: pd.Series, col: Column, percent_header: bool) -> tuple[pd
     else:
         values = raw.to_numpy(dtype="float64", na_value=np.nan)
         bad = np.isinf(values)
-    if col.kind == "int":
-        bad |= np.isfinite(values) & (values != np.round(values))
+    if col.kind == "int":  # whole numbers that an int64 holds exactly
+        bad |= np.isfinite(values) & ((values != np.round(values)) | (np.abs(values) > 2.0 ** 53))
     values = np.where(bad, np.nan, np.where(percent, values / 100, values))
     if col.kind == "int" and not col.nullable and not np.isnan(values).any():
         return pd.Series(values.astype("int64"), index=raw.index), bad

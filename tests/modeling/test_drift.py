@@ -7,15 +7,17 @@ from lgml.modeling.dataset import load_source, model_data
 from lgml.modeling.drift import PSI_MAJOR, psi_table, reference_profile
 
 
-def test_trained_bundle_carries_the_reference_of_its_training_rows(designation_bundle):
+def test_trained_bundle_carries_the_reference_of_its_last_training_batch(designation_bundle):
     b = designation_bundle
     ref = b.reference
     assert ref is not None and "reference.json" in b.metadata["sha256"]  # covered by the integrity check
     assert set(ref["numeric"]) | set(ref["categorical"]) == set(b.features)
-    assert ref["n_rows"] == b.metadata["rows"]["train"]
+    last = max(b.metadata["batches"]["train"])
     train = model_data(load_source(b.config.data), b.config).sets["train"]
-    assert ref == reference_profile(train, b.features)  # exact through JSON
-    assert psi_table(ref, train)["psi"].max() < 1e-9
+    rows = train[train["batch_year"] == last]
+    assert ref["batch_year"] == last and ref["n_rows"] == len(rows) < b.metadata["rows"]["train"]
+    assert {k: v for k, v in ref.items() if k != "batch_year"} == reference_profile(rows, b.features)  # exact
+    assert psi_table(ref, rows)["psi"].max() < 1e-9
 
 
 def test_psi_flags_a_shifted_feature_only():
