@@ -20,6 +20,11 @@ MIN_HEADER_HITS = 2  # recognised headers a row needs to be taken as the header 
 # Plausible medians for SMEs, in yuan (money read in the wrong unit is off by 10,000).
 PLAUSIBLE = {"revenue": (1e5, 1e10), "total_assets": (1e5, 1e10), "revenue_per_employee": (1e3, 1e8)}
 MIN_ROWS_FOR_UNITS = 5
+# Values no SME has (money in yuan): far past the SME limits (revenue under 400 million yuan,
+# fewer than 1,000 employees), so most likely a typo, a unit slip or a filler such as 9.99e307.
+OUTLIER_LIMITS = {"revenue": 1e11, "main_business_revenue": 1e11, "total_assets": 1e11,
+                  "total_liabilities": 1e11, "rd_expense": 1e11, "equity_financing": 1e11, "net_profit": 1e11,
+                  "employees": 100_000, "rd_staff": 100_000}
 
 
 @dataclass(frozen=True)
@@ -194,6 +199,31 @@ def unit_warning(frame: pd.DataFrame, units: str | None) -> Note | None:
     fix = "pass --units yuan" if units != "yuan" else "check the headers and values"
     return Note("warning", f"amounts look like yuan read as 万元: {'; '.join(high)}; {fix} "
                            "(or write the unit in the header, e.g. 营业收入(元))")
+
+
+def outlier_warnings(frame: pd.DataFrame, examples: int = 3) -> list[Note]:
+    """Warnings for values far outside any SME (:data:`OUTLIER_LIMITS`, in absolute value): one
+    per column, with the number of rows and a few of them (firm, year, value). Warnings, not
+    errors: the contract holds, but such a value decides a firm's features.
+
+    Args:
+        frame: Standardized panel, money in yuan.
+        examples: Rows named per column.
+    """
+    out = []
+    for name, limit in OUTLIER_LIMITS.items():
+        if name not in frame.columns:
+            continue
+        values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+        far = np.abs(values) > limit
+        if not far.any():
+            continue
+        shown = ", ".join(f"{frame['firm_id'].iloc[r]} {int(frame['year'].iloc[r])}: {values[r]:,.4g}"
+                          for r in np.flatnonzero(far)[:examples])
+        unit = "yuan" if name in OUTLIER_LIMITS and not name.endswith(("employees", "staff")) else "people"
+        out.append(Note("warning", f"{name}: {int(far.sum()):,} row(s) beyond {limit:,.0f} {unit}, far outside "
+                                   f"any SME ({shown}); check these values"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,8 +74,12 @@ def detect_encoding(path: str | os.PathLike, block: int = 1 << 20) -> str:
     """The first of :data:`CSV_ENCODINGS` that decodes the whole file, read in blocks of
     ``block`` bytes (memory stays flat whatever the file size).
 
+    A file that is not UTF-8 as a whole but holds lines of Chinese text in UTF-8 mixes two
+    encodings (two exports pasted together): GB18030 would decode it into wrong characters, so
+    it is refused, naming a line of each.
+
     Raises:
-        InputError: No encoding of the list decodes the file.
+        InputError: No encoding of the list decodes the file, or it mixes UTF-8 and GBK.
     """
     for enc in CSV_ENCODINGS:
         decoder = codecs.getincrementaldecoder(enc)()
@@ -84,11 +88,32 @@ def detect_encoding(path: str | os.PathLike, block: int = 1 << 20) -> str:
                 for chunk in iter(lambda: fh.read(block), b""):
                     decoder.decode(chunk)
                 decoder.decode(b"", final=True)
+            if enc != CSV_ENCODINGS[0]:
+                _refuse_mixed(path)
             return enc
         except UnicodeDecodeError:
             continue
+    _refuse_mixed(path)
     raise InputError(f"{path}: cannot decode the file as {' and '.join(CSV_ENCODINGS)}; "
                      "pass the encoding explicitly")
+
+
+def _refuse_mixed(path: str | os.PathLike) -> None:
+    """Raise if some lines of ``path`` are UTF-8 with Chinese text and others are not UTF-8."""
+    utf8 = other = None
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.isascii():
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                other = other or number
+            else:
+                utf8 = utf8 or (number if sum("\u4e00" <= c <= "\u9fff" for c in text) >= 2 else None)
+            if utf8 and other:
+                raise InputError(f"{path}: mixes two text encodings: line {utf8} is UTF-8, line {other} is not "
+                                 "(GBK?); save the whole file in one encoding (or pass --encoding)")
 
 
 def read_table(path: str | os.PathLike, encoding: str | None = None, sheet: str | int | None = None) -> pd.DataFrame:
@@ -126,9 +151,17 @@ def read_export(path: str | os.PathLike, encoding: str | None = None, sheet: str
     kind = _table_kind(path)
     if kind == "parquet":
         try:
-            return pd.read_parquet(path), []
+            import pyarrow.parquet as pq
+
+            first = path if path.is_file() else min(path.rglob("*.parquet"), default=None)
+            names = pq.read_schema(first).names if first is not None else []
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if not repeated:
+                return pd.read_parquet(path), []
         except Exception as exc:  # pyarrow raises many types; give one clear message
-            raise InputError(f"{path}: cannot read as Parquet ({exc})") from exc
+            raise InputError(f"{path}: cannot read as Parquet ({str(exc).splitlines()[0]})") from exc
+        raise InputError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once; "
+                         "every column needs its own name")
     if kind == "xlsx":
         grid = _read_sheet(path, sheet)
         top = grid.head(exports.HEADER_SEARCH_ROWS)

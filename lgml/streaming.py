@@ -90,7 +90,8 @@ def open_source(path: str | os.PathLike, encoding: str | None = None, sheet: str
     are skipped as :func:`read_export` does.
 
     Raises:
-        InputError: Missing path, unknown format, undecodable file, no Parquet files.
+        InputError: Missing path, unknown format, undecodable file, no Parquet files, a Parquet
+            input without rows or with a repeated column name.
     """
     import pyarrow.parquet as pq
 
@@ -105,7 +106,14 @@ def open_source(path: str | os.PathLike, encoding: str | None = None, sheet: str
             headers = tuple(pq.ParquetFile(files[0]).schema_arrow.names)
         except Exception as exc:  # pyarrow raises many types; give one clear message
             raise InputError(f"{path}: cannot read as Parquet ({exc})") from exc
-        return TableSource(path, "parquet", files, headers, rows=sum(m.num_rows for m in metas))
+        repeated = sorted({h for h in headers if headers.count(h) > 1})
+        if repeated:
+            raise InputError(f"{path}: column(s) {', '.join(map(repr, repeated))} appear more than once; "
+                             "every column needs its own name")
+        rows = sum(m.num_rows for m in metas)
+        if rows == 0:
+            raise InputError(f"{path}: the panel has no rows")
+        return TableSource(path, "parquet", files, headers, rows=rows)
     if _table_kind(path) == "xlsx":
         import pyarrow as pa
 

@@ -281,14 +281,16 @@ def summary(panel: pd.DataFrame) -> str:
     ))
 
 
-def verdict(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> str:
-    """The one-line verdict on a canonical panel (and events) that keep the contract.
+def verdict(panel: pd.DataFrame, events: pd.DataFrame | None = None, warnings: int = 0) -> str:
+    """The one-line verdict on a canonical panel (and events) that keep the contract, counting
+    the ``warnings`` printed above it.
 
     Example:
         ``"Valid: 2,000 firms, 21,344 firm-years, 93 designation events, no rule broken."``
     """
     counted = f", {len(events):,} designation events" if events is not None else ""
-    return f"Valid: {panel['firm_id'].nunique():,} firms, {len(panel):,} firm-years{counted}, no rule broken."
+    warned = f"; {warnings} warning{'s' if warnings != 1 else ''} above" if warnings else ""
+    return f"Valid: {panel['firm_id'].nunique():,} firms, {len(panel):,} firm-years{counted}, no rule broken{warned}."
 
 
 def broken_verdict(problems: Sequence[Problem]) -> str:
@@ -323,7 +325,7 @@ def _conform(
         raise ContractError(sorted(problems, key=lambda p: order.get(p.column, len(order))), source)
     if table == "panel":
         warning = exports.unit_warning(frame, units)
-        notes += [warning] if warning is not None else []
+        notes += ([warning] if warning is not None else []) + exports.outlier_warnings(frame)
     if not sort:
         return frame.reset_index(drop=True), notes
     return frame.sort_values(list(KEYS[table]), kind="stable").reset_index(drop=True), notes
@@ -463,6 +465,8 @@ def _check_table(df: pd.DataFrame, table: str, rejected: Mapping[str, np.ndarray
             problems += _problem(table, rule.column, rule.text, rule.bad(df), keys, values)
     if usable.issuperset(KEYS[table]):
         problems += _duplicate_keys(df, table, keys)
+    if table == "panel" and len(df) == 0:
+        problems.append(Problem(table, "firm_id, year", "the panel has no rows (only a header, or only note rows)", 0))
     return problems
 
 
@@ -491,6 +495,11 @@ def _check_events(
         unknown = ids.notna() & ~ids.isin(panel["firm_id"])
         keys = (ids, events["batch_year"] if "batch_year" in events.columns else None)
         problems += _problem("events", "firm_id", "must be a firm in the panel", unknown, keys, ids)
+        if "batch_year" in events.columns and "founded_year" in panel.columns:
+            founded = events["firm_id"].map(panel.groupby("firm_id", observed=True)["founded_year"].min())
+            early = (events["batch_year"] < founded).fillna(False).to_numpy(dtype=bool)
+            problems += _problem("events", "batch_year", "must not be before the firm was founded (founded_year)",
+                                 early, keys, (events["batch_year"], founded))
     return problems
 
 

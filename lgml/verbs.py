@@ -61,7 +61,8 @@ def validate_files(panel: str | os.PathLike, events: str | os.PathLike | None = 
         lgml.validate.ContractError, lgml.io.InputError: The input breaks the contract.
     """
     frame, history, notes = _load(panel, events, units, encoding, sheet)
-    return Validated(f"{validate.summary(frame)}\n{validate.verdict(frame, history)}", notes)
+    warned = sum(note.level == "warning" for note in notes)
+    return Validated(f"{validate.summary(frame)}\n{validate.verdict(frame, history, warned)}", notes)
 
 
 def features_file(panel: str | os.PathLike, out: str | os.PathLike, events: str | os.PathLike | None = None, *,
@@ -96,10 +97,14 @@ def simulate_files(out: str | os.PathLike, firms: int, *, seed: int = 0, overwri
         The :class:`lgml.simulate.Simulation`.
 
     Raises:
-        FileExistsError: One of the files exists and ``overwrite`` is false (before any work).
+        FileExistsError: One of the files exists and ``overwrite`` is false, or ``out`` is a
+            file (before any work).
     """
     from lgml.simulate import simulate
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise FileExistsError(f"{out} is a file; --out names the folder that receives panel.parquet, "
+                              "events.parquet and truth.parquet")
     paths = [io.refuse_existing(Path(out) / name, overwrite) for name in SIMULATED_FILES]
     result = simulate(firms, seed=seed)
     marker = {"lgml.synthetic": f"simulated by lgml (seed {seed}): no row describes a real firm; firm names start "

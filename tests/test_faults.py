@@ -174,3 +174,83 @@ def test_an_unwritable_summary_leaves_the_previous_scores_in_place(bundle_dir, d
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert scores.read_text() == "previous scores"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "scores.csv"]
+
+
+@pytest.fixture()
+def sim_panel(small_sim):
+    return small_sim.panel[small_sim.panel["firm_id"].isin(small_sim.panel["firm_id"].unique()[:40])]
+
+
+def test_a_panel_without_rows_is_an_error_in_every_reading_path(sim_panel, bundle_dir, tmp_path):
+    sim_panel.head(0).to_parquet(tmp_path / "zero.parquet")
+    sim_panel.head(0).to_csv(tmp_path / "header.csv", index=False)
+    for args in (["validate", str(tmp_path / "zero.parquet")], ["validate", str(tmp_path / "header.csv")],
+                 ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "zero.parquet"), "--top", "1",
+                  "--out", str(tmp_path / "e.html")],
+                 ["score", "--model", str(bundle_dir), "--input", str(tmp_path / "zero.parquet"), "--output",
+                  str(tmp_path / "s.csv")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "no rows" in result.output, (args, result.output)
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "e.html").exists()
+
+
+def test_a_repeated_parquet_column_is_named(sim_panel, bundle_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(sim_panel, preserve_index=False)
+    pq.write_table(table.append_column("year", table.column("year")), tmp_path / "dup.parquet")
+    for args in (["validate", str(tmp_path / "dup.parquet")],
+                 ["score", "--model", str(bundle_dir), "--input", str(tmp_path / "dup.parquet"), "--output",
+                  str(tmp_path / "s.csv")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "'year' appear more than once" in result.output, result.output
+
+
+def test_values_far_outside_any_sme_are_warned_about_by_row(sim_panel, tmp_path):
+    panel = sim_panel.copy()
+    panel.loc[panel.index[0], "revenue"] = 1e308
+    panel.loc[panel.index[1], "employees"] = 10**15
+    panel.to_parquet(tmp_path / "p.parquet")
+    result = runner.invoke(app, ["validate", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 0, result.output
+    first, second = panel.iloc[0], panel.iloc[1]
+    assert f"revenue: 1 row(s) beyond 100,000,000,000 yuan, far outside any SME ({first.firm_id} {first.year}" \
+        in result.output
+    assert "employees: 1 row(s) beyond 100,000 people" in result.output and str(second.firm_id) in result.output
+    assert result.output.strip().endswith("no rule broken; 2 warnings above.")
+
+
+def test_a_designation_before_the_firm_was_founded_is_an_error(sim_panel, tmp_path):
+    sim_panel.to_parquet(tmp_path / "p.parquet")
+    firm = sim_panel.iloc[0]
+    pd.DataFrame({"firm_id": [firm.firm_id], "batch_year": [int(firm.founded_year) - 1],
+                  "revoked_year": [None]}).to_csv(tmp_path / "e.csv", index=False)
+    if firm.founded_year - 1 < 2019:
+        panel = sim_panel.assign(founded_year=sim_panel["founded_year"].where(sim_panel["firm_id"] != firm.firm_id,
+                                                                             2021))
+        panel = panel[(panel["firm_id"] != firm.firm_id) | (panel["year"] >= 2021)]
+        panel.to_parquet(tmp_path / "p.parquet")
+        pd.DataFrame({"firm_id": [firm.firm_id], "batch_year": [2020], "revoked_year": [None]}).to_csv(
+            tmp_path / "e.csv", index=False)
+    result = runner.invoke(app, ["validate", str(tmp_path / "p.parquet"), "--events", str(tmp_path / "e.csv")])
+    assert result.exit_code == 1 and "must not be before the firm was founded" in result.output, result.output
+
+
+def test_a_file_mixing_utf8_and_gbk_is_named_as_such(sim_panel, tmp_path):
+    from lgml.schema import PROVINCES
+
+    panel = sim_panel.head(20).assign(province=lambda d: d["province"].map(lambda p: PROVINCES[p][0]))
+    head = panel.head(10).to_csv(index=False).encode("utf-8")
+    tail = panel.iloc[10:].to_csv(index=False, header=False).encode("gbk")
+    (tmp_path / "mixed.csv").write_bytes(head + tail)
+    result = runner.invoke(app, ["validate", str(tmp_path / "mixed.csv")])
+    assert result.exit_code == 1 and "mixes two text encodings: line 2 is UTF-8, line 12 is not" in result.output
+    (tmp_path / "gbk.csv").write_bytes(panel.to_csv(index=False).encode("gbk"))
+    assert runner.invoke(app, ["validate", str(tmp_path / "gbk.csv")]).exit_code == 0
+
+
+def test_simulate_into_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = runner.invoke(app, ["simulate", "--firms", "300", "--out", str(tmp_path / "afile")])
+    assert result.exit_code == 1 and "is a file" in result.output
