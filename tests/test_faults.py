@@ -254,3 +254,21 @@ def test_simulate_into_a_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("x")
     result = runner.invoke(app, ["simulate", "--firms", "300", "--out", str(tmp_path / "afile")])
     assert result.exit_code == 1 and "is a file" in result.output
+
+
+@pytest.mark.parametrize("verb", ["check", "score"])
+def test_a_full_disk_is_one_clear_message_and_leaves_nothing(verb, bundle_dir, data_dir, tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "x"))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    out = tmp_path / "out" / "result.csv"
+    args = {"check": ["check", str(data_dir / "panel.parquet"), "--year", "2026", "--out", str(out)],
+            "score": ["score", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet"),
+                      "--output", str(out)]}[verb]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "no space left on the device; nothing was written" in result.output, \
+        result.output
+    assert list(out.parent.iterdir()) == []

@@ -4,12 +4,16 @@ Hypothesis draws the damage (derandomized, so CI sees the same cases every run);
 end in exit 0 or a clear error (1 or 2), never a traceback or lgml's internal-error exit (70),
 never leave a file at the output path after an error or a temporary file beside it, and never
 change an input.
+
+CI runs about 150 cases; ``LGML_FUZZ_SCALE=20 pytest tests/test_fuzz.py`` runs 20 times as many
+(a longer profile by hand).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,8 +26,11 @@ from lgml.cli import app
 from lgml.modeling.integrity import write_manifest
 
 runner = CliRunner()
+SCALE = max(1, int(os.environ.get("LGML_FUZZ_SCALE", "1")))
+
+
 def fuzz(examples: int) -> settings:
-    return settings(_FUZZ, max_examples=examples)
+    return settings(_FUZZ, max_examples=examples * SCALE)
 
 
 _FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
@@ -141,6 +148,9 @@ def test_damaged_panels_and_events_through_the_model_verbs(base, bundle_dir, tmp
          out, [panel, events])
     out = folder / "out" / "top.html"
     _run(["explain", "--model", str(bundle_dir), "--input", str(panel), "--events", str(events), "--top", "1",
+          "--out", str(out)], out, [panel, events])
+    out = folder / "out" / "card.json"
+    _run(["report", "--model", str(bundle_dir), "--data", str(panel), "--events", str(events), "--sample", "100",
           "--out", str(out)], out, [panel, events])
 
 
