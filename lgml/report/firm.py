@@ -54,11 +54,16 @@ def render_firms(explanations: list[dict[str, Any]], fmt: str = "html", *, title
         firms.append(dict(e, _figures=firm_figures(e) if figures_on else {}))
         if progress is not None:
             progress(1)
+    # One firm under the default title is named by the title; otherwise each firm gets a heading.
+    firm_titles = title is not None or len(explanations) != 1
     if title is None:
-        title = (f"Firm {explanations[0]['firm_id']}: Little Giant outlook" if len(explanations) == 1
+        one = explanations[0] if explanations else {}
+        name = f" · {one['firm_name']}" if one.get("firm_name") else ""
+        title = (f"Firm {one['firm_id']}{name}: Little Giant outlook" if len(explanations) == 1
                  else f"{len(explanations)} firms: Little Giant outlook")
     if sections is None:
         sections = [("", list(range(len(firms))))]
     model = explanations[0]["model"] if explanations else {}
     template = environment(fmt == "md").get_template("firms.html.j2" if fmt == "html" else "firms.md.j2")
-    return template.render(title=title, firms=firms, sections=sections, model=model, generated=now())
+    return template.render(title=title, firms=firms, sections=sections, model=model, generated=now(),
+                           firm_titles=firm_titles)

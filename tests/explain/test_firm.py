@@ -243,3 +243,22 @@ def test_markdown_report_shows_hostile_firm_ids_as_text(firm_id, bundle_dir, sma
     assert "## Firm " + _markdown_escape(firm_id) in text  # shown, as literal text
     assert text.count("](data:image/png;base64,") >= 1  # the report's own figures still embed
     assert "](data:image/png;base64,AAAA)" not in text
+
+
+def test_reports_name_the_firm_and_its_credit_code(bundle_dir, data_dir, small_sim, table, tmp_path):
+    firm = _some_firm(table)
+    row = small_sim.panel[small_sim.panel["firm_id"] == firm].iloc[-1]
+    assert row["firm_name"] and row["credit_code"]  # the simulator writes both
+    base = ["explain", "--model", str(bundle_dir), "--input", str(data_dir / "panel.parquet")]
+    one = tmp_path / "one.html"
+    assert runner.invoke(app, [*base, "--firm", firm, "--out", str(one)]).exit_code == 0
+    text = one.read_text(encoding="utf-8")
+    assert f"<h1>Firm {firm} · {row['firm_name']}: Little Giant outlook</h1>" in text
+    assert f"统一社会信用代码 {row['credit_code']}" in text
+    top = tmp_path / "top.json"
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(top)]).exit_code == 0
+    best = json.loads(top.read_text(encoding="utf-8"))["firms"][0]
+    html = tmp_path / "top.html"
+    assert runner.invoke(app, [*base, "--top", "1", "--out", str(html)]).exit_code == 0
+    text = html.read_text(encoding="utf-8")
+    assert f"Firm {best['firm_id']} · {best['firm_name']}</h" in text  # a top list names each firm
