@@ -8,56 +8,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import typer
-from typer.core import TyperGroup
+
+from lgml.failures import VERBOSITY, OneErrorPath, exit_cleanly_on_sigterm
 
 log = logging.getLogger("lgml")
-
-
-class _OneErrorPath(TyperGroup):
-    """Every command's last line of defence: a failure the commands do not report themselves
-    ends in one message and a non-zero exit, never a traceback (``-vv`` adds it).
-
-    - the system refused a read or a write (full disk, read-only or missing folder, permission):
-      exit 1 with the path and the reason;
-    - a file that is not text in the expected encoding: exit 1;
-    - anything else is a defect of lgml: exit 70 with a request to report it.
-    """
-
-    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
-        import click
-
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
-                SystemExit, KeyboardInterrupt):
-            raise
-        except OSError as exc:
-            _last_words(f"{_os_error(exc)}", exc, 1)
-        except UnicodeError as exc:
-            _last_words(f"a file is not valid text in the expected encoding ({exc})", exc, 1)
-        except Exception as exc:  # a defect: say so, and how to see it
-            _last_words(f"internal error: {type(exc).__name__}: {exc}. Run again with -vv for the traceback "
-                        "and please report it.", exc, 70)
-
-
-def _os_error(exc: OSError) -> str:
-    import errno
-
-    where = f"{exc.filename}: " if exc.filename else ""
-    reason = {errno.ENOSPC: "no space left on the device", errno.EROFS: "the file system is read-only",
-              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-              errno.EDQUOT: "disk quota exceeded"}.get(exc.errno, exc.strerror or str(exc))
-    return f"{where}{reason}; nothing was written"
-
-
-_VERBOSITY = {"level": 0}  # -v count of the running command (set by main)
-
-
-def _last_words(message: str, exc: BaseException, code: int) -> None:
-    if _VERBOSITY["level"] >= 2:
-        raise exc
-    typer.secho(f"lgml: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 app = typer.Typer(
@@ -66,7 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    cls=_OneErrorPath,
+    cls=OneErrorPath,
 )
 
 Units = Annotated[Optional[Literal["yuan", "wan"]], typer.Option(
@@ -94,24 +48,9 @@ def main(
 ) -> None:
     """Configure logging once for every command."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    _VERBOSITY["level"] = verbose
+    VERBOSITY["level"] = verbose
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    _exit_cleanly_on_sigterm()
-
-
-def _exit_cleanly_on_sigterm() -> None:
-    """Turn SIGTERM (what ``timeout``, batch schedulers and Kubernetes send) into an orderly exit:
-    the work in progress unwinds, its temporary files and folders are removed, the outputs are
-    left as they were, and the exit code is 143 (128 + SIGTERM) as with the default action."""
-    import signal
-    import threading
-
-    def terminated(signum: int, frame: object) -> None:
-        typer.echo("lgml: terminated (SIGTERM); removing temporary files, outputs are left as they were", err=True)
-        raise SystemExit(128 + signum)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminated)
+    exit_cleanly_on_sigterm()
 
 
 def _table(title: str):

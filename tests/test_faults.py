@@ -132,7 +132,7 @@ def test_a_defect_is_reported_as_one_and_shown_with_vv(data_dir, monkeypatch):
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr(validate, "load_panel", broken)
+    monkeypatch.setattr(validate, "read_panel", broken)
     result = runner.invoke(app, ["validate", str(data_dir / "panel.parquet")])
     assert result.exit_code == 70
     assert "internal error: KeyError" in result.output and "-vv" in result.output
