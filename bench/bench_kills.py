@@ -21,10 +21,12 @@ rounds of:
 
 Output states: ``none``; ``complete`` (every output file readable, as many rows as the
 reference); ``partial`` (an output file that is unreadable or short: never expected);
-``some`` (simulate only: some of its three files, each complete). ``train --overwrite`` runs
-over an existing bundle, whose folder must hold a whole bundle after any kill (model.txt,
-metadata.json, manifest.json, and ``load_bundle`` succeeds): ``old`` (the same folder, by
-inode) or ``new`` (exchanged), else ``broken`` (counted as bundle_path_empty).
+``some`` (simulate only: some of its three files, each complete). A signal that comes after the
+output was renamed into place, while the command prints or exits, leaves ``complete`` with exit
+-9 or 143. ``train --overwrite`` runs over an existing bundle, whose folder must hold a whole
+bundle after any kill (model.txt, metadata.json, manifest.json, and ``load_bundle`` succeeds):
+``old`` (the same folder, by inode) or ``new`` (exchanged), else ``broken`` (counted as
+bundle_path_empty).
 
 Commands killed (run from the temporary folder):
   score     score --model models/kill-designation --input data/panel.parquet
@@ -33,7 +35,8 @@ Commands killed (run from the temporary folder):
   check     check data/panel.parquet --year 2026 --out out/c.csv
   simulate  simulate --firms 20000 --out out/sim
   train     train --config train.yaml --overwrite
-Every stderr is searched for "Traceback". Prints a table per command and signal; the last line
+Every stderr is searched for "Traceback"; a round with a traceback, an exit code other than 0,
+143, -9 or -15, or a failed next run has both stderrs printed in full (to stderr). Prints a table per command and signal; the last line
 prints ``key=value`` pairs (debris counts are entries, summed over rounds).
 """
 
@@ -200,6 +203,9 @@ def kill_rounds(work: Path, command: Command, signum: int, kills: int, typical: 
         tally.next_run_failed += next_code != 0
         tally.debris_after_next_run += len(debris(work, command))
         tally.tracebacks += ("Traceback" in err) + ("Traceback" in next_err)
+        odd = code not in (0, 143, -signal.SIGKILL, -signal.SIGTERM) or next_code or "Traceback" in err + next_err
+        if odd:  # shown in full: these are what to report
+            print(f"# exit {code} (next run {next_code}):\n{err}\n{next_err}", file=sys.stderr, flush=True)
     return tally
 
 

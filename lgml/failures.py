@@ -31,13 +31,19 @@ class OneErrorPath(TyperGroup):
         except (typer.Exit, typer.Abort, TyperException, click.exceptions.Exit, click.exceptions.Abort,
                 click.ClickException, SystemExit, KeyboardInterrupt):  # the parser's own messages and exits
             raise
-        except OSError as exc:
-            _last_words(f"{_os_error(exc)}", exc, 1)
-        except UnicodeError as exc:
-            _last_words(f"a file is not valid text in the expected encoding ({exc})", exc, 1)
-        except Exception as exc:  # a defect: say so, and how to see it
-            _last_words(f"internal error: {type(exc).__name__}: {exc}. Run again with -vv for the traceback "
-                        "and please report it.", exc, 70)
+        except Exception as exc:
+            if TERMINATED["signum"]:  # the SIGTERM exit surfaced as another error while unwinding
+                raise SystemExit(128 + TERMINATED["signum"]) from None
+            _report(exc)
+
+
+def _report(exc: Exception) -> None:
+    if isinstance(exc, OSError):
+        _last_words(_os_error(exc), exc, 1)
+    if isinstance(exc, UnicodeError):
+        _last_words(f"a file is not valid text in the expected encoding ({exc})", exc, 1)
+    _last_words(f"internal error: {type(exc).__name__}: {exc}. Run again with -vv for the traceback "
+                "and please report it.", exc, 70)
 
 
 def _os_error(exc: OSError) -> str:
@@ -50,6 +56,7 @@ def _os_error(exc: OSError) -> str:
     return f"{where}{reason}; nothing was written"
 
 
+TERMINATED: dict[str, int | None] = {"signum": None}  # set by the SIGTERM handler
 VERBOSITY = {"level": 0}  # -v count of the running command (set by the CLI's callback)
 
 
@@ -68,6 +75,7 @@ def exit_cleanly_on_sigterm() -> None:
     import threading
 
     def terminated(signum: int, frame: object) -> None:
+        TERMINATED["signum"] = signum
         typer.echo("lgml: terminated (SIGTERM); removing temporary files, outputs are left as they were", err=True)
         raise SystemExit(128 + signum)
 

@@ -272,3 +272,18 @@ def test_a_full_disk_is_one_clear_message_and_leaves_nothing(verb, bundle_dir, d
     assert result.exit_code == 1 and "no space left on the device; nothing was written" in result.output, \
         result.output
     assert list(out.parent.iterdir()) == []
+
+
+def test_sigterm_surfacing_as_another_error_still_exits_143(data_dir, monkeypatch):
+    """The SIGTERM handler's exit can reach the CLI wrapped in another exception (raised by a
+    cleanup while unwinding): it still ends as a termination, not as an internal error."""
+    from lgml import failures, validate
+
+    def interrupted(*args, **kwargs):
+        failures.TERMINATED["signum"] = signal.SIGTERM
+        raise RuntimeError("cleanup failed while unwinding")
+
+    monkeypatch.setattr(validate, "read_panel", interrupted)
+    monkeypatch.setitem(failures.TERMINATED, "signum", None)
+    result = runner.invoke(app, ["validate", str(data_dir / "panel.parquet")])
+    assert result.exit_code == 143 and "internal error" not in result.output
