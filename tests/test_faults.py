@@ -287,3 +287,32 @@ def test_sigterm_surfacing_as_another_error_still_exits_143(data_dir, monkeypatc
     monkeypatch.setitem(failures.TERMINATED, "signum", None)
     result = runner.invoke(app, ["validate", str(data_dir / "panel.parquet")])
     assert result.exit_code == 143 and "internal error" not in result.output
+
+
+@pytest.mark.parametrize("verb", ["validate", "features", "check", "score", "explain", "report"])
+def test_a_zero_byte_panel_is_one_clear_message(verb, bundle_dir, tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    out = tmp_path / "out"
+    args = {"validate": ["validate", str(empty)],
+            "features": ["features", str(empty), "--out", str(out / "f.parquet")],
+            "check": ["check", str(empty), "--year", "2026", "--out", str(out / "c.csv")],
+            "score": ["score", "--model", str(bundle_dir), "--input", str(empty), "--output", str(out / "s.csv")],
+            "explain": ["explain", "--model", str(bundle_dir), "--input", str(empty), "--top", "1",
+                        "--out", str(out / "e.html")],
+            "report": ["report", "--model", str(bundle_dir), "--data", str(empty), "--out", str(out / "r.html")]}[verb]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and str(empty) in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["features", "check", "score"])
+def test_an_unknown_output_format_is_refused_before_any_work(verb, bundle_dir, data_dir, tmp_path):
+    panel = str(data_dir / "panel.parquet")
+    args = {"features": ["features", panel, "--out", str(tmp_path / "x.txt")],
+            "check": ["check", panel, "--year", "2026", "--out", str(tmp_path / "x.txt")],
+            "score": ["score", "--model", str(bundle_dir), "--input", panel, "--output", str(tmp_path / "x.txt")]}[verb]
+    started = time.perf_counter()
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "unknown output format '.txt'" in result.output, result.output
+    assert time.perf_counter() - started < 5 and list(tmp_path.iterdir()) == []
