@@ -55,16 +55,19 @@ def test_cli_explain_errors(bundle_dir, data_dir, tmp_path):
                                "--top", "1", "--out", str(tmp_path / "y.html")]).exit_code == 1
 
 
-def test_cli_explain_escapes_firm_ids(bundle_dir, small_sim, table, tmp_path):
-    firm = _some_firm(table)
+def _explain_renamed(bundle_dir, small_sim, table, tmp_path, firm_id: str, out) -> str:
+    """The report of one firm of the panel renamed ``firm_id`` (a hostile ID), as text."""
     panel = small_sim.panel.copy()
-    panel["firm_id"] = panel["firm_id"].replace({firm: XSS})
+    panel["firm_id"] = panel["firm_id"].replace({_some_firm(table): firm_id})
     io.write_table(panel, tmp_path / "panel.parquet")
-    out = tmp_path / "xss.html"
     result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
-                                 "--firm", XSS, "--out", str(out)])
+                                 "--firm", firm_id, "--out", str(out)])
     assert result.exit_code == 0, result.output
-    html = out.read_text(encoding="utf-8")
+    return out.read_text(encoding="utf-8")
+
+
+def test_cli_explain_escapes_firm_ids(bundle_dir, small_sim, table, tmp_path):
+    html = _explain_renamed(bundle_dir, small_sim, table, tmp_path, XSS, tmp_path / "xss.html")
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html
@@ -227,15 +230,7 @@ def test_ties_in_rank_are_shown_as_ties_and_agree_with_score(bundle_dir, small_s
 @pytest.mark.parametrize("firm_id", ["[click](http://evil.example/x)", "![pixel](http://evil.example/p.png)",
                                      "data:image/png;base64,AAAA", "*bold*|`code`"])
 def test_markdown_report_shows_hostile_firm_ids_as_text(firm_id, bundle_dir, small_sim, table, tmp_path):
-    firm = _some_firm(table)
-    panel = small_sim.panel.copy()
-    panel["firm_id"] = panel["firm_id"].replace({firm: firm_id})
-    io.write_table(panel, tmp_path / "panel.parquet")
-    md = tmp_path / "firm.md"
-    result = runner.invoke(app, ["explain", "--model", str(bundle_dir), "--input", str(tmp_path / "panel.parquet"),
-                                 "--firm", firm_id, "--out", str(md)])
-    assert result.exit_code == 0, result.output
-    text = md.read_text(encoding="utf-8")
+    text = _explain_renamed(bundle_dir, small_sim, table, tmp_path, firm_id, tmp_path / "firm.md")
     assert "](http://evil" not in text.replace("\\](http://evil", "")  # every bracket escaped
     assert "![pixel]" not in text and "`code`" not in text and "*bold*" not in text
     from lgml.report import _markdown_escape
