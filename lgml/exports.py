@@ -220,7 +220,7 @@ def outlier_warnings(frame: pd.DataFrame, examples: int = 3) -> list[Note]:
             continue
         shown = ", ".join(f"{frame['firm_id'].iloc[r]} {int(frame['year'].iloc[r])}: {values[r]:,.4g}"
                           for r in np.flatnonzero(far)[:examples])
-        unit = "yuan" if name in OUTLIER_LIMITS and not name.endswith(("employees", "staff")) else "people"
+        unit = "people" if name in ("employees", "rd_staff") else "yuan"
         out.append(Note("warning", f"{name}: {int(far.sum()):,} row(s) beyond {limit:,.0f} {unit}, far outside "
                                    f"any SME ({shown}); check these values"))
     return out
