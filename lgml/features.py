@@ -29,6 +29,8 @@ FLAGS = ("holds_title", "in_pool", "review_due")
 REVIEW_EVERY = 3  # a title is re-reviewed in batch b + 3, b + 6, ... (b: its batch)
 # Inputs of the re-review model only (``task: review``), with the dimension they explain under.
 REVIEW_FEATURES: dict[str, str] = {"title_years": "specialization", "review_round": "specialization"}
+# The criteria summaries a re-review model reads beside the criteria features themselves.
+CRITERIA_SUMMARY = ("eligible", "n_met", "share_met", "score_total")
 
 SIZE_BANDS = ("micro", "small", "medium", "large")
 
@@ -396,6 +398,16 @@ def feature_columns(table: pd.DataFrame, criteria_features: str = "margins") -> 
         raise ValueError(f"criteria_features must be one of {', '.join(CRITERIA_FEATURES)}, not {criteria_features!r}")
     other = {f for name, names in CRITERIA_FEATURES.items() if name != criteria_features for f in names}
     return [c for c in FEATURE_DIMENSIONS if c in table.columns and c not in other]
+
+
+def review_features(features: list[str]) -> list[str]:
+    """The inputs of a re-review model among ``features``: the criteria features (either way
+    they enter, see :func:`feature_columns`) and their summaries (:data:`CRITERIA_SUMMARY`), all
+    judged under the rules in force at the review year. A re-review applies those criteria to a
+    firm already designated; the firm's size, sector and region, which the designation model
+    reads, say nothing more about it on the few hundred reviews a year there are to learn from."""
+    criteria_inputs = {f for names in CRITERIA_FEATURES.values() for f in names} | set(CRITERIA_SUMMARY)
+    return [f for f in features if f in criteria_inputs]
 
 
 def categorical_levels() -> dict[str, list[str]]:

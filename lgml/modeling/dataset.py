@@ -185,7 +185,7 @@ def model_data(source: Source, config: TrainConfig) -> ModelData:
         SplitError: A set is empty or (designation) has a single class.
     """
     from lgml.config import BINARY_TASKS
-    from lgml.features import REVIEW_FEATURES, build_features, feature_columns
+    from lgml.features import REVIEW_FEATURES, build_features, feature_columns, review_features
 
     table = build_features(source.panel, source.events)
     rows = task_rows(table, config.task, source.truth, events=source.events, horizon=config.horizon)
@@ -197,6 +197,6 @@ def model_data(source: Source, config: TrainConfig) -> ModelData:
             if frame["target"].nunique() < 2:
                 raise SplitError(f"split '{name}' has a single class ({frame['target'].iloc[0]:.0f} only)")
     features = feature_columns(table, config.criteria_features) + list(config.extra_features)
-    if config.task == "review":
-        features += list(REVIEW_FEATURES)
+    if config.task == "review":  # a re-review applies the criteria in force at the review year
+        features = review_features(features) + list(REVIEW_FEATURES)
     return ModelData(config.task, features, sets, data_hash(source), config.horizon, purged)

@@ -110,10 +110,25 @@ def _datasets(data: ModelData, config: TrainConfig, levels: dict[str, list[str]]
     X_train = model_frame(kept, data.features, levels)
     dtrain = lgb.Dataset(X_train, kept["target"].to_numpy(float), weight=weight,
                          categorical_feature=[c for c in data.features if c in levels],
-                         params=dataset_params(config), free_raw_data=False)
+                         params=dataset_params(config), free_raw_data=False,
+                         init_score=review_levels(kept) if config.task == "review" else None)
     dvalid = lgb.Dataset(model_frame(valid, data.features, levels), valid["target"].to_numpy(float),
-                         reference=dtrain, params=dataset_params(config), free_raw_data=False)
+                         reference=dtrain, params=dataset_params(config), free_raw_data=False,
+                         init_score=review_levels(valid) if config.task == "review" else None)
     return dtrain, dvalid, kept["target"].to_numpy()
+
+
+def review_levels(rows: pd.DataFrame) -> np.ndarray:
+    """Each review row's starting log-odds: the observed pass rate of its review (cohort and
+    batch year), shape (n,). Pass rates are set by policy (57% for batch 1, 87% in 2025), so
+    the review model learns only how holders of one review differ; the rate sets the level
+    (:func:`lgml.modeling.calibrate.shift_to_rate`). Without it any feature that tells years
+    apart would learn the changing rates."""
+    from lgml.modeling.calibrate import logit, review_cohorts
+
+    groups = review_cohorts(rows)
+    rate = pd.Series(rows["target"].to_numpy(float)).groupby(groups).transform("mean").to_numpy()
+    return logit(np.clip(rate, 0.01, 0.99))
 
 
 def _boost(params: dict, dtrain, dvalid, rounds: int, patience: int):
