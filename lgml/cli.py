@@ -241,6 +241,8 @@ PerProvince = Annotated[bool, typer.Option("--per-province", help="With --top: N
 Target = Annotated[float, typer.Option("--target", min=0.0, max=1.0, help="Probability the what-if search aims for.")]
 Reasons = Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")]
 GrowthModel = Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")]
+ReviewModel = Annotated[Optional[str], typer.Option("--review-model", help="Review model bundle: probability that a "
+                        "holder due for re-review in batch YEAR+1 keeps its title (needs --events).")]
 
 
 @app.command()
@@ -339,12 +341,15 @@ def report(
 
 @app.command()
 def score(
-    model: Annotated[str, typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion).")],
+    model: Annotated[list[str], typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion); "
+                     "repeat for other horizons: the first gives probability and ranks, each adds probability_h<h>, made "
+                     "monotone across horizons (p_h1 <= p_h2 <= p_h3) by isotonic regression.")],
     input: Annotated[Path, typer.Option("--input", help="Panel: CSV (UTF-8 or GBK), Excel .xlsx (read whole), Parquet "
                                                         "file or folder of Parquet files.")],
     output: Annotated[Path, typer.Option("--output", help="Scores to write (.parquet or .csv).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events: flags title holders, feeds history features.")] = None,
     growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth bundle folder or MLflow URI.")] = None,
+    review_model: ReviewModel = None,
     year: Annotated[Optional[int], typer.Option("--year", help="Fiscal year to score (default: each firm's latest year).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add contributions per dimension (log-odds) and the top 3 reasons.")] = False,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read at a time (bounds memory).")] = 200_000,
@@ -370,11 +375,12 @@ def score(
     from lgml.modeling.bundle import BundleError, BundleInputError
 
     errors = (v.ContractError, io.InputError, BundleError, BundleInputError, sc.ScoreError, FileExistsError,
-              FileNotFoundError, *_mlflow_errors(model, growth_model))
+              FileNotFoundError, *_mlflow_errors(*model, growth_model, review_model))
     console = Console(stderr=True)
     with _ScoreProgress(console) as progress:
         try:
-            result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
+            result = sc.score_file(model, input, output, events=events, growth_model=growth_model,
+                                   review_model=review_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
                                    units=units, encoding=encoding, sheet=sheet, overwrite=overwrite, summary=summary,
                                    macro_growth=macro_growth, expected_designations=expected_designations,
@@ -412,6 +418,12 @@ def _print_scores(console, result, year: Optional[int]) -> None:
                       f"(log-odds {result.probability_shift:+.3f})")
     if result.growth_level:
         console.print(f"Growth level: {result.growth_level}")
+    if len(result.horizons) > 1:
+        order = " <= ".join(f"p_h{h}" for h in sorted(result.horizons))
+        console.print(f"Horizons: {result.repaired:,} firms repaired to {order} by isotonic regression "
+                      f"(largest violation {result.largest_violation:.3f})")
+    if result.review_model:
+        console.print(f"Re-review: {result.review_due:,} holders due in the next batch, scored with {result.review_model}")
     out = Console()
     out.print(_summary_table(result.summary, out.width))
     if result.summary_output is not None:
@@ -448,7 +460,8 @@ class _ScoreProgress:
 
 
 SUMMARY_HEADS = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
-                 "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth"}
+                 "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth",
+                 "review_due": "review\ndue", "expected_review_failures": "review\nfails"}
 SUMMARY_DROPPABLE = ("title_holders", "max_probability")  # the least useful first; both are in --summary
 
 
@@ -485,7 +498,7 @@ def _province_table(summary, columns: list[str]):
         for col, value in zip(columns, row):
             if col == "province":
                 cells.append(str(value))
-            elif col == "expected_designations":
+            elif col in ("expected_designations", "expected_review_failures"):
                 cells.append(f"{value:,.1f}")
             elif col in ("max_probability", "mean_growth"):
                 cells.append("" if value != value else f"{value:.3f}")
