@@ -254,11 +254,14 @@ def explain(
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
     units: Units = None, encoding: Encoding = None, sheet: Sheet = None, growth_model: GrowthModel = None, top: Top = None,
     per_province: PerProvince = False, target: Target = 0.5, reasons: Reasons = 8, overwrite: Overwrite = False,
+    review_model: ReviewModel = None,
 ) -> None:
     """Explain firms: probability, drivers, criteria checklist and what would have to change.
 
     Either --firm ID (one report per firm, several IDs in one file) or --top N [--per-province]
-    (one combined report of the most likely firms).
+    (one combined report of the most likely firms). With --review-model (and --events), a listed
+    title holder re-reviewed in batch YEAR+1 is explained by the review model: its probability of
+    keeping the title, the criteria it would fail, drivers and what would have to change.
     """
     from rich.console import Console
 
@@ -272,13 +275,14 @@ def explain(
     except (FileExistsError, io.InputError) as exc:
         fail(str(exc))
     bundle, growth = _load_model(model), (_load_model(growth_model) if growth_model else None)
+    review = _load_model(review_model) if review_model else None
     console = Console(stderr=True)
     try:
         with _ScoreProgress(console) as progress:
             result = explain_file(bundle, input, out, events=events, units=units, encoding=encoding, sheet=sheet,
                                   overwrite=overwrite,
                                   firms=firm or (), top=top, per_province=per_province, year=year, growth_bundle=growth,
-                                  target=target, k=reasons, fmt=chosen, progress=progress)
+                                  target=target, k=reasons, fmt=chosen, review_bundle=review, progress=progress)
     except USER_ERRORS as exc:
         fail(str(exc))
     n = len(result.explanations)

@@ -59,7 +59,8 @@ def render_firms(explanations: list[dict[str, Any]], fmt: str = "html", *, title
     if title is None:
         one = explanations[0] if explanations else {}
         name = f" · {one['firm_name']}" if one.get("firm_name") else ""
-        title = (f"Firm {one['firm_id']}{name}: Little Giant outlook" if len(explanations) == 1
+        outlook = "Little Giant re-review outlook" if one.get("kind") == "review" else "Little Giant outlook"
+        title = (f"Firm {one['firm_id']}{name}: {outlook}" if len(explanations) == 1
                  else f"{len(explanations)} firms: Little Giant outlook")
     if sections is None:
         sections = [("", list(range(len(firms))))]
