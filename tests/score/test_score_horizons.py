@@ -72,33 +72,56 @@ def test_repair_reports_nothing_when_every_firm_is_in_order():
 
 
 @pytest.fixture(scope="module")
-def horizon3(models, edit_bundle, tmp_path_factory):
-    """The session's designation model relabelled as a horizon-3 model (same predictions)."""
-    def relabel(meta):
-        meta["horizon"] = 3
-    return edit_bundle(models["designation"], tmp_path_factory.mktemp("h3") / "bundle", relabel)
-
-
-def test_two_horizons_add_probability_columns(models, data, horizon3, reference, tmp_path):
-    result = score_file([models["designation"], horizon3], data["parquet"], tmp_path / "s.parquet",
+def two_horizons(models, data, horizon3_dir, tmp_path_factory):
+    """Scores of the horizon-1 (primary) and horizon-3 models, and each model's own
+    probabilities of the same firms scored alone."""
+    folder = tmp_path_factory.mktemp("horizons")
+    result = score_file([models["designation"], horizon3_dir], data["parquet"], folder / "s.parquet",
                         events=data["events"], growth_model=models["growth"])
-    scores = pd.read_parquet(tmp_path / "s.parquet")
-    assert result.horizons == (1, 3) and result.repaired == 0 and result.largest_violation == 0.0
+    alone = {}
+    for h, path in ((1, models["designation"]), (3, horizon3_dir)):
+        score_file(path, data["parquet"], folder / f"h{h}.parquet", events=data["events"])
+        alone[h] = pd.read_parquet(folder / f"h{h}.parquet").set_index("firm_id")["probability"]
+    return result, pd.read_parquet(folder / "s.parquet"), alone
+
+
+def test_two_horizons_are_repaired_into_order(two_horizons):
+    result, scores, alone = two_horizons
     assert {"probability_h1", "probability_h3"} <= set(scores.columns) and "probability_h2" not in scores.columns
     assert scores["horizon"].eq(1).all() and scores["horizon"].dtype == "int64"
-    # Same model twice: nothing to repair, probability is the primary's as scored alone.
-    np.testing.assert_array_equal(scores["probability_h1"], scores["probability"])
-    np.testing.assert_array_equal(scores["probability_h3"], scores["probability"])
-    pd.testing.assert_series_equal(scores["probability"], reference["probability"])
-    holders = scores["holds_title"].astype(bool)
+    # The expected repair, from the two models scored alone and the plain PAV above.
+    firms = scores["firm_id"]
+    raw = np.column_stack([alone[1].reindex(firms), alone[3].reindex(firms)])
+    candidates = ~np.isnan(raw).any(axis=1)
+    violated = candidates & (raw[:, 0] > raw[:, 1])
+    assert 0 < violated.sum() < candidates.sum()  # some firms out of order, not all
+    assert result.repaired == violated.sum()
+    assert result.largest_violation == pytest.approx(np.max(raw[violated, 0] - raw[violated, 1]))
+    want = np.array([pav(list(r)) if c else list(r) for r, c in zip(raw, candidates)])
+    np.testing.assert_allclose(scores[["probability_h1", "probability_h3"]].to_numpy(), want, rtol=1e-12)
+    np.testing.assert_array_equal(scores["probability"], scores["probability_h1"])
+    assert (scores.loc[candidates, "probability_h1"] <= scores.loc[candidates, "probability_h3"]).all()
+    # Firms in order keep their own model's probability exactly.
+    np.testing.assert_array_equal(scores.loc[candidates & ~violated, "probability_h3"], raw[candidates & ~violated, 1])
+    holders = scores["holds_title"].astype(bool).to_numpy()
     assert holders.any() and scores.loc[holders, ["probability_h1", "probability_h3"]].isna().all().all()
-    assert scores["horizon_models"].str.match(r"^h1 test-designation .+; h3 test-designation ").all()
+    assert scores["horizon_models"].str.match(r"^h1 test-designation .+; h3 test-designation-h3 ").all()
+    # Ranks follow the repaired probability.
+    top = scores.sort_values("rank_national").dropna(subset=["rank_national"])
+    assert top["probability"].is_monotonic_decreasing
 
 
-def test_horizon_is_the_primary_models(models, data, horizon3, tmp_path):
-    score_file(horizon3, data["parquet"], tmp_path / "s.parquet", events=data["events"])
+def test_cli_reports_the_repair(models, data, horizon3_dir, two_horizons, tmp_path):
+    result = runner.invoke(app, ["score", "--model", str(horizon3_dir), "--model", str(models["designation"]),
+                                 "--input", str(data["parquet"]), "--output", str(tmp_path / "s.parquet"),
+                                 "--events", str(data["events"])])
+    assert result.exit_code == 0, result.output
+    repaired = two_horizons[0].repaired
+    assert f"Horizons: {repaired:,} firms repaired to p_h1 <= p_h3 by isotonic regression" in result.output
     scores = pd.read_parquet(tmp_path / "s.parquet")
-    assert scores["horizon"].eq(3).all() and "probability_h3" not in scores.columns
+    # The primary is the horizon-3 model now: its repaired column is the probability.
+    assert scores["horizon"].eq(3).all()
+    np.testing.assert_array_equal(scores["probability"], scores["probability_h3"])
 
 
 def test_model_option_errors(models, data, tmp_path):
