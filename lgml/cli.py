@@ -369,7 +369,7 @@ def score(
     expected_designations: Annotated[Optional[float], typer.Option(
         "--expected-designations", help="Designations expected among the scored candidates (e.g. an announced batch "
                                         "size or quota, scaled to the firms scored): refit the probabilities' "
-                                        "intercept so that they sum to it; ranks do not change.")] = None,
+                                        "intercept so that they sum to it; ranks do not change. One --model only.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
     """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
@@ -466,7 +466,7 @@ class _ScoreProgress:
 SUMMARY_HEADS = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
                  "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth",
                  "review_due": "review\ndue", "expected_review_failures": "review\nfails"}
-SUMMARY_DROPPABLE = ("title_holders", "max_probability")  # the least useful first; both are in --summary
+SUMMARY_DROPPABLE = ("title_holders", "max_probability", "p>=0.1", "p>=0.2")  # least useful first; all in --summary
 
 
 def _summary_table(summary, width: int = 80):
@@ -485,8 +485,8 @@ def _summary_table(summary, width: int = 80):
             break
         columns.remove(col)
         table = _province_table(summary, columns)
-        table.caption = "not shown at this width: " + ", ".join(
-            SUMMARY_HEADS[c] for c in SUMMARY_DROPPABLE if c not in columns) + " (all in --summary)"
+        table.caption = "not shown at this width: " + ", ".join(SUMMARY_HEADS.get(c, c.replace(
+            ">=", "≥")) for c in SUMMARY_DROPPABLE if c not in columns) + " (all in --summary)"
     return table
 
 
