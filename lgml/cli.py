@@ -330,7 +330,8 @@ def report(
     console = Console(stderr=True)
     bundle = _load_model(model)
     if bundle.task != "designation":
-        fail(f"{model} is a {bundle.task} model; the report covers designation models")
+        fail(f"{model} is a {bundle.task} model; the model card covers designation models (a {bundle.task} "
+             "model's test figures are in its evaluation.json and its MLflow run)")
     try:
         with console.status("Building features") as status:
             result = build_model_report(bundle, data, events=events, reference=reference,

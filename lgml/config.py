@@ -212,6 +212,11 @@ class TrainConfig(_Frozen):
                                "the same under every rule regime (default), or the pass flags and shortfalls "
                                "named by each regime's criteria, missing outside that regime.")
     intervals: IntervalsConfig = IntervalsConfig()
+    pass_rate: float | Literal["published", "calibrated"] | None = Field(
+        None, description="Review only: the share of the holders of one re-review expected to pass. Each review's "
+                          "probabilities are shifted in log-odds (ranks unchanged) to average it: 'published' (the "
+                          "default for review) takes the latest published pass rate, a number sets it, 'calibrated' "
+                          "keeps the level the calibrator learned on the validation reviews.")
     macro_growth: float | None = Field(
         None, gt=-1, allow_inf_nan=False, description="Growth only: the year's growth level as a rate (0.05 = 5%), e.g. a published "
                                  "forecast of industrial value added; default: the mean of recent years.")
@@ -250,6 +255,10 @@ class TrainConfig(_Frozen):
     def _task_fields(self) -> TrainConfig:
         if self.horizon != 1 and self.task != "designation":
             raise ValueError(f"horizon applies to task 'designation', not {self.task!r}")
+        if self.pass_rate is not None and self.task != "review":
+            raise ValueError(f"pass_rate applies to task 'review', not {self.task!r}")
+        if isinstance(self.pass_rate, float) and not 0 < self.pass_rate < 1:
+            raise ValueError(f"pass_rate must be strictly between 0 and 1, not {self.pass_rate}")
         if self.task == "growth":
             if self.calibration != "none":
                 raise ValueError("calibration must be 'none' for task 'growth'")

@@ -29,6 +29,14 @@ ASSUMED_BATCHES = {int(k): v for k, v in PUBLISHED["assumptions"]["batch_counts"
 UNIVERSE = PUBLISHED["universe_innovative_smes"]
 
 
+def latest_review_pass_rate() -> tuple[float, str]:
+    """The most recent published re-review pass rate and a line saying which review it is."""
+    rates = {tuple(int(y) for y in key.split("->")): float(v) for key, v in PUBLISHED["review_pass_rate"].items()}
+    year = max(review for _, review in rates)
+    rate = max(v for (_, review), v in rates.items() if review == year)
+    return rate, f"the latest published re-review pass rate ({year} review, {rate:.0%})"
+
+
 def titles_held(events: pd.DataFrame, year: int) -> pd.Series:
     """Firm ids holding a valid Little Giant title at the end of ``year``."""
     valid = (events["batch_year"] <= year) & ~(events["revoked_year"] <= year)

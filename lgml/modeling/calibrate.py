@@ -122,6 +122,11 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities (clipped to 1e-12 .. 1 - 1e-12), shape of ``p``."""
+    return _logit(np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12))
+
+
 class SplineCalibrator:
     """Strictly increasing calibration: a monotone cubic (PCHIP) in log-odds through the
     centres of the isotonic blocks, extended by straight tails.
@@ -256,3 +261,47 @@ def shift_to_count(p: np.ndarray, expected: float) -> tuple[np.ndarray, float]:
     out = np.full(len(p), np.nan)
     out[known] = sigmoid(logit + shift)
     return out, shift
+
+
+MIN_LEVEL_ROWS = 20  # holders of one review needed to set its pass-rate level
+
+
+def review_cohorts(table: Any) -> np.ndarray:
+    """The re-review each row belongs to, as one number ``review_batch * 100 + years held``
+    (the batch year of the review and the cohort's years since its title), shape (n,): the
+    published pass rates are per cohort and review."""
+    return (table["batch_year"].to_numpy(dtype=float) * 100 + table["title_years"].to_numpy(dtype=float))
+
+
+def shift_to_rate(p: np.ndarray, groups: np.ndarray, rate: float,
+                  min_rows: int = MIN_LEVEL_ROWS) -> tuple[np.ndarray, dict[float, float | None]]:
+    """Shift each group's probabilities by one constant in log-odds so that they average
+    ``rate`` (:func:`shift_to_count` per group). Pass rates of re-reviews are set by policy
+    (57% for batch 1, 87% in 2025), not by the firms, like the size of a designation batch:
+    the model tells the holders of one review apart, the rate sets their level. Ranks within
+    a group do not change; NaN rows stay NaN. A group of fewer than ``min_rows`` rows is too
+    small to set a level on and keeps its probabilities (its shift is None).
+
+    Args:
+        p: Probabilities, shape (n,).
+        groups: Group of each row (:func:`review_cohorts`), shape (n,).
+        rate: Share expected to pass, 0 < rate < 1.
+        min_rows: Smallest group shifted.
+
+    Returns:
+        The shifted probabilities and the shift (log-odds) of each group.
+    """
+    if not (np.isfinite(rate) and 0 < rate < 1):
+        raise ValueError(f"the pass rate must be strictly between 0 and 1, not {rate}")
+    p = np.asarray(p, dtype=float)
+    groups = np.asarray(groups, dtype=float)
+    out, shifts = p.copy(), {}
+    known = np.isfinite(p) & np.isfinite(groups)
+    for group in np.unique(groups[known]):
+        rows = known & (groups == group)
+        if rows.sum() < min_rows:
+            shifts[float(group)] = None
+            continue
+        out[rows], shift = shift_to_count(p[rows], rate * rows.sum())
+        shifts[float(group)] = float(shift)
+    return out, shifts

@@ -91,6 +91,10 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
     if config.task in BINARY_TASKS:
         rules = baselines.RuleBaseline().fit(valid, valid["target"].to_numpy())
         scores["model"] = {"p": calibrator.transform(raw), "rank": raw}
+        rate = review_pass_rate(config)
+        if rate is not None:  # each review at its pass rate; ranks within a review unchanged
+            p, _ = calibrate.shift_to_rate(scores["model"]["p"], calibrate.review_cohorts(test), rate["rate"])
+            scores["model"] = {"p": p, "rank": calibrate.logit(p)}
         scores["rules"] = {"p": rules.predict_proba(test), "rank": rules.score(test)}
         if config.task == "review":
             scores["cohort"] = {"p": baselines.cohort_pass_rate(test)}
@@ -106,6 +110,19 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
     if "oracle" in test.columns:
         scores["oracle"] = {"p": test["oracle"].to_numpy(dtype=float)}
     return scores
+
+
+def review_pass_rate(config: TrainConfig) -> dict | None:
+    """``{"rate", "source"}``: the pass rate a review model's probabilities are levelled to
+    (config ``pass_rate``), or None (other tasks, or ``pass_rate: calibrated``)."""
+    from lgml.published import latest_review_pass_rate
+
+    if config.task != "review" or config.pass_rate == "calibrated":
+        return None
+    if isinstance(config.pass_rate, float):
+        return {"rate": config.pass_rate, "source": f"set in the config ({config.pass_rate:.0%})"}
+    rate, source = latest_review_pass_rate()
+    return {"rate": rate, "source": source}
 
 
 def levels_of_test(test: pd.DataFrame, config: TrainConfig, growth_levels: dict[int, float]) -> tuple[np.ndarray, str]:
@@ -164,6 +181,7 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "positives": ({k: int(v["target"].sum()) for k, v in data.sets.items()}
                       if config.task in BINARY_TASKS else None),
         "rows_scored": ROWS_SCORED[config.task],
+        "pass_rate": review_pass_rate(config),
         "best_iteration": fit.best_iteration,
         "n_trees": fit.booster.num_trees(),
         "level_adjust": config.level_adjust.model_dump() if config.level_adjust.by else None,
@@ -248,6 +266,8 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     test = data.sets["test"]
     report = evaluate.evaluate(config.task, test, scores, config.gates)
     report["horizon"] = config.horizon
+    if config.task == "review":
+        report["pass_rate"] = review_pass_rate(config)
     if growth_meta is not None:
         report["growth_level"] = {k: growth_meta[k] for k in ("test_source", "test_level", "test_actual")}
     if calibrator is not None:

@@ -79,9 +79,11 @@ def test_batches(metadata: Mapping[str, Any], evaluation: Mapping[str, Any]) -> 
 # ------------------------------------------------------------------------------------------------
 
 
-def headline(gains: Mapping[str, Mapping[str, Any]], batch: str | int | None = None) -> dict[str, Any] | None:
+def headline(gains: Mapping[str, Mapping[str, Any]], batch: str | int | None = None,
+             horizon: int = 1) -> dict[str, Any] | None:
     """The headline of one batch's gains (:func:`lgml.modeling.gains.gains_by_batch`): the
-    latest batch by default.
+    latest batch by default. For a horizon-h model the batch is the first of its window
+    (``batch`` .. ``batch + horizon - 1``) and "designated" means designated within it.
 
     Returns:
         None without gains; else ``batch``, ``k``, ``n``, ``n_pos``, ``model``, ``rules``,
@@ -96,13 +98,15 @@ def headline(gains: Mapping[str, Mapping[str, Any]], batch: str | int | None = N
     out = {"batch": int(key), "k": k, "n": g["n"], "n_pos": g["n_pos"], "model": top.get("model"),
            "rules": top.get("rules"), "oracle": top.get("oracle"),
            "random": k * g["n_pos"] / g["n"] if g["n"] else float("nan")}
-    text = f"Of the {k} firms ranked highest for batch {key}, {out['model']} were designated"
+    window = f"batch {key}" if horizon == 1 else f"batches {key}-{int(key) + horizon - 1}"
+    text = (f"Of the {k} firms ranked highest for {window}, {out['model']} were designated"
+            + ("" if horizon == 1 else " within them"))
     if out["rules"] is not None:
         text += f"; the rule check's top {k} held {out['rules']}"
     if out["oracle"] is not None:
         text += f" (the best possible, by the simulator's true probabilities, {out['oracle']})"
     out["text"] = text + "."
-    out["context"] = (f"Batch {key} had {g['n_pos']:,} designations among {g['n']:,} candidates: {k} firms "
+    out["context"] = (f"{window[0].upper()}{window[1:]} had {g['n_pos']:,} designations among {g['n']:,} candidates: {k} firms "
                       f"picked at random would hold about {out['random']:.1f}.")
     return out
 

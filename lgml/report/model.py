@@ -161,7 +161,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
     tests = card.test_batches(bundle.metadata, evaluation)
     stored = bundle.stored_plots()
     report: dict[str, Any] = {
-        "model": model_info(bundle), "evaluation": evaluation, "images": {}, "data_note": data_note,
+        "model": model_info(bundle), "horizon": bundle.horizon, "evaluation": evaluation, "images": {}, "data_note": data_note,
         "reference_note": reference_note, "headline": None, "gains": [], "gains_source": "",
         "held_out": card.held_out(tests),
         "calibration": {"ece": (((evaluation.get("populations") or {}).get("all") or {}).get("model") or {}).get("ece"),
@@ -181,7 +181,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
         report["images"]["calibration"] = figures.png_uri(stored["calibration"])
     gains = evaluation.get("gains") or {}
     if gains:
-        report["headline"] = card.headline(gains)
+        report["headline"] = card.headline(gains, horizon=bundle.horizon)
         report["gains_source"] = "the bundle's evaluation (computed at training)"
     reference = reference if reference is not None else bundle.reference
     if data is None:
@@ -227,7 +227,7 @@ def model_report(bundle: Any, data: pd.DataFrame | None = None, *, reference: Ma
 
             frame = pd.DataFrame({"batch_year": held["batch_year"].to_numpy(), "target": y})
             gains = gains_by_batch(frame, {"model": bundle.predict_raw(held), "rules": RuleBaseline().score(held)})
-            report["headline"] = card.headline(gains)
+            report["headline"] = card.headline(gains, horizon=bundle.horizon)
             report["gains_source"] = "the held-out rows of the data (the bundle records no gains)"
     _add_gains(report, gains, figures)
 
@@ -281,7 +281,18 @@ def report_features(bundle: Any, panel: str | os.PathLike, events: str | os.Path
     history = validate.load_events(events, panel=rows, encoding=encoding, sheet=sheet) if events is not None else None
     context = bundle.context if bundle.context is not None else context_tables(rows, history)
     digest = data_hash(Source(rows, history, None)) if history is not None else None
-    return build_features(rows, history, context), digest
+    return with_horizon_target(build_features(rows, history, context), history, bundle.horizon), digest
+
+
+def with_horizon_target(table: pd.DataFrame, events: pd.DataFrame | None, horizon: int) -> pd.DataFrame:
+    """``table`` whose ``designated_next`` is the target of a horizon-``horizon`` model
+    (designated in one of the next ``horizon`` batches, :func:`lgml.features.designated_within`),
+    so that the card's held-out metrics measure what the model predicts."""
+    from lgml.features import designated_within
+
+    if horizon == 1:
+        return table
+    return table.assign(designated_next=designated_within(table, events, horizon).to_numpy())
 
 
 def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[pd.DataFrame | None, str]:
@@ -298,7 +309,7 @@ def simulated_sample(bundle: Any, firms: int = SIMULATED_REPORT_FIRMS) -> tuple[
     sim = simulate(firms, seed=src.seed)
     note = (f"a fresh simulated sample of {firms:,} firms (seed {src.seed}) of the embedded default the "
             "model was trained on")
-    return build_features(sim.panel, sim.events, bundle.context), note
+    return with_horizon_target(build_features(sim.panel, sim.events, bundle.context), sim.events, bundle.horizon), note
 
 
 def build_model_report(bundle: Any, data: str | os.PathLike | None = None, *, events: str | os.PathLike | None = None,
