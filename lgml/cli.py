@@ -428,7 +428,8 @@ def _print_scores(console, result, year: Optional[int]) -> None:
         console.print(f"Horizons: {result.repaired:,} firms repaired to {order} by isotonic regression "
                       f"(largest violation {result.largest_violation:.3f})")
     if result.review_model:
-        console.print(f"Re-review: {result.review_due:,} holders due in the next batch, scored with {result.review_model}")
+        console.print(f"Re-review: {result.review_due:,} holders due in the next batch, scored with {result.review_model}"
+                      + (f"; {result.review_level}" if result.review_level else ""))
     out = Console()
     out.print(_summary_table(result.summary, out.width))
     if result.summary_output is not None:

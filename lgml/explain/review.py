@@ -2,8 +2,9 @@
 
 A Little Giant title of batch b is re-reviewed every three years (batches b+3, b+6, ...). A
 holder whose re-review falls in batch t+1 (``review_due`` of its fiscal year t) is explained
-with the review model in place of the designation model: the calibrated probability of passing
-the re-review (``p_review_pass``), the SHAP drivers of that probability, the criteria checklist
+with the review model in place of the designation model: the probability of passing the
+re-review (``p_review_pass``: calibrated, and levelled to the model's pass rate as ``lgml score``
+levels it), the SHAP drivers of that probability, the criteria checklist
 of the regime in force at the review (the same check as a designation in batch t+1, so the
 criteria it would fail at the review) and the what-if: the smallest changes that lift the
 probability of passing to the target (:func:`lgml.explain.whatif.counterfactual` with the review
@@ -21,21 +22,60 @@ import pandas as pd
 REVIEW_EVERY = 3  # years between re-reviews of a title
 
 
-def review_scores(review: Any, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The review model on the rows of a feature table due for re-review in batch t+1.
+def review_scores(review: Any, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The review model on the rows of a feature table due for re-review in batch t+1, each
+    review levelled to the model's pass rate as ``lgml score`` levels it
+    (:func:`lgml.score.core.level_reviews`, over the due rows of ``table``).
 
     Returns:
-        ``(due, probability, raw)``: the ``review_due`` flags, and the calibrated probability of
-        passing and the model's log-odds for the due rows (NaN for every other row), each of
-        shape (n_rows,).
+        ``(due, probability, raw, shift)``: the ``review_due`` flags; for the due rows the
+        probability of passing (calibrated, then levelled), the model's log-odds and the
+        levelling shift in log-odds (0 where none); NaN for every other row. Shape (n_rows,)
+        each.
     """
+    from lgml.modeling.calibrate import logit
+    from lgml.score.core import level_reviews
+
     due = pd.array(table["review_due"], dtype="boolean").fillna(False).to_numpy(dtype=bool) \
         if "review_due" in table.columns else np.zeros(len(table), dtype=bool)
-    probability, raw = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    probability, raw, shift = np.full(len(table), np.nan), np.full(len(table), np.nan), np.full(len(table), np.nan)
     if due.any():
         raw[due] = review.predict_raw(table[due])
-        probability[due] = review.calibrator.transform(raw[due])
-    return due, probability, raw
+        calibrated = review.calibrator.transform(raw[due])
+        rows = pd.DataFrame({"batch_year": table["batch_year"].to_numpy()[due], "p_review_pass": calibrated,
+                             "review_round": pd.to_numeric(table["review_round"], errors="coerce").to_numpy()[due]})
+        probability[due] = level_reviews(rows, review)[0]["p_review_pass"].to_numpy(dtype=float)
+        shift[due] = logit(probability[due]) - logit(calibrated)
+    return due, probability, raw, shift
+
+
+class _Shifted:
+    """A calibrator whose probabilities are moved by one constant in log-odds."""
+
+    def __init__(self, base: Any, shift: float):
+        self._base, self.shift = base, float(shift)
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        from lgml.modeling.calibrate import logit
+
+        p = self._base.transform(raw)
+        return p if self.shift == 0 else 1.0 / (1.0 + np.exp(-(logit(p) + self.shift)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+
+class Levelled:
+    """A review bundle whose calibrated probabilities carry one review's levelling shift, so
+    that the drivers' probability points and the what-if search see the probability ``lgml
+    score`` gives; everything else is the bundle's own."""
+
+    def __init__(self, bundle: Any, shift: float):
+        self._bundle = bundle
+        self.calibrator = _Shifted(bundle.calibrator, shift)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bundle, name)
 
 
 def title_of(events: pd.DataFrame | None, firm_id: str, year: int) -> int | None:
@@ -87,8 +127,9 @@ def review_explanation(review: Any, panel: pd.DataFrame, table: pd.DataFrame, po
 
     Returns:
         The :func:`firm_explanation` dict (its ``probability`` is the probability of passing the
-        re-review; peers, percentile and rank are among the province's holders due for
-        re-review) with ``kind`` ``"review"`` and ``review``: ``due``, ``title_batch``,
+        re-review, levelled as ``lgml score`` levels it; peers, percentile and rank are among
+        the province's holders due for re-review) with ``kind`` ``"review"`` and ``review``:
+        ``due``, ``level_shift`` (the levelling, log-odds), ``title_batch``,
         ``review_batch``, ``review_round``, ``p_review_pass``, ``regime`` (the rules in force
         at the review), ``failing`` (labels of the criteria it fails on the data given) and
         ``statement``.
@@ -97,12 +138,13 @@ def review_explanation(review: Any, panel: pd.DataFrame, table: pd.DataFrame, po
     from lgml.explain.firm import firm_explanation, province_rank
     from lgml.explain.whatif import firm_window
 
-    due, probability, raw = scored
+    due, probability, raw, shift = scored
     row = table.iloc[[pos]]
     firm_id, year = str(row["firm_id"].iloc[0]), int(row["year"].iloc[0])
     provinces = table["province"].astype(str).to_numpy()
     same = due & (provinces == provinces[pos])
-    data = firm_explanation(review, row, firm_window(panel, firm_id, year), peers=probability[same],
+    levelled = Levelled(review, shift[pos] if np.isfinite(shift[pos]) else 0.0)
+    data = firm_explanation(levelled, row, firm_window(panel, firm_id, year), peers=probability[same],
                             rank=province_rank(raw[pos], raw[same]), events=events, context=context,
                             target=target, k=k)
     batch = year + 1
@@ -114,7 +156,8 @@ def review_explanation(review: Any, panel: pd.DataFrame, table: pd.DataFrame, po
                if failing else f"meets the {len(data['criteria'])} criteria on the data given")
     data["kind"] = "review"
     data["review"] = {
-        "due": True, "title_batch": schedule["title_batch"], "review_batch": batch,
+        "due": True, "level_shift": levelled.calibrator.shift, "title_batch": schedule["title_batch"],
+        "review_batch": batch,
         "review_round": schedule["review_round"], "p_review_pass": data["probability"],
         "regime": f"{regime} rules ({criteria.RULES[regime]['source']})", "failing": failing,
         "statement": (f"Holds the Little Giant title from batch {schedule['title_batch']}; it is re-reviewed in "

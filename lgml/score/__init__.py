@@ -43,8 +43,8 @@ import pandas as pd
 from lgml import io, streaming
 from lgml.exports import Note
 from lgml.score import engines, horizons as horizons_mod, stream
-from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
-                             rules_notice, score_panel, score_rows)
+from lgml.score.core import (finish_scores, history_notice, level_reviews, predict_rows, province_summary,
+                             rank_scores, rules_notice, score_panel, score_rows)
 from lgml.score.stream import DEFAULT_CHUNK_ROWS
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreError", "ScoreResult", "finish_scores", "history_notice",
@@ -95,6 +95,8 @@ class ScoreResult:
         review_model: ``name version`` of the review model, or None.
         review_due: Holders scored for re-review (rows with ``review_due``), or None without a
             review model.
+        review_level: How ``p_review_pass`` was levelled to the review model's pass rate
+            (:func:`lgml.score.core.level_reviews`), or None when it was not.
     """
 
     output: Path
@@ -118,6 +120,7 @@ class ScoreResult:
     largest_violation: float = 0.0
     review_model: str | None = None
     review_due: int | None = None
+    review_level: str | None = None
 
 
 def score_file(model: str | os.PathLike | Sequence[str | os.PathLike], input: str | os.PathLike,
@@ -142,10 +145,12 @@ def score_file(model: str | os.PathLike | Sequence[str | os.PathLike], input: st
         output: ``.parquet`` or ``.csv`` file to write.
         events: Designation events file (``firm_id, batch_year, revoked_year``).
         growth_model: Optional growth bundle folder or MLflow URI.
-        review_model: Optional review bundle folder or MLflow URI: adds ``review_due`` and
-            ``p_review_pass`` (calibrated probability that a holder whose title is re-reviewed
-            in batch t + 1 keeps it; NaN for every other row), and the summary's
-            ``review_due`` and ``expected_review_failures``. Needs ``events``.
+        review_model: Optional review bundle folder or MLflow URI: adds ``review_due``,
+            ``review_round`` and ``p_review_pass`` (calibrated probability that a holder whose
+            title is re-reviewed in batch t + 1 keeps it, each review levelled to the model's
+            pass rate as in its evaluation, see :func:`lgml.score.core.level_reviews`; NaN for
+            every other row), and the summary's ``review_due`` and
+            ``expected_review_failures``. Needs ``events``.
         year: Fiscal year to score; None scores each firm's latest year.
         explain: Add ``shap_<dimension>`` (log-odds) and ``reasons`` columns.
         chunk_rows: Rows read at a time, and about the rows per bucket.
@@ -233,6 +238,9 @@ def score_file(model: str | os.PathLike | Sequence[str | os.PathLike], input: st
         repair = None
         if models.others:
             scored, repair = horizons_mod.repair_scores(scored, horizons, horizons[0])
+        levelled = None
+        if models.review is not None:
+            scored, levelled = level_reviews(scored, models.review)
         final = finish_scores(rank_scores(scored), bundle, growth, notice, review=models.review, others=models.others)
         per_province = province_summary(final)
         # The summary is staged first and renamed last: both files appear, or neither changes.
@@ -253,7 +261,7 @@ def score_file(model: str | os.PathLike | Sequence[str | os.PathLike], input: st
         horizons=tuple(horizons), repaired=repair.repaired if repair is not None else 0,
         largest_violation=repair.largest_violation if repair is not None else 0.0,
         review_model=f"{models.review.name} {models.review.version}" if models.review is not None else None,
-        review_due=int(final["review_due"].sum()) if models.review is not None else None,
+        review_due=int(final["review_due"].sum()) if models.review is not None else None, review_level=levelled,
     )
 
 

@@ -116,7 +116,7 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
         0-1; NaN for title holders), ``log_odds`` (the model's raw score, before calibration;
         NaN for title holders), ``horizon`` (the bundle's horizon: ``probability`` is of a
         designation in one of the batches t+1 .. t+horizon), ``probability_h<h>`` with
-        ``others``, ``review_due`` and ``p_review_pass`` with ``review``, ``growth`` (expected
+        ``others``, ``review_due``, ``review_round`` and ``p_review_pass`` with ``review``, ``growth`` (expected
         log growth) and ``growth_p10``/``growth_p90`` with a growth bundle (with quantile
         models), then the explanation columns. Unranked: see :func:`rank_scores`.
 
@@ -159,7 +159,8 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
             rate, 0.05 = 5%); None takes the growth bundle's default (recent years).
         review: Optional review bundle: adds ``review_due`` and ``p_review_pass`` (calibrated
             probability of keeping the title at the re-review in batch t+1, for the rows with
-            ``review_due`` only, NaN elsewhere). Needs ``history_known``.
+            ``review_due`` only, NaN elsewhere; as calibrated, before :func:`level_reviews`)
+            and ``review_round``. Needs ``history_known``.
         others: Designation bundles of other horizons: adds ``probability_h<h>`` for the
             primary's horizon and each of theirs (candidates only, not yet made monotone: see
             :func:`lgml.score.horizons.repair_scores`).
@@ -211,8 +212,9 @@ def _horizon_columns(bundle: Any, others: Sequence[Any], candidates: pd.DataFram
 
 
 def _review_columns(review: Any, table: pd.DataFrame) -> dict[str, Any]:
-    """``review_due`` (holds a title whose re-review falls in batch t+1) and ``p_review_pass``
-    (calibrated, for those rows only; NaN for every other row)."""
+    """``review_due`` (holds a title whose re-review falls in batch t+1), ``review_round`` (1 for
+    the first re-review ...) and ``p_review_pass`` (calibrated, not yet levelled: see
+    :func:`level_reviews`), for those rows only; NaN for every other row."""
     if "review_due" not in table.columns:
         from lgml.modeling.bundle import BundleInputError
 
@@ -221,7 +223,38 @@ def _review_columns(review: Any, table: pd.DataFrame) -> dict[str, Any]:
     p = np.full(len(table), np.nan)
     if due.any():
         p[due] = review.calibrator.transform(review.predict_raw(table[due]))
-    return {"review_due": due, "p_review_pass": p}
+    rounds = np.where(due, pd.to_numeric(table["review_round"], errors="coerce").to_numpy(dtype=float), np.nan)
+    return {"review_due": due, "review_round": rounds, "p_review_pass": p}
+
+
+def level_reviews(scored: pd.DataFrame, review: Any) -> tuple[pd.DataFrame, str | None]:
+    """Level each re-review's ``p_review_pass`` to the review bundle's pass rate, as its
+    evaluation did (``metadata["pass_rate"]``; :func:`lgml.modeling.calibrate.shift_to_rate`):
+    the holders of one review (same batch, same years held) get one log-odds shift so that
+    their probabilities average the rate; ranks within a review do not change. A review of
+    fewer than :data:`lgml.modeling.calibrate.MIN_LEVEL_ROWS` holders keeps the calibrated
+    level. Bundles without a pass rate (``pass_rate: calibrated``) are left as calibrated.
+
+    Args:
+        scored: Scored rows with ``batch_year``, ``review_round`` and ``p_review_pass``.
+        review: The review bundle.
+
+    Returns:
+        A new frame and one line saying what was done (None when nothing could be).
+    """
+    rate = (review.metadata.get("pass_rate") or {}).get("rate")
+    if rate is None or not scored["p_review_pass"].notna().any():
+        return scored, None
+    from lgml.features import REVIEW_EVERY
+    from lgml.modeling.calibrate import MIN_LEVEL_ROWS, review_cohorts, shift_to_rate
+
+    held = pd.DataFrame({"batch_year": scored["batch_year"].to_numpy(dtype=float),
+                         "title_years": REVIEW_EVERY * scored["review_round"].to_numpy(dtype=float)})
+    p, shifts = shift_to_rate(scored["p_review_pass"].to_numpy(dtype=float), review_cohorts(held), float(rate))
+    done = sum(v is not None for v in shifts.values())
+    line = (f"levelled to the model's pass rate {float(rate):.0%} in {done} of {len(shifts)} review(s) "
+            f"(one shift per review; reviews of fewer than {MIN_LEVEL_ROWS} holders keep the calibrated level)")
+    return scored.assign(p_review_pass=p), line
 
 
 def _growth_columns(growth: Any, table: pd.DataFrame, macro_growth: float | None) -> dict[str, Any]:
@@ -355,7 +388,8 @@ def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events:
 
     With ``others`` (designation bundles of other horizons), each firm's ``probability_h<h>``
     are made monotone across horizons (:func:`lgml.score.horizons.repair_scores`) and
-    ``probability`` is the repaired value of ``bundle``'s horizon, before ranking.
+    ``probability`` is the repaired value of ``bundle``'s horizon, before ranking. With
+    ``review``, ``p_review_pass`` is levelled per review (:func:`level_reviews`).
 
     Example:
         >>> scores = score_panel(sim.panel, bundle, events=sim.events)  # doctest: +SKIP
@@ -366,6 +400,8 @@ def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events:
         from lgml.score.horizons import repair_scores
 
         scored, _ = repair_scores(scored, [horizon_of(b) for b in (bundle, *others)], horizon_of(bundle))
+    if review is not None:
+        scored, _ = level_reviews(scored, review)
     return finish_scores(rank_scores(scored), bundle, growth, history_notice(bundle, events), review=review,
                          others=others)
 

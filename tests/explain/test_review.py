@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 from typer.testing import CliRunner
 
 from lgml import criteria, io
@@ -18,22 +19,29 @@ from lgml.inputs import criteria_inputs
 from lgml.modeling.bundle import load_bundle
 
 runner = CliRunner()
-YEAR = 2025  # fiscal year judged: re-reviews of batch 2026
+YEAR = 2024  # fiscal year judged: re-reviews of batch 2025 (one review of 23 holders, levelled)
 
 
 @pytest.fixture(scope="module")
 def holders(small_sim, table, review_dir, tmp_path_factory):
-    """The panel and events as files, a holder due for re-review in batch 2026 and one not due,
+    """The panel and events as files, a holder due for re-review in batch YEAR + 1 and one not due,
     and the review model's own probability of the due holder."""
     folder = tmp_path_factory.mktemp("review-explain")
     io.write_table(small_sim.panel, folder / "panel.parquet")
     io.write_table(small_sim.events, folder / "events.parquet")
     rows = table[table["year"] == YEAR]  # the session's feature table (tests/conftest.py)
-    due = rows[rows["review_due"]].iloc[0]
+    first_review = rows["review_due"] & (rows["review_round"] == 1)
+    due = rows[first_review].iloc[0]
     not_due = rows[rows["holds_title"] & ~rows["review_due"]].iloc[0]
     review = load_bundle(review_dir)
-    p = float(review.calibrator.transform(review.predict_raw(rows[rows["firm_id"] == due["firm_id"]]))[0])
-    return {"folder": folder, "due": due, "not_due": not_due, "p": p, "review": review, "table": rows}
+    # The review of 23 holders levelled to the model's pass rate (87%): one log-odds shift.
+    logits = review.calibrator.transform(review.predict_raw(rows[first_review]))
+    logits = np.log(logits / (1 - logits))
+    assert first_review.sum() == 23 and review.metadata["pass_rate"]["rate"] == 0.87
+    shift = brentq(lambda s: (1 / (1 + np.exp(-(logits + s)))).mean() - 0.87, -20, 20)
+    p = float(1 / (1 + np.exp(-(logits[0] + shift))))
+    return {"folder": folder, "due": due, "not_due": not_due, "p": p, "review": review, "table": rows,
+            "shift": shift}
 
 
 def explain(holders, bundle_dir, review_dir, out, *extra):
@@ -53,6 +61,7 @@ def test_json_report_of_a_holder_due_for_review(holders, bundle_dir, review_dir,
     assert first["kind"] == "review" and first["model"]["task"] == "review"
     assert first["probability"] == pytest.approx(holders["p"], rel=1e-9)
     assert first["review"]["p_review_pass"] == first["probability"] and first["review"]["due"] is True
+    assert first["review"]["level_shift"] == pytest.approx(holders["shift"], abs=1e-6) != 0
     assert first["base_value"] + sum(first["contributions"].values()) == pytest.approx(first["raw_score"], abs=1e-6)
     assert set(first["contributions"]) == set(holders["review"].features)
     assert "title_years" in first["contributions"] and first["reasons"]
@@ -61,7 +70,7 @@ def test_json_report_of_a_holder_due_for_review(holders, bundle_dir, review_dir,
     title = int(ev["batch_year"].max())
     assert (first["review"]["title_batch"], first["review"]["review_batch"]) == (title, YEAR + 1)
     assert (YEAR + 1 - title) % 3 == 0 and first["review"]["review_round"] == (YEAR + 1 - title) // 3
-    # The criteria it would fail: the rule check of batch 2026 (the regime in force at the review).
+    # The criteria it would fail: the rule check of batch YEAR + 1 (the regime in force at the review).
     inputs = criteria_inputs(small_sim.panel[small_sim.panel["firm_id"] == due])
     checked = criteria.check(inputs[inputs["year"] == YEAR], YEAR + 1)
     failed = [c for c in criteria.RULES[criteria.regime_for(YEAR + 1)]["criteria"] if not checked[f"pass_{c}"].iloc[0]]
@@ -102,7 +111,7 @@ def test_html_report_shows_review_risk_failures_and_statement(holders, bundle_di
     assert failing == first.count('data-criterion-status="fail"')
     assert "What would have to change to keep the title" in first
     assert "Explained by the review model test-review" in first
-    assert 'data-review-due="false"' in second and "not in batch 2026" in second
+    assert 'data-review-due="false"' in second and f"not in batch {YEAR + 1}" in second
     assert "probability of designation in batch" in second
     # The document's model is the designation model; the review model is named in its section.
     assert "Model test-designation" in html.split("<section")[0]
