@@ -107,3 +107,20 @@ def test_dask_partitions_load_review_and_horizon_models_from_their_folders(model
     pd.testing.assert_frame_equal(on_worker.reset_index(drop=True), local.reset_index(drop=True))
     assert on_worker["p_review_pass"].notna().any() and on_worker["probability_h3"].notna().any()
     assert engines.bundle_at(*job.review) is engines.bundle_at(*job.review)  # loaded once per process
+
+
+def test_level_reviews_shifts_each_review_and_leaves_models_without_a_pass_rate():
+    from types import SimpleNamespace
+
+    from lgml.score.core import level_reviews
+
+    scored = pd.DataFrame({"batch_year": [2025] * 30 + [2026] * 5, "review_round": [1.0] * 25 + [2.0] * 10,
+                           "p_review_pass": np.r_[np.linspace(0.5, 0.9, 30), [np.nan] * 5]})
+    same, line = level_reviews(scored, SimpleNamespace(metadata={"pass_rate": None}))
+    assert same is scored and line is None
+    out, line = level_reviews(scored, SimpleNamespace(metadata={"pass_rate": {"rate": 0.6}}))
+    first = out["p_review_pass"].iloc[:25]
+    assert first.mean() == pytest.approx(0.6) and first.is_monotonic_increasing
+    np.testing.assert_array_equal(out["p_review_pass"].iloc[25:30], scored["p_review_pass"].iloc[25:30])  # 5 only
+    assert out["p_review_pass"].iloc[30:].isna().all()
+    assert line.startswith("levelled to the model's pass rate 60% in 1 of 2 review(s)")
