@@ -241,8 +241,8 @@ PerProvince = Annotated[bool, typer.Option("--per-province", help="With --top: N
 Target = Annotated[float, typer.Option("--target", min=0.0, max=1.0, help="Probability the what-if search aims for.")]
 Reasons = Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")]
 GrowthModel = Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")]
-ReviewModel = Annotated[Optional[str], typer.Option("--review-model", help="Review model bundle: probability that a "
-                        "holder due for re-review in batch YEAR+1 keeps its title (needs --events).")]
+ReviewModel = Annotated[Optional[str], typer.Option("--review-model", help="Review bundle: probability that a holder "
+                        "re-reviewed in batch YEAR+1 keeps its title, levelled per review (needs --events).")]
 
 
 @app.command()
@@ -373,7 +373,7 @@ def score(
                                         "intercept so that they sum to it; ranks do not change. One --model only.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
-    """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
+    """Score every firm: calibrated designation probability (per horizon), ranks, growth, re-review risk, reasons."""
     from rich.console import Console
 
     from lgml import io, score as sc, validate as v
@@ -424,9 +424,8 @@ def _print_scores(console, result, year: Optional[int]) -> None:
     if result.growth_level:
         console.print(f"Growth level: {result.growth_level}")
     if len(result.horizons) > 1:
-        order = " <= ".join(f"p_h{h}" for h in sorted(result.horizons))
-        console.print(f"Horizons: {result.repaired:,} firms repaired to {order} by isotonic regression "
-                      f"(largest violation {result.largest_violation:.3f})")
+        console.print(f"Horizons: {result.repaired:,} firms repaired to {' <= '.join(f'p_h{h}' for h in sorted(result.horizons))}"
+                      f" by isotonic regression (largest violation {result.largest_violation:.3f})")
     if result.review_model:
         console.print(f"Re-review: {result.review_due:,} holders due in the next batch, scored with {result.review_model}"
                       + (f"; {result.review_level}" if result.review_level else ""))
