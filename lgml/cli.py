@@ -241,6 +241,8 @@ PerProvince = Annotated[bool, typer.Option("--per-province", help="With --top: N
 Target = Annotated[float, typer.Option("--target", min=0.0, max=1.0, help="Probability the what-if search aims for.")]
 Reasons = Annotated[int, typer.Option("--reasons", min=1, help="Drivers listed per firm.")]
 GrowthModel = Annotated[Optional[str], typer.Option("--growth-model", help="Growth model bundle.")]
+ReviewModel = Annotated[Optional[str], typer.Option("--review-model", help="Review bundle: probability that a holder "
+                        "re-reviewed in batch YEAR+1 keeps its title, levelled per review (needs --events).")]
 
 
 @app.command()
@@ -252,11 +254,14 @@ def explain(
     fmt: Annotated[Optional[str], typer.Option("--format", help="html, md or json (default: from --out).")] = None,
     units: Units = None, encoding: Encoding = None, sheet: Sheet = None, growth_model: GrowthModel = None, top: Top = None,
     per_province: PerProvince = False, target: Target = 0.5, reasons: Reasons = 8, overwrite: Overwrite = False,
+    review_model: ReviewModel = None,
 ) -> None:
     """Explain firms: probability, drivers, criteria checklist and what would have to change.
 
     Either --firm ID (one report per firm, several IDs in one file) or --top N [--per-province]
-    (one combined report of the most likely firms).
+    (one combined report of the most likely firms). With --review-model (and --events), a listed
+    title holder re-reviewed in batch YEAR+1 is explained by the review model: its probability of
+    keeping the title, the criteria it would fail, drivers and what would have to change.
     """
     from rich.console import Console
 
@@ -270,13 +275,14 @@ def explain(
     except (FileExistsError, io.InputError) as exc:
         fail(str(exc))
     bundle, growth = _load_model(model), (_load_model(growth_model) if growth_model else None)
+    review = _load_model(review_model) if review_model else None
     console = Console(stderr=True)
     try:
         with _ScoreProgress(console) as progress:
             result = explain_file(bundle, input, out, events=events, units=units, encoding=encoding, sheet=sheet,
                                   overwrite=overwrite,
                                   firms=firm or (), top=top, per_province=per_province, year=year, growth_bundle=growth,
-                                  target=target, k=reasons, fmt=chosen, progress=progress)
+                                  target=target, k=reasons, fmt=chosen, review_bundle=review, progress=progress)
     except USER_ERRORS as exc:
         fail(str(exc))
     n = len(result.explanations)
@@ -340,12 +346,15 @@ def report(
 
 @app.command()
 def score(
-    model: Annotated[str, typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion).")],
+    model: Annotated[list[str], typer.Option("--model", help="Designation bundle folder or MLflow URI (models:/name@champion); "
+                     "repeat for other horizons: the first gives probability and ranks, each adds probability_h<h>, made "
+                     "monotone across horizons (p_h1 <= p_h2 <= p_h3) by isotonic regression.")],
     input: Annotated[Path, typer.Option("--input", help="Panel: CSV (UTF-8 or GBK), Excel .xlsx (read whole), Parquet "
                                                         "file or folder of Parquet files.")],
     output: Annotated[Path, typer.Option("--output", help="Scores to write (.parquet or .csv).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="Designation events: flags title holders, feeds history features.")] = None,
     growth_model: Annotated[Optional[str], typer.Option("--growth-model", help="Growth bundle folder or MLflow URI.")] = None,
+    review_model: ReviewModel = None,
     year: Annotated[Optional[int], typer.Option("--year", help="Fiscal year to score (default: each firm's latest year).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Add contributions per dimension (log-odds) and the top 3 reasons.")] = False,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read at a time (bounds memory).")] = 200_000,
@@ -361,21 +370,22 @@ def score(
     expected_designations: Annotated[Optional[float], typer.Option(
         "--expected-designations", help="Designations expected among the scored candidates (e.g. an announced batch "
                                         "size or quota, scaled to the firms scored): refit the probabilities' "
-                                        "intercept so that they sum to it; ranks do not change.")] = None,
+                                        "intercept so that they sum to it; ranks do not change. One --model only.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
 ) -> None:
-    """Score every firm: calibrated designation probability, ranks, growth, optional reasons."""
+    """Score every firm: calibrated designation probability (per horizon), ranks, growth, re-review risk, reasons."""
     from rich.console import Console
 
     from lgml import io, score as sc, validate as v
     from lgml.modeling.bundle import BundleError, BundleInputError
 
     errors = (v.ContractError, io.InputError, BundleError, BundleInputError, sc.ScoreError, FileExistsError,
-              FileNotFoundError, *_mlflow_errors(model, growth_model))
+              FileNotFoundError, *_mlflow_errors(*model, growth_model, review_model))
     console = Console(stderr=True)
     with _ScoreProgress(console) as progress:
         try:
-            result = sc.score_file(model, input, output, events=events, growth_model=growth_model, year=year,
+            result = sc.score_file(model, input, output, events=events, growth_model=growth_model,
+                                   review_model=review_model, year=year,
                                    explain=explain, chunk_rows=chunk_rows, engine=engine, scheduler=scheduler,
                                    units=units, encoding=encoding, sheet=sheet, overwrite=overwrite, summary=summary,
                                    macro_growth=macro_growth, expected_designations=expected_designations,
@@ -413,6 +423,12 @@ def _print_scores(console, result, year: Optional[int]) -> None:
                       f"(log-odds {result.probability_shift:+.3f})")
     if result.growth_level:
         console.print(f"Growth level: {result.growth_level}")
+    if len(result.horizons) > 1:
+        console.print(f"Horizons: {result.repaired:,} firms repaired to {' <= '.join(f'p_h{h}' for h in sorted(result.horizons))}"
+                      f" by isotonic regression (largest violation {result.largest_violation:.3f})")
+    if result.review_model:
+        console.print(f"Re-review: {result.review_due:,} holders due in the next batch, scored with {result.review_model}"
+                      + (f"; {result.review_level}" if result.review_level else ""))
     out = Console()
     out.print(_summary_table(result.summary, out.width))
     if result.summary_output is not None:
@@ -449,8 +465,9 @@ class _ScoreProgress:
 
 
 SUMMARY_HEADS = {"province": "province", "firms": "firms", "title_holders": "holders", "candidates": "candidates",
-                 "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth"}
-SUMMARY_DROPPABLE = ("title_holders", "max_probability")  # the least useful first; both are in --summary
+                 "expected_designations": "sum p", "max_probability": "max p", "mean_growth": "log\ngrowth",
+                 "review_due": "review\ndue", "expected_review_failures": "review\nfails"}
+SUMMARY_DROPPABLE = ("title_holders", "max_probability", "p>=0.1", "p>=0.2")  # least useful first; all in --summary
 
 
 def _summary_table(summary, width: int = 80):
@@ -469,8 +486,8 @@ def _summary_table(summary, width: int = 80):
             break
         columns.remove(col)
         table = _province_table(summary, columns)
-        table.caption = "not shown at this width: " + ", ".join(
-            SUMMARY_HEADS[c] for c in SUMMARY_DROPPABLE if c not in columns) + " (all in --summary)"
+        table.caption = "not shown at this width: " + ", ".join(SUMMARY_HEADS.get(c, c.replace(
+            ">=", "≥")) for c in SUMMARY_DROPPABLE if c not in columns) + " (all in --summary)"
     return table
 
 
@@ -486,7 +503,7 @@ def _province_table(summary, columns: list[str]):
         for col, value in zip(columns, row):
             if col == "province":
                 cells.append(str(value))
-            elif col == "expected_designations":
+            elif col in ("expected_designations", "expected_review_failures"):
                 cells.append(f"{value:,.1f}")
             elif col in ("max_probability", "mean_growth"):
                 cells.append("" if value != value else f"{value:.3f}")

@@ -227,7 +227,8 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         ``criteria`` (:func:`criteria_checklist`), ``eligibility`` (:func:`eligibility`: meets,
         fails or cannot tell), ``eligible`` (every criterion met on the data given: the model
         feature), ``counterfactual``, ``growth``,
-        ``data_quality`` and ``model``.
+        ``data_quality``, ``model``, ``kind`` (``review`` for a review bundle, else
+        ``designation``) and ``review`` (None here; see :mod:`lgml.explain.review`).
     """
     row = feature_row.iloc[[0]]
     contrib, base = contributions(bundle, row)
@@ -273,6 +274,7 @@ def firm_explanation(bundle: Any, feature_row: pd.DataFrame, firm_rows: pd.DataF
         "growth": growth_prediction(growth_bundle, row) if growth_bundle is not None else None,
         "data_quality": data_quality(firm_rows, row.iloc[0], year, bundle.features),
         "model": model_info(bundle),
+        "kind": "review" if bundle.task == "review" else "designation", "review": None,
     }
 
 
@@ -387,7 +389,7 @@ Progress = Callable[[str, int, "int | None"], None]  # (stage, done, total), as 
 def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = (), top: int | None = None,
                   per_province: bool = False, year: int | None = None, events: pd.DataFrame | None = None,
                   growth_bundle: Any = None, target: float = 0.5, k: int = 8, fmt: str = "html",
-                  progress: Progress | None = None) -> Explained:
+                  review_bundle: Any = None, progress: Progress | None = None) -> Explained:
     """Explain the requested firms of a panel and render them as one document.
 
     The feature rows of each fiscal year are built once, with :func:`lgml.features.feature_rows`
@@ -406,13 +408,19 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
         target: Counterfactual target probability (0-1).
         k: Reasons listed per firm.
         fmt: ``html``, ``md`` or ``json``.
+        review_bundle: Optional review bundle (with ``firms``; needs ``events``): a listed firm
+            holding a title re-reviewed in batch ``year + 1`` is explained with it instead
+            (probability of passing the re-review, its drivers, the criteria it would fail,
+            what would have to change to reach ``target``; :mod:`lgml.explain.review`); a
+            holder not due gets a plain statement of its title and next re-review.
         progress: Called as ``progress(stage, done, total)``.
 
     Returns:
         :class:`Explained`.
 
     Raises:
-        ExplainError: Neither or both of ``firms`` and ``top``; an unknown firm; no row to judge.
+        ExplainError: Neither or both of ``firms`` and ``top``; an unknown firm; no row to judge;
+            a review model with ``top``, without events or of another task.
         lgml.modeling.bundle.BundleInputError: The panel cannot be scored by the bundle.
     """
     from lgml.report.firm import render_firms
@@ -423,7 +431,8 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
         raise ExplainError("--per-province needs --top N")
     if bundle.task != "designation":
         raise ExplainError(f"the model is a {bundle.task} model; --model needs a designation model "
-                           "(growth goes in --growth-model)")
+                           "(growth goes in --growth-model, review in --review-model)")
+    _check_review(review_bundle, events, top)
     context, notes = bundle.context, []
     if context is None:
         from lgml.features import context_tables
@@ -433,7 +442,7 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
     options = dict(events=events, context=context, growth_bundle=growth_bundle, target=target, k=k, notes=notes)
     tick = (lambda stage, done, total: None) if progress is None else progress
     if firms:
-        explanations = _explain_listed(bundle, panel, list(firms), year, options, tick)
+        explanations = _explain_listed(bundle, panel, list(firms), year, options, tick, review_bundle)
         return Explained(render_firms(explanations, fmt), explanations)
     fy = year if year is not None else latest_year(panel)
     tick(f"Scoring fiscal year {fy}", 0, None)
@@ -453,10 +462,23 @@ def explain_firms(bundle: Any, panel: pd.DataFrame, *, firms: Sequence[str] = ()
     return Explained(text, explanations)
 
 
+def _check_review(review_bundle: Any, events: pd.DataFrame | None, top: int | None) -> None:
+    if review_bundle is None:
+        return
+    if review_bundle.task != "review":
+        raise ExplainError(f"--review-model needs a review model; {review_bundle.path} is a {review_bundle.task} model")
+    if events is None:
+        raise ExplainError("--review-model needs --events: without designation events no firm is known to hold a title")
+    if top:
+        raise ExplainError("--review-model explains listed title holders: give --firm ID, not --top")
+
+
 def _explain_listed(bundle: Any, panel: pd.DataFrame, firms: list[str], year: int | None, options: dict[str, Any],
-                    tick: Progress) -> list[dict[str, Any]]:
+                    tick: Progress, review: Any = None) -> list[dict[str, Any]]:
     """Explanations of the listed firms, in order; each fiscal year's feature rows built and
-    scored once."""
+    scored once (by the review model too, when given)."""
+    from lgml.explain import review as rv
+
     known = set(panel["firm_id"].astype(str))
     missing = [f for f in firms if f not in known]
     if missing:
@@ -469,12 +491,19 @@ def _explain_listed(bundle: Any, panel: pd.DataFrame, firms: list[str], year: in
             tick(f"Scoring fiscal year {fy}", 0, None)
             table = feature_rows(panel, events=options["events"], context=options["context"], year=fy)
             raw = bundle.predict_raw(table)
-            scored[fy] = table, bundle.calibrator.transform(raw), raw
-        table, prob, raw = scored[fy]
+            scored[fy] = table, bundle.calibrator.transform(raw), raw, rv.review_scores(review, table) if review else None
+        table, prob, raw, reviewed = scored[fy]
         pos = np.flatnonzero(table["firm_id"].astype(str).to_numpy() == fid)
         if not len(pos):
             raise ExplainError(f"firm {fid} has no row for fiscal year {fy}")
-        out += explain_positions(bundle, panel, table, prob, [int(pos[0])], scores=raw, **options)
+        if reviewed is not None and reviewed[0][pos[0]]:
+            out.append(rv.review_explanation(review, panel, table, int(pos[0]), reviewed, events=options["events"],
+                                             context=options["context"], target=options["target"], k=options["k"],
+                                             notes=options["notes"]))
+        else:
+            out += explain_positions(bundle, panel, table, prob, [int(pos[0])], scores=raw, **options)
+            if review is not None and not candidate_mask(table)[pos[0]]:
+                rv.not_due_note(out[-1], table, int(pos[0]), options["events"])
         tick("Explaining firms", i + 1, len(firms))
     return out
 

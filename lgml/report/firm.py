@@ -59,11 +59,15 @@ def render_firms(explanations: list[dict[str, Any]], fmt: str = "html", *, title
     if title is None:
         one = explanations[0] if explanations else {}
         name = f" · {one['firm_name']}" if one.get("firm_name") else ""
-        title = (f"Firm {one['firm_id']}{name}: Little Giant outlook" if len(explanations) == 1
+        outlook = "Little Giant re-review outlook" if one.get("kind") == "review" else "Little Giant outlook"
+        title = (f"Firm {one['firm_id']}{name}: {outlook}" if len(explanations) == 1
                  else f"{len(explanations)} firms: Little Giant outlook")
     if sections is None:
         sections = [("", list(range(len(firms))))]
-    model = explanations[0]["model"] if explanations else {}
+    # The document's model: the designation model when some firm is explained by it (a review
+    # explanation names its review model in its own section).
+    model = next((e["model"] for e in explanations if e.get("kind") != "review"),
+                 explanations[0]["model"] if explanations else {})
     template = environment(fmt == "md").get_template("firms.html.j2" if fmt == "html" else "firms.md.j2")
     return template.render(title=title, firms=firms, sections=sections, model=model, generated=now(),
                            firm_titles=firm_titles)

@@ -13,8 +13,12 @@ chunk (plus one bucket) in memory at a time:
    written to the output through a temporary file renamed on success (:mod:`lgml.io`), so an
    interrupted run leaves no partial output.
 
-Probabilities are calibrated probabilities of designation in batch t + 1; growth is the
-expected log revenue growth ``log(revenue[t+1] / revenue[t])``; contributions are in log-odds.
+Probabilities are calibrated probabilities of designation in one of the batches t + 1 .. t + h of
+the model's horizon h (batch t + 1 for h = 1). Several designation models of distinct horizons
+score together: each firm's ``probability_h<h>`` are made monotone across horizons by isotonic
+regression (:mod:`lgml.score.horizons`). A review model adds ``p_review_pass`` for the title
+holders due for re-review in batch t + 1. Growth is the expected log revenue growth
+``log(revenue[t+1] / revenue[t])``; contributions are in log-odds.
 For a panel already in memory, :func:`lgml.score.core.score_panel` does the same in one call.
 
 Example:
@@ -29,7 +33,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +42,9 @@ import pandas as pd
 
 from lgml import io, streaming
 from lgml.exports import Note
-from lgml.score import engines, stream
-from lgml.score.core import (finish_scores, history_notice, predict_rows, province_summary, rank_scores,
-                             rules_notice, score_panel, score_rows)
+from lgml.score import engines, horizons as horizons_mod, stream
+from lgml.score.core import (finish_scores, history_notice, level_reviews, predict_rows, province_summary,
+                             rank_scores, rules_notice, score_panel, score_rows)
 from lgml.score.stream import DEFAULT_CHUNK_ROWS
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "Progress", "ScoreError", "ScoreResult", "finish_scores", "history_notice",
@@ -83,6 +87,16 @@ class ScoreResult:
         probability_shift: The log-odds added to every probability by that refit, or None.
         notes: How the input was read (:class:`lgml.exports.Note`: unrecognised headers, optional
             columns entirely missing, units overridden or implausible), from its first chunk.
+        horizons: The horizons of the designation models, the primary's first.
+        repaired: With several horizons, the firms whose probabilities were not monotone across
+            horizons and were repaired (0 otherwise).
+        largest_violation: The largest amount by which a shorter horizon's probability exceeded
+            a longer one's before the repair (0 when none did).
+        review_model: ``name version`` of the review model, or None.
+        review_due: Holders scored for re-review (rows with ``review_due``), or None without a
+            review model.
+        review_level: How ``p_review_pass`` was levelled to the review model's pass rate
+            (:func:`lgml.score.core.level_reviews`), or None when it was not.
     """
 
     output: Path
@@ -101,10 +115,17 @@ class ScoreResult:
     expected_designations: float | None = None
     probability_shift: float | None = None
     notes: list[Note] = field(default_factory=list)
+    horizons: tuple[int, ...] = (1,)
+    repaired: int = 0
+    largest_violation: float = 0.0
+    review_model: str | None = None
+    review_due: int | None = None
+    review_level: str | None = None
 
 
-def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str | os.PathLike, *,
-               events: str | os.PathLike | None = None, growth_model: str | os.PathLike | None = None,
+def score_file(model: str | os.PathLike | Sequence[str | os.PathLike], input: str | os.PathLike,
+               output: str | os.PathLike, *, events: str | os.PathLike | None = None,
+               growth_model: str | os.PathLike | None = None, review_model: str | os.PathLike | None = None,
                year: int | None = None, explain: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                engine: str = "local", scheduler: str | None = None, units: str | None = None,
                encoding: str | None = None, sheet: str | int | None = None, overwrite: bool = False, summary: str | os.PathLike | None = None,
@@ -113,11 +134,23 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
     """Score every firm of a panel file and write one row per firm (see the module docstring).
 
     Args:
-        model: Designation bundle folder or MLflow URI.
+        model: Designation bundle folder or MLflow URI, or several of distinct horizons (the
+            first is the primary: ``probability``, ``log_odds``, ranks and the explanation
+            columns are its own). Several models add ``probability_h<h>`` for each horizon,
+            made consistent for every firm (p_h1 <= p_h2 <= p_h3) by isotonic regression
+            across the horizons (the least-squares monotone fit with equal weights); the
+            primary's ``probability`` is then its horizon's repaired value. Every output
+            has ``horizon``, the primary's horizon.
         input: Panel as CSV (UTF-8 or GBK/GB18030), Parquet file or folder of Parquet files.
         output: ``.parquet`` or ``.csv`` file to write.
         events: Designation events file (``firm_id, batch_year, revoked_year``).
         growth_model: Optional growth bundle folder or MLflow URI.
+        review_model: Optional review bundle folder or MLflow URI: adds ``review_due``,
+            ``review_round`` and ``p_review_pass`` (calibrated probability that a holder whose
+            title is re-reviewed in batch t + 1 keeps it, each review levelled to the model's
+            pass rate as in its evaluation, see :func:`lgml.score.core.level_reviews`; NaN for
+            every other row), and the summary's ``review_due`` and
+            ``expected_review_failures``. Needs ``events``.
         year: Fiscal year to score; None scores each firm's latest year.
         explain: Add ``shap_<dimension>`` (log-odds) and ``reasons`` columns.
         chunk_rows: Rows read at a time, and about the rows per bucket.
@@ -148,7 +181,8 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
             output is one of the inputs.
         lgml.modeling.bundle.BundleInputError: The features do not fit the model.
         FileExistsError: ``output`` or ``summary`` exists and ``overwrite`` is false.
-        ScoreError: No firm to score, a model of the wrong task, bad options.
+        ScoreError: No firm to score, a model of the wrong task, two models of one horizon,
+            a review model without events, bad options.
     """
     started = time.perf_counter()
     output, summary = _check_options(engine, chunk_rows, output, summary, overwrite)
@@ -162,9 +196,12 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
                          f"macro_growth must be a growth rate above -1 (0.05 = 5%), not {macro_growth}")
     if expected_designations is not None and not (math.isfinite(expected_designations) and expected_designations > 0):
         raise ScoreError(f"expected_designations must be a positive number, not {expected_designations}")
+    specs = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    _check_model_options(specs, review_model, events, expected_designations)
     report = progress or (lambda stage, done, total: None)
     with streaming.work_dir(output) as work:
-        bundle, growth = _load_models(model, growth_model, work)
+        models = _load_models(specs, growth_model, review_model, work)
+        bundle, growth = models.bundle, models.growth
         history = _load_events(events, encoding, sheet)
         notice = history_notice(bundle, history, Path(events).name if events is not None else None)
         source = stream.open_input(input, encoding, engine=engine, year=year, sheet=sheet)
@@ -182,8 +219,8 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         job = engines.ScoringJob(
             engines.bundle_identity(bundle), engines.bundle_identity(growth) if growth is not None else None,
             history, context if context is not None else stream.input_context(buckets, history), year, explain,
-            str(source.path), macro_growth)
-        scored = engines.score_buckets(engine, buckets, work, job, bundle, growth, scheduler=scheduler,
+            str(source.path), macro_growth, _identity(models.review), tuple(map(_identity, models.others)))
+        scored = engines.score_buckets(engine, buckets, work, job, models, scheduler=scheduler,
                                        progress=lambda n: report("score", n, len(buckets)))
         if scored.empty:
             raise ScoreError(f"no firm of {source.path} could be scored")
@@ -197,7 +234,14 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
             except ValueError as exc:
                 raise ScoreError(str(exc)) from None
             scored = scored.assign(probability=refit)
-        final = finish_scores(rank_scores(scored), bundle, growth, notice)
+        horizons = [horizons_mod.horizon_of(b) for b in (bundle, *models.others)]
+        repair = None
+        if models.others:
+            scored, repair = horizons_mod.repair_scores(scored, horizons, horizons[0])
+        levelled = None
+        if models.review is not None:
+            scored, levelled = level_reviews(scored, models.review)
+        final = finish_scores(rank_scores(scored), bundle, growth, notice, review=models.review, others=models.others)
         per_province = province_summary(final)
         # The summary is staged first and renamed last: both files appear, or neither changes.
         with contextlib.ExitStack() as staged:
@@ -214,6 +258,10 @@ def score_file(model: str | os.PathLike, input: str | os.PathLike, output: str |
         growth_level="; ".join(final["growth_level_source"].unique()) if growth is not None else None,
         rules=rules_notice(bundle, final["batch_year"].unique()),
         expected_designations=expected_designations, probability_shift=shift, notes=notes,
+        horizons=tuple(horizons), repaired=repair.repaired if repair is not None else 0,
+        largest_violation=repair.largest_violation if repair is not None else 0.0,
+        review_model=f"{models.review.name} {models.review.version}" if models.review is not None else None,
+        review_due=int(final["review_due"].sum()) if models.review is not None else None, review_level=levelled,
     )
 
 
@@ -228,20 +276,46 @@ def _check_options(engine: str, chunk_rows: int, output: str | os.PathLike, summ
     return output, io.output_path(summary, overwrite) if summary is not None else None
 
 
-def _load_models(model: str | os.PathLike, growth_model: str | os.PathLike | None, work: Path) -> tuple[Any, Any]:
-    """The designation and growth bundles; MLflow models are downloaded into ``work`` (beside
-    the output, so on storage that Dask workers can share)."""
+def _check_model_options(specs: list[Any], review_model: Any, events: Any, expected_designations: Any) -> None:
+    """Refuse model options that cannot work together, before any model is loaded."""
+    if not specs:
+        raise ScoreError("--model is needed: give a designation model")
+    if review_model is not None and events is None:
+        raise ScoreError("--review-model needs --events: without designation events no firm is known to hold a "
+                         "title, so none is due for re-review")
+    if expected_designations is not None and len(specs) > 1:
+        raise ScoreError("--expected-designations refits one model's probabilities; with several --model it would "
+                         "break their order across horizons: give a single --model")
+
+
+def _load_models(specs: list[Any], growth_model: Any, review_model: Any, work: Path) -> engines.Loaded:
+    """The designation (primary first), growth and review bundles, their tasks and horizons
+    checked; MLflow models are downloaded into ``work`` (beside the output, so on storage that
+    Dask workers can share)."""
     from lgml.modeling.bundle import open_bundle
 
     try:
-        bundle = open_bundle(model, dst=work / "model")
+        designation = [open_bundle(spec, dst=work / f"model-{i}" if i else work / "model")
+                       for i, spec in enumerate(specs)]
         growth = open_bundle(growth_model, dst=work / "growth-model") if growth_model is not None else None
+        review = open_bundle(review_model, dst=work / "review-model") if review_model is not None else None
     except ValueError as exc:  # an MLflow location holding no lgml model
         raise ScoreError(str(exc)) from exc
-    _check_task(bundle, "designation", "--model")
+    for bundle in designation:
+        _check_task(bundle, "designation", "--model")
     if growth is not None:
         _check_task(growth, "growth", "--growth-model")
-    return bundle, growth
+    if review is not None:
+        _check_task(review, "review", "--review-model")
+    try:
+        horizons_mod.check_horizons(designation)
+    except ValueError as exc:
+        raise ScoreError(str(exc)) from None
+    return engines.Loaded(designation[0], growth, review, tuple(designation[1:]))
+
+
+def _identity(bundle: Any) -> tuple[str, str] | None:
+    return engines.bundle_identity(bundle) if bundle is not None else None
 
 
 def _check_task(bundle: Any, task: str, option: str) -> None:

@@ -7,7 +7,9 @@ ranks the firms; :func:`finish_scores` adds the model's identity and orders the 
 held in memory. The streamed ``lgml score`` (:mod:`lgml.score`) runs the very same functions
 bucket by bucket.
 
-Probabilities are calibrated probabilities of designation in batch t + 1; growth is the
+Probabilities are calibrated probabilities of designation in one of the batches t + 1 .. t + h
+of the model's horizon h (batch t + 1 for h = 1); re-review probabilities (``p_review_pass``)
+of keeping the title at its re-review in batch t + 1; growth is the
 expected log revenue growth ``log(revenue[t+1] / revenue[t])``; contributions are in log-odds.
 """
 
@@ -21,6 +23,7 @@ import pandas as pd
 
 from lgml.features import candidate_mask, feature_rows
 from lgml.schema import IDENTITY_COLUMNS
+from lgml.score.horizons import horizon_of, probability_column
 
 THRESHOLDS = (0.5, 0.2, 0.1)
 GROUP_PREFIX = "shap_"
@@ -89,7 +92,7 @@ def _span(years: Sequence[Any] | pd.Series) -> str:
 
 def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
                context: pd.DataFrame | None = None, year: int | None = None, explain: bool = False,
-               macro_growth: float | None = None) -> pd.DataFrame:
+               macro_growth: float | None = None, review: Any = None, others: Sequence[Any] = ()) -> pd.DataFrame:
     """Score whole firms: features of each firm's scored year, then predictions.
 
     Title holders (known from ``events``) get no designation probability: they are not
@@ -105,14 +108,17 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
             one, the records of ``panel`` itself, which then depend on the rows scored together).
         year: Fiscal year to score; None scores each firm's latest year.
         explain: Add grouped contributions (``shap_<dimension>``, log-odds) and ``reasons``.
+        macro_growth, review, others: See :func:`predict_rows`.
 
     Returns:
         DataFrame with one row per scored firm: ``firm_id``, ``year`` (fiscal year t),
         ``batch_year`` (t + 1), ``province``, ``holds_title``, ``probability`` (calibrated,
         0-1; NaN for title holders), ``log_odds`` (the model's raw score, before calibration;
-        NaN for title holders), ``growth`` (expected log growth) and ``growth_p10``/
-        ``growth_p90`` with a growth bundle (with quantile models), then the explanation
-        columns. Unranked: see :func:`rank_scores`.
+        NaN for title holders), ``horizon`` (the bundle's horizon: ``probability`` is of a
+        designation in one of the batches t+1 .. t+horizon), ``probability_h<h>`` with
+        ``others``, ``review_due``, ``review_round`` and ``p_review_pass`` with ``review``, ``growth`` (expected
+        log growth) and ``growth_p10``/``growth_p90`` with a growth bundle (with quantile
+        models), then the explanation columns. Unranked: see :func:`rank_scores`.
 
     Raises:
         lgml.modeling.bundle.BundleInputError: The features do not fit the model (missing
@@ -121,7 +127,7 @@ def score_rows(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: 
     context = bundle.context if context is None else context
     table = feature_rows(panel, events=events, context=context, year=year)
     out = predict_rows(table, bundle, growth=growth, history_known=events is not None, explain=explain,
-                       macro_growth=macro_growth)
+                       macro_growth=macro_growth, review=review, others=others)
     return with_identity(out, panel)
 
 
@@ -137,18 +143,27 @@ def with_identity(scored: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, history_known: bool = True,
-                 explain: bool = False, macro_growth: float | None = None) -> pd.DataFrame:
+                 explain: bool = False, macro_growth: float | None = None, review: Any = None,
+                 others: Sequence[Any] = ()) -> pd.DataFrame:
     """Predictions for feature rows (the second half of :func:`score_rows`).
 
     Args:
         table: Feature rows of the scored years, shape (n_firms, n_columns).
-        bundle: Designation bundle.
+        bundle: Designation bundle (the primary one: ``probability``, ``log_odds`` and the
+            explanation columns are its own).
         growth: Optional growth bundle.
         history_known: Whether the features saw designation events (else ``holds_title`` is NA
             and every firm is a candidate).
         explain: Add the explanation columns.
         macro_growth: The year's growth level to add to the growth model's relative growth (a
             rate, 0.05 = 5%); None takes the growth bundle's default (recent years).
+        review: Optional review bundle: adds ``review_due`` and ``p_review_pass`` (calibrated
+            probability of keeping the title at the re-review in batch t+1, for the rows with
+            ``review_due`` only, NaN elsewhere; as calibrated, before :func:`level_reviews`)
+            and ``review_round``. Needs ``history_known``.
+        others: Designation bundles of other horizons: adds ``probability_h<h>`` for the
+            primary's horizon and each of theirs (candidates only, not yet made monotone: see
+            :func:`lgml.score.horizons.repair_scores`).
 
     Returns:
         See :func:`score_rows`.
@@ -171,11 +186,75 @@ def predict_rows(table: pd.DataFrame, bundle: Any, *, growth: Any = None, histor
         log_odds[where] = raw
     out["probability"] = probability
     out["log_odds"] = log_odds
+    out["horizon"] = np.full(len(table), horizon_of(bundle), dtype="int64")
+    if others:
+        out = out.assign(**_horizon_columns(bundle, others, candidates, where, probability))
+    if review is not None:
+        out = out.assign(**_review_columns(review, table))
     if growth is not None:
         out = out.assign(**_growth_columns(growth, table, macro_growth))
     if explain:
         out = out.assign(**_explain_columns(bundle, candidates, where, len(table), raw, matrix))
     return out
+
+
+def _horizon_columns(bundle: Any, others: Sequence[Any], candidates: pd.DataFrame, where: np.ndarray,
+                     probability: np.ndarray) -> dict[str, np.ndarray]:
+    """``probability_h<h>`` of the primary bundle (``probability``) and of each other horizon's
+    bundle, for the candidate rows (NaN for title holders)."""
+    cols = {probability_column(horizon_of(bundle)): probability.copy()}
+    for other in others:
+        values = np.full(len(where), np.nan)
+        if len(candidates):
+            values[where] = other.calibrator.transform(other.predict_raw(candidates))
+        cols[probability_column(horizon_of(other))] = values
+    return dict(sorted(cols.items()))
+
+
+def _review_columns(review: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """``review_due`` (holds a title whose re-review falls in batch t+1), ``review_round`` (1 for
+    the first re-review ...) and ``p_review_pass`` (calibrated, not yet levelled: see
+    :func:`level_reviews`), for those rows only; NaN for every other row."""
+    if "review_due" not in table.columns:
+        from lgml.modeling.bundle import BundleInputError
+
+        raise BundleInputError(f"bundle {review.path.name}: the feature rows have no review_due column")
+    due = pd.array(table["review_due"], dtype="boolean").fillna(False).to_numpy(dtype=bool)
+    p = np.full(len(table), np.nan)
+    if due.any():
+        p[due] = review.calibrator.transform(review.predict_raw(table[due]))
+    rounds = np.where(due, pd.to_numeric(table["review_round"], errors="coerce").to_numpy(dtype=float), np.nan)
+    return {"review_due": due, "review_round": rounds, "p_review_pass": p}
+
+
+def level_reviews(scored: pd.DataFrame, review: Any) -> tuple[pd.DataFrame, str | None]:
+    """Level each re-review's ``p_review_pass`` to the review bundle's pass rate, as its
+    evaluation did (``metadata["pass_rate"]``; :func:`lgml.modeling.calibrate.shift_to_rate`):
+    the holders of one review (same batch, same years held) get one log-odds shift so that
+    their probabilities average the rate; ranks within a review do not change. A review of
+    fewer than :data:`lgml.modeling.calibrate.MIN_LEVEL_ROWS` holders keeps the calibrated
+    level. Bundles without a pass rate (``pass_rate: calibrated``) are left as calibrated.
+
+    Args:
+        scored: Scored rows with ``batch_year``, ``review_round`` and ``p_review_pass``.
+        review: The review bundle.
+
+    Returns:
+        A new frame and one line saying what was done (None when nothing could be).
+    """
+    rate = (review.metadata.get("pass_rate") or {}).get("rate")
+    if rate is None or not scored["p_review_pass"].notna().any():
+        return scored, None
+    from lgml.features import REVIEW_EVERY
+    from lgml.modeling.calibrate import MIN_LEVEL_ROWS, review_cohorts, shift_to_rate
+
+    held = pd.DataFrame({"batch_year": scored["batch_year"].to_numpy(dtype=float),
+                         "title_years": REVIEW_EVERY * scored["review_round"].to_numpy(dtype=float)})
+    p, shifts = shift_to_rate(scored["p_review_pass"].to_numpy(dtype=float), review_cohorts(held), float(rate))
+    done = sum(v is not None for v in shifts.values())
+    line = (f"levelled to the model's pass rate {float(rate):.0%} in {done} of {len(shifts)} review(s) "
+            f"(one shift per review; reviews of fewer than {MIN_LEVEL_ROWS} holders keep the calibrated level)")
+    return scored.assign(p_review_pass=p), line
 
 
 def _growth_columns(growth: Any, table: pd.DataFrame, macro_growth: float | None) -> dict[str, Any]:
@@ -265,10 +344,13 @@ def _order_key(scored: pd.DataFrame) -> pd.Series:
 def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
     """Per province (and a final ``All`` row): firms scored, title holders, candidates,
     expected designations (sum of probabilities), candidates at or above each threshold, the
-    highest probability and, with growth scores, the mean expected log growth.
+    highest probability, with growth scores the mean expected log growth and, with review
+    scores (``p_review_pass``), the holders due for re-review (``review_due``) and the expected
+    review failures (``expected_review_failures``, the sum of ``1 - p_review_pass``).
 
     Args:
-        scored: Scored rows (``province``, ``probability``, ``holds_title``, maybe ``growth``).
+        scored: Scored rows (``province``, ``probability``, ``holds_title``, maybe ``growth``,
+            ``review_due`` and ``p_review_pass``).
         thresholds: Probability thresholds counted.
 
     Returns:
@@ -285,28 +367,47 @@ def province_summary(scored: pd.DataFrame, thresholds: Sequence[float] = THRESHO
     if "growth" in scored.columns:
         frame["growth"] = scored["growth"].to_numpy()
         aggs["mean_growth"] = ("growth", "mean")
+    if "p_review_pass" in scored.columns:
+        frame["due"] = scored["review_due"].to_numpy(dtype=bool)
+        frame["fails"] = 1.0 - scored["p_review_pass"].to_numpy(dtype=float)
+        aggs.update(review_due=("due", "sum"), expected_review_failures=("fails", "sum"))
     per = frame.groupby("province").agg(**aggs).reset_index()
     per = per.sort_values(["expected_designations", "province"], ascending=[False, True], kind="stable")
     total = frame.assign(province="All").groupby("province").agg(**aggs).reset_index()
     out = pd.concat([per, total], ignore_index=True)
-    counts = ["firms", "title_holders", "candidates", *(f"p>={t:g}" for t in thresholds)]
+    counts = ["firms", "title_holders", "candidates", *(f"p>={t:g}" for t in thresholds),
+              *(["review_due"] if "review_due" in out.columns else [])]
     return out.astype({c: "int64" for c in counts})
 
 
 def score_panel(panel: pd.DataFrame, bundle: Any, *, growth: Any = None, events: pd.DataFrame | None = None,
                 context: pd.DataFrame | None = None, year: int | None = None,
-                explain: bool = False, macro_growth: float | None = None) -> pd.DataFrame:
+                explain: bool = False, macro_growth: float | None = None, review: Any = None,
+                others: Sequence[Any] = ()) -> pd.DataFrame:
     """Score a canonical panel held in memory (see :func:`score_rows`) and rank the firms.
+
+    With ``others`` (designation bundles of other horizons), each firm's ``probability_h<h>``
+    are made monotone across horizons (:func:`lgml.score.horizons.repair_scores`) and
+    ``probability`` is the repaired value of ``bundle``'s horizon, before ranking. With
+    ``review``, ``p_review_pass`` is levelled per review (:func:`level_reviews`).
 
     Example:
         >>> scores = score_panel(sim.panel, bundle, events=sim.events)  # doctest: +SKIP
     """
     scored = score_rows(panel, bundle, growth=growth, events=events, context=context, year=year, explain=explain,
-                        macro_growth=macro_growth)
-    return finish_scores(rank_scores(scored), bundle, growth, history_notice(bundle, events))
+                        macro_growth=macro_growth, review=review, others=others)
+    if others:
+        from lgml.score.horizons import repair_scores
+
+        scored, _ = repair_scores(scored, [horizon_of(b) for b in (bundle, *others)], horizon_of(bundle))
+    if review is not None:
+        scored, _ = level_reviews(scored, review)
+    return finish_scores(rank_scores(scored), bundle, growth, history_notice(bundle, events), review=review,
+                         others=others)
 
 
-def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) -> pd.DataFrame:
+def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str, *, review: Any = None,
+                  others: Sequence[Any] = ()) -> pd.DataFrame:
     """The output of scoring: identity columns added, columns in output order, rows by
     national rank, then firm.
 
@@ -315,6 +416,9 @@ def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) 
         bundle: Designation bundle (its ``name`` and ``version`` fill ``model``/``model_version``).
         growth: Growth bundle or None (``growth_model``/``growth_model_version``).
         history: :func:`history_notice` line (the ``designation_history`` column).
+        review: Review bundle or None (``review_model``/``review_model_version``).
+        others: Designation bundles of other horizons (``horizon_models``: ``h<h> name
+            version`` of every horizon, the primary's included, in horizon order).
 
     Returns:
         A new frame of the same rows: :data:`FRONT_COLUMNS` (with ``firm_name`` and
@@ -324,6 +428,11 @@ def finish_scores(ranked: pd.DataFrame, bundle: Any, growth: Any, history: str) 
     extra = {"model": bundle.name, "model_version": bundle.version}
     if growth is not None:
         extra.update(growth_model=growth.name, growth_model_version=growth.version)
+    if review is not None:
+        extra.update(review_model=review.name, review_model_version=review.version)
+    if others:
+        every = sorted((horizon_of(b), f"{b.name} {b.version}") for b in (bundle, *others))
+        extra["horizon_models"] = "; ".join(f"h{h} {who}" for h, who in every)
     extra["designation_history"] = history
     # Names and codes beside the firm ID, when the input had them.
     given = [c for c in IDENTITY_COLUMNS if c in ranked.columns and ranked[c].notna().any()]

@@ -27,7 +27,7 @@ from lgml.validate import ContractError
 ENGINES = ("local", "dask")
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def bundle_at(path: str, sha256: str):
     """A bundle loaded once per process (Dask workers load from the folder, never a pickle),
     checked to be the model the client loaded.
@@ -50,6 +50,23 @@ def bundle_identity(bundle: Any) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """The bundles as loaded in this process (never shipped to Dask workers).
+
+    Attributes:
+        bundle: The primary designation bundle.
+        growth: The growth bundle or None.
+        review: The review bundle or None.
+        others: Designation bundles of the other horizons.
+    """
+
+    bundle: Any
+    growth: Any = None
+    review: Any = None
+    others: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class ScoringJob:
     """Everything a bucket's scoring needs besides its rows; small and picklable, so that Dask
     workers get paths (and load the bundles themselves), never boosters.
@@ -63,6 +80,8 @@ class ScoringJob:
         explain: Add the explanation columns.
         source: The input, named in error messages.
         macro_growth: The growth level given for the growth model, or None (its default).
+        review: Review bundle folder and model sha256, or None.
+        others: Folder and model sha256 of each designation bundle of another horizon.
     """
 
     model: tuple[str, str]
@@ -73,6 +92,8 @@ class ScoringJob:
     explain: bool
     source: str
     macro_growth: float | None = None
+    review: tuple[str, str] | None = None
+    others: tuple[tuple[str, str], ...] = ()
 
     def features(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Check a bucket's keys (its rows came from different chunks) and build the feature
@@ -82,27 +103,33 @@ class ScoringJob:
             raise ContractError(problems, self.source)
         return feature_rows(frame, events=self.events, context=self.context, year=self.year)
 
-    def predict(self, table: pd.DataFrame, bundle: Any = None, growth: Any = None) -> pd.DataFrame:
-        """:func:`predict_rows`; bundles not given are loaded from their folders, once per process."""
-        bundle = bundle if bundle is not None else bundle_at(*self.model)
-        if growth is None and self.growth is not None:
-            growth = bundle_at(*self.growth)
-        return predict_rows(table, bundle, growth=growth, history_known=self.events is not None,
-                            explain=self.explain, macro_growth=self.macro_growth)
+    def loaded(self) -> Loaded:
+        """Every bundle of the job, loaded from its folder once per process (:func:`bundle_at`)."""
+        return Loaded(bundle_at(*self.model), bundle_at(*self.growth) if self.growth is not None else None,
+                      bundle_at(*self.review) if self.review is not None else None,
+                      tuple(bundle_at(*other) for other in self.others))
 
-    def score(self, frame: pd.DataFrame, bundle: Any = None, growth: Any = None) -> pd.DataFrame:
+    def predict(self, table: pd.DataFrame, models: Loaded | None = None) -> pd.DataFrame:
+        """:func:`predict_rows`; without ``models`` the bundles are loaded from their folders,
+        once per process."""
+        models = models if models is not None else self.loaded()
+        return predict_rows(table, models.bundle, growth=models.growth, history_known=self.events is not None,
+                            explain=self.explain, macro_growth=self.macro_growth, review=models.review,
+                            others=models.others)
+
+    def score(self, frame: pd.DataFrame, models: Loaded | None = None) -> pd.DataFrame:
         """Features then predictions of one bucket (see :func:`lgml.score.core.score_rows`)."""
-        return with_identity(self.predict(self.features(frame), bundle, growth), frame)
+        return with_identity(self.predict(self.features(frame), models), frame)
 
 
-def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, bundle: Any,
-                growth: Any, progress: Callable[[int], None] | None = None) -> list[pd.DataFrame]:
+def score_local(buckets: Sequence[Path] | Sequence[pd.DataFrame], out: Path | None, job: ScoringJob, models: Loaded,
+                progress: Callable[[int], None] | None = None) -> list[pd.DataFrame]:
     """Score bucket after bucket in this process: one scored part file per bucket in ``out``,
     or, with ``out=None``, the scored parts returned."""
     parts = []
     for i, bucket in enumerate(buckets):
         release_memory()
-        scored = job.score(read_bucket(bucket), bundle, growth)
+        scored = job.score(read_bucket(bucket), models)
         if out is None:
             parts.append(scored)
         else:
@@ -131,8 +158,7 @@ def dask_client(scheduler: str | None) -> Iterator[Any]:
         yield client
 
 
-def score_dask(buckets: Sequence[Path], out: Path, job: ScoringJob, bundle: Any, growth: Any,
-               scheduler: str | None) -> None:
+def score_dask(buckets: Sequence[Path], out: Path, job: ScoringJob, models: Loaded, scheduler: str | None) -> None:
     """Score the buckets as the partitions of a Dask dataframe, one partition per bucket file.
 
     Category levels are fixed (the contract's) before any partition is scored, and workers
@@ -140,7 +166,7 @@ def score_dask(buckets: Sequence[Path], out: Path, job: ScoringJob, bundle: Any,
     output's schema comes from scoring one firm here.
     """
     sample = read_bucket(buckets[0])
-    meta = job.score(sample[sample["firm_id"] == sample["firm_id"].iloc[0]], bundle, growth).iloc[:0]
+    meta = job.score(sample[sample["firm_id"] == sample["firm_id"].iloc[0]], models).iloc[:0]
     with dask_client(scheduler):
         ddf = streaming.dask_parts(buckets)
         if ddf.npartitions != len(buckets):  # a firm's rows must stay in one partition
@@ -151,7 +177,7 @@ def score_dask(buckets: Sequence[Path], out: Path, job: ScoringJob, bundle: Any,
 
 
 def score_buckets(engine: str, buckets: Sequence[Path] | Sequence[pd.DataFrame], work: Path, job: ScoringJob,
-                  bundle: Any, growth: Any, *, scheduler: str | None = None,
+                  models: Loaded, *, scheduler: str | None = None,
                   progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Pass 2 on ``engine``: every bucket scored, the scored rows (one per firm) as one frame.
 
@@ -160,8 +186,7 @@ def score_buckets(engine: str, buckets: Sequence[Path] | Sequence[pd.DataFrame],
         buckets: Bucket files, or (local engine only) one bucket held in memory.
         work: The work folder; scored parts go to ``work/scored``.
         job: What every bucket's scoring needs besides its rows.
-        bundle: The designation bundle, as loaded here.
-        growth: The growth bundle or None.
+        models: The bundles, as loaded here.
         scheduler: Dask scheduler address; None starts a LocalCluster.
         progress: Called with the buckets scored so far.
 
@@ -172,9 +197,9 @@ def score_buckets(engine: str, buckets: Sequence[Path] | Sequence[pd.DataFrame],
     parts = streaming.new_folder(work / "scored")
     report(0)
     if engine == "dask":
-        score_dask(buckets, parts, job, bundle, growth, scheduler)
+        score_dask(buckets, parts, job, models, scheduler)
         report(len(buckets))
         return streaming.read_parts(parts)
     in_memory = not isinstance(buckets[0], Path)
-    held = score_local(buckets, None if in_memory else parts, job, bundle, growth, progress=report)
+    held = score_local(buckets, None if in_memory else parts, job, models, progress=report)
     return pd.concat(held, ignore_index=True) if in_memory else streaming.read_parts(parts)

@@ -41,3 +41,16 @@ def rd_only_firm(small_sim) -> tuple[pd.DataFrame, str]:
     failed = [c.removeprefix("pass_") for c in checked.columns if c.startswith("pass_") and not checked[c].iloc[0]]
     assert failed == ["rd_band"]
     return panel, "HAND-RD"
+
+
+@pytest.fixture(scope="session")
+def review_dir(small_sim, tmp_path_factory):
+    """The session's tiny review bundle (tests/score/review_training.py; trained once for both folders)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "score" / "review_training.py"
+    spec = importlib.util.spec_from_file_location("review_training", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.review_model(small_sim, tmp_path_factory)

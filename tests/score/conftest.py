@@ -61,3 +61,35 @@ def edit_bundle():
         write_manifest(dst)  # as a save would
         return dst
     return copy
+
+
+
+@pytest.fixture(scope="session")
+def review_dir(small_sim, tmp_path_factory) -> Path:
+    """The session's tiny review bundle (tests/score/review_training.py; shared with tests/explain)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("review_training", Path(__file__).with_name("review_training.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.review_model(small_sim, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def horizon3_dir(models, tmp_path_factory) -> Path:
+    """The session's designation model as a horizon-3 model whose calibration is flattened
+    (log-odds halved, then lowered by 1.5): higher than the horizon-1 model for unlikely firms,
+    lower for likely ones, so that the two horizons disagree in order for some firms."""
+    from lgml.modeling.integrity import write_manifest
+
+    dst = tmp_path_factory.mktemp("h3") / "bundle"
+    shutil.copytree(models["designation"], dst)
+    meta = json.loads((dst / "metadata.json").read_text(encoding="utf-8"))
+    meta.update(horizon=3, name="test-designation-h3")
+    (dst / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+    calibration = json.loads((dst / "calibration.json").read_text(encoding="utf-8"))
+    calibration["y"] = [0.5 * y - 1.5 for y in calibration["y"]]
+    calibration["slope"] = 0.5 * calibration["slope"]
+    (dst / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
+    write_manifest(dst)
+    return dst
