@@ -565,7 +565,7 @@ METRIC_HEADS = {"topk_precision": "topk\nprecision", "r2_within": "r2\nwithin", 
 
 def _metrics_table(evaluation: dict, name: str):
     """Rich table of the test metrics: scorers x populations (two-line headers fit 80 columns)."""
-    keys = (("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] == "designation"
+    keys = (("auc", "pr_auc", "ece", "topk_precision") if evaluation["task"] in ("designation", "review")
             else ("r2", "r2_within", "spearman", "level_error", "coverage"))
     batches = ", ".join(str(b) for b in evaluation.get("test_batches", []))
     table = _table(f"{name}: test batches {batches}")

@@ -24,7 +24,9 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Task = Literal["designation", "growth"]
+Task = Literal["designation", "growth", "review"]
+BINARY_TASKS = ("designation", "review")
+"""Tasks whose model gives a calibrated probability (log-odds raw output)."""
 Calibration = Literal["spline", "isotonic", "platt", "none"]
 Imbalance = Literal["none", "is_unbalance", "scale_pos_weight"]
 Metric = Literal["auc", "average_precision", "binary_logloss", "l2", "l1", "huber"]
@@ -128,8 +130,9 @@ class LightGBMConfig(_Frozen):
         which depend on the data)."""
         skip = {"num_boost_round", "early_stopping_rounds", "imbalance", "metric", "negative_rate"}
         out = {k: v for k, v in self.model_dump().items() if k not in skip}
-        out.update(objective="binary" if task == "designation" else "regression",
-                   metric=self.metric or ("auc" if task == "designation" else "l2"),
+        binary = task in BINARY_TASKS
+        out.update(objective="binary" if binary else "regression",
+                   metric=self.metric or ("auc" if binary else "l2"),
                    seed=seed, verbosity=-1)
         return out
 
@@ -191,6 +194,8 @@ class TrainConfig(_Frozen):
     """Everything ``lgml train`` needs. Load with :meth:`from_file`."""
 
     task: Task
+    horizon: int = Field(1, ge=1, le=3, description="Designation only: the target is designation in one of the "
+                         "next ``horizon`` batches (t+1 .. t+horizon) for a firm holding no title at the end of t.")
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     seed: int = 0
     data: DataConfig
@@ -243,20 +248,24 @@ class TrainConfig(_Frozen):
 
     @model_validator(mode="after")
     def _task_fields(self) -> TrainConfig:
+        if self.horizon != 1 and self.task != "designation":
+            raise ValueError(f"horizon applies to task 'designation', not {self.task!r}")
         if self.task == "growth":
             if self.calibration != "none":
                 raise ValueError("calibration must be 'none' for task 'growth'")
             if self.gates.auc_min is not None or self.gates.ece_max is not None:
-                raise ValueError("gates auc_min/ece_max apply to task 'designation', not 'growth'")
+                raise ValueError("gates auc_min/ece_max apply to tasks 'designation' and 'review', not 'growth'")
             if self.lightgbm.imbalance != "none" or self.lightgbm.negative_rate < 1:
-                raise ValueError("lightgbm.imbalance and lightgbm.negative_rate apply to task 'designation' only")
+                raise ValueError("lightgbm.imbalance and lightgbm.negative_rate apply to tasks 'designation' "
+                                 "and 'review' only")
         elif self.gates.r2_min is not None:
-            raise ValueError("gate r2_min applies to task 'growth', not 'designation'")
+            raise ValueError(f"gate r2_min applies to task 'growth', not {self.task!r}")
         elif self.macro_growth is not None:
-            raise ValueError("macro_growth applies to task 'growth', not 'designation'")
+            raise ValueError(f"macro_growth applies to task 'growth', not {self.task!r}")
         metric = self.lightgbm.metric
-        if metric is not None and (metric in BINARY_METRICS) != (self.task == "designation"):
-            allowed = BINARY_METRICS if self.task == "designation" else ("l2", "l1", "huber")
+        binary = self.task in BINARY_TASKS
+        if metric is not None and (metric in BINARY_METRICS) != binary:
+            allowed = BINARY_METRICS if binary else ("l2", "l1", "huber")
             raise ValueError(f"lightgbm.metric {metric!r} does not fit task {self.task!r}; allowed: {', '.join(allowed)}")
         return self
 

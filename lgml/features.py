@@ -24,8 +24,11 @@ from lgml.schema import CATEGORY_LEVELS, canonical_rows
 from lgml.vocabulary import FEATURE_DIMENSIONS
 
 KEYS = ("firm_id", "year", "batch_year")
-TARGETS = ("designated_next", "growth_next")
-FLAGS = ("holds_title", "in_pool")
+TARGETS = ("designated_next", "growth_next", "review_passed")
+FLAGS = ("holds_title", "in_pool", "review_due")
+REVIEW_EVERY = 3  # a title is re-reviewed in batch b + 3, b + 6, ... (b: its batch)
+# Inputs of the re-review model only (``task: review``), with the dimension they explain under.
+REVIEW_FEATURES: dict[str, str] = {"title_years": "specialization", "review_round": "specialization"}
 
 SIZE_BANDS = ("micro", "small", "medium", "large")
 
@@ -101,18 +104,51 @@ def long_history(panel: pd.DataFrame, prior: list[np.ndarray], at: np.ndarray | 
 
 
 def title_history(panel: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Per panel row: ``holds_title`` (a valid title at the end of year t, so not a candidate
-    for batch t + 1) and ``ever_revoked`` (lost a title by year t); known by the end of t."""
+    """Per panel row, all known by the end of year t: ``holds_title`` (a valid title at the end
+    of t, so not a candidate for batch t + 1), ``ever_revoked`` (lost a title by year t),
+    ``title_batch`` (batch of the title held, the latest if several; NaN without one) and
+    ``title_revoked`` (that title's ``revoked_year``, NaN while it stands; only used for the
+    re-review target, which looks past t)."""
     ev = events[["firm_id", "batch_year", "revoked_year"]]
     rows = panel[["firm_id", "year"]].reset_index().merge(ev, on="firm_id", how="inner")
     known = rows["batch_year"] <= rows["year"]
     holds = known & ~(rows["revoked_year"] <= rows["year"])
     revoked = known & (rows["revoked_year"] <= rows["year"])
     agg = rows.assign(holds=holds, revoked=revoked).groupby("index")[["holds", "revoked"]].any()
-    out = pd.DataFrame({"holds_title": False, "ever_revoked": False}, index=panel.index)
+    out = pd.DataFrame({"holds_title": False, "ever_revoked": False, "title_batch": np.nan, "title_revoked": np.nan},
+                       index=panel.index)
     out.loc[agg.index, "holds_title"] = agg["holds"].to_numpy()
     out.loc[agg.index, "ever_revoked"] = agg["revoked"].to_numpy()
+    held = rows[holds].sort_values(["index", "batch_year"]).drop_duplicates("index", keep="last")
+    out.loc[held["index"].to_numpy(), "title_batch"] = held["batch_year"].to_numpy(dtype=float)
+    out.loc[held["index"].to_numpy(), "title_revoked"] = held["revoked_year"].to_numpy(dtype=float)
     return out
+
+
+def review_columns(table: pd.DataFrame, titles: pd.DataFrame, events: pd.DataFrame, has_events: bool) -> pd.DataFrame:
+    """The re-review columns of each row (fiscal year t, batch t + 1):
+
+    - ``title_years``: t + 1 minus the batch of the title held at the end of t (NaN: no title);
+    - ``review_due``: that title comes to its re-review in batch t + 1 (every
+      :data:`REVIEW_EVERY` years after its batch);
+    - ``review_round``: 1 for the first re-review, 2 for the second ... (NaN: not due);
+    - ``review_passed`` (target): 1.0 if the title survives the review of batch t + 1, 0.0 if it
+      is revoked in that batch year, NaN when not due or when batch t + 1 is past the last batch
+      the events cover (the outcome is not known yet).
+    """
+    years = (table["batch_year"].to_numpy(dtype=float) - titles["title_batch"].to_numpy(dtype=float))
+    due = np.nan_to_num(years) > 0
+    due &= np.nan_to_num(years) % REVIEW_EVERY == 0
+    revoked = titles["title_revoked"].to_numpy(dtype=float)
+    passed = np.where(revoked == table["batch_year"].to_numpy(dtype=float), 0.0, 1.0)
+    known = due.copy()
+    if has_events and len(events):
+        known &= table["batch_year"].to_numpy() <= events["batch_year"].max()
+    else:
+        known[:] = False
+    return pd.DataFrame({"title_years": years, "review_due": due,
+                         "review_round": np.where(due, years / REVIEW_EVERY, np.nan),
+                         "review_passed": np.where(known, passed, np.nan)}, index=table.index)
 
 
 def context_tables(panel: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -297,21 +333,44 @@ def build_features(panel: pd.DataFrame, events: pd.DataFrame | None = None,
     out["ever_revoked"] = titles["ever_revoked"].astype(float)
     out["holds_title"] = titles["holds_title"]
     out["in_pool"] = panel["srdi_provincial"].astype(bool)
-    out["designated_next"] = _designated_next(out, events, has_events)
+    out = pd.concat([out, review_columns(out, titles, events, has_events)], axis=1)
+    out["designated_next"] = designated_within(out, events if has_events else None, 1)
     out["growth_next"] = growth_next
-    return out[[*KEYS, *FEATURE_DIMENSIONS, *FLAGS, *TARGETS]]
+    return out[[*KEYS, *FEATURE_DIMENSIONS, *REVIEW_FEATURES, *FLAGS, *TARGETS]]
 
 
-def _designated_next(table: pd.DataFrame, events: pd.DataFrame, has_events: bool) -> pd.Series:
-    """1.0 if designated in batch t + 1, 0.0 if not, NaN for title holders and for batches
-    outside the span the events cover."""
-    if not has_events or events.empty:
+def designated_within(table: pd.DataFrame, events: pd.DataFrame | None, horizon: int = 1) -> pd.Series:
+    """The horizon-``horizon`` designation target of each row (fiscal year t): 1.0 if the firm
+    is designated in one of the batches t + 1 .. t + horizon, 0.0 if in none of them, NaN for
+    rows that are not candidates (holding a title at the end of t) and for rows whose window
+    is not wholly inside the span of batches the events cover (censored: a later designation
+    could not be seen). Known by the events alone, so missing panel years inside the window
+    change nothing; a title won and revoked inside the window still counts.
+
+    Args:
+        table: Rows with ``firm_id``, ``batch_year`` (t + 1) and ``holds_title``.
+        events: ``firm_id, batch_year, revoked_year``; None or empty gives all NaN.
+        horizon: Batches in the window (1 is ``designated_next``).
+
+    Example:
+        >>> t = pd.DataFrame({"firm_id": ["a", "a", "b"], "batch_year": [2020, 2021, 2020],
+        ...                   "holds_title": [False, False, False]})
+        >>> ev = pd.DataFrame({"firm_id": ["a"], "batch_year": [2022], "revoked_year": [np.nan]})
+        >>> designated_within(t, ev, 2).tolist()
+        [0.0, 1.0, 0.0]
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, not {horizon}")
+    if events is None or events.empty:
         return pd.Series(np.nan, index=table.index)
-    won = events[["firm_id", "batch_year"]].drop_duplicates().assign(_won=1.0)
-    y = table[["firm_id", "batch_year"]].merge(won, on=["firm_id", "batch_year"], how="left")["_won"]
-    y = y.fillna(0.0).set_axis(table.index)
-    covered = table["batch_year"].between(events["batch_year"].min(), events["batch_year"].max())
-    return y.where(covered & candidate_mask(table))
+    first = table["batch_year"].to_numpy(dtype="int64")
+    pairs = (table[["firm_id"]].assign(_row=np.arange(len(table)), _first=first)
+             .merge(events[["firm_id", "batch_year"]], on="firm_id", how="inner"))
+    inside = (pairs["batch_year"] >= pairs["_first"]) & (pairs["batch_year"] < pairs["_first"] + horizon)
+    y = np.zeros(len(table))
+    y[pairs.loc[inside, "_row"].to_numpy()] = 1.0
+    covered = (first >= events["batch_year"].min()) & (first + horizon - 1 <= events["batch_year"].max())
+    return pd.Series(np.where(covered & candidate_mask(table), y, np.nan), index=table.index)
 
 
 def candidate_mask(table: pd.DataFrame) -> np.ndarray:

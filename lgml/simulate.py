@@ -17,7 +17,7 @@ predictors and their scores are genuine ceilings for any model.
 Example:
     >>> sim = simulate(2_000, seed=1)
     >>> sorted(sim.truth.columns)
-    ['expected_growth', 'firm_id', 'p_designation', 'year']
+    ['expected_growth', 'firm_id', 'p_designation', 'p_review_pass', 'year']
 """
 
 from __future__ import annotations
@@ -46,9 +46,11 @@ class Simulation:
     Attributes:
         panel: Firm-years in the input contract, fiscal years 2016-2026.
         events: Designations ``firm_id, batch_year, revoked_year`` for batches 2019-2027.
-        truth: ``firm_id, year, p_designation, expected_growth``: the true probability of
-            being designated in batch ``year + 1`` (0 for firms holding the title and for years
-            with no following batch) and the true expected ``log(revenue[t+1] / revenue[t])``.
+        truth: ``firm_id, year, p_designation, expected_growth, p_review_pass``: the true
+            probability of being designated in batch ``year + 1`` (0 for firms holding the title
+            and for years with no following batch), the true expected
+            ``log(revenue[t+1] / revenue[t])`` and, for title holders re-reviewed in batch
+            ``year + 1``, the true probability of keeping the title (NaN for everyone else).
         n_firms: Firms simulated.
         seed: Random seed.
     """
@@ -424,23 +426,39 @@ def expected_growth(inputs: pd.DataFrame, last_growth: np.ndarray, holder: np.nd
     )
 
 
-def _review(firms: _Firms, inputs: pd.DataFrame, idx: np.ndarray, year: int, revoked: dict) -> None:
-    """Re-review, in batch year ``year`` on the previous fiscal year's values, the titles
-    reaching their 3-year mark, at the published pass rates; firms still meeting the criteria
-    pass far more often. Firms under review are not candidates for that year's batch."""
+def review_probability(firms: _Firms, inputs: pd.DataFrame, idx: np.ndarray, year: int) -> np.ndarray:
+    """True probability that each firm of ``idx`` passes the re-review of batch year ``year``
+    (NaN for firms whose title is not due): the published pass rate of its cohort, tilted
+    towards firms still meeting the criteria of the regime in force in ``year``, judged on
+    the values of fiscal year ``year - 1`` (observed by the end of that year)."""
+    p = np.full(len(idx), np.nan)
     due = np.flatnonzero(firms.next_review[idx] == year)
     if due.size == 0:
-        return
+        return p
     checked = criteria.check(inputs.iloc[due], year)
     strength = 1.8 * checked["eligible"].to_numpy() + 0.25 * (checked["n_met"] - checked["n_criteria"]).to_numpy()
     batches = firms.title_batch[idx[due]]
-    passed = np.zeros(due.size, bool)
     rates = {int(k.split("->")[0]): v for k, v in PUBLISHED["review_pass_rate"].items() if int(k.split("->")[1]) == year}
     for batch in np.unique(batches):
         sel = batches == batch
         rate = rates.get(int(batch), 0.87)
         a = solve_intercepts(strength[sel], np.zeros(sel.sum(), int), np.array([rate * sel.sum()]))
-        passed[sel] = firms.rng.random(sel.sum()) < _sigmoid(a[0] + strength[sel])
+        p[due[sel]] = _sigmoid(a[0] + strength[sel])
+    return p
+
+
+def _review(firms: _Firms, p_pass: np.ndarray, idx: np.ndarray, year: int, revoked: dict) -> None:
+    """Re-review, in batch year ``year``, the titles reaching their 3-year mark: each due firm
+    keeps its title with probability ``p_pass`` (:func:`review_probability`). Firms under
+    review are not candidates for that year's batch."""
+    due = np.flatnonzero(~np.isnan(p_pass))
+    if due.size == 0:
+        return
+    batches = firms.title_batch[idx[due]]
+    passed = np.zeros(due.size, bool)
+    for batch in np.unique(batches):  # one draw per cohort, in cohort order
+        sel = batches == batch
+        passed[sel] = firms.rng.random(sel.sum()) < p_pass[due[sel]]
     for i in idx[due][~passed]:
         revoked[(int(i), int(firms.title_batch[i]))] = year
     firms.next_review[idx[due][passed]] = year + 3
@@ -483,13 +501,15 @@ def simulate(n_firms: int = 20_000, seed: int = 0) -> Simulation:
         holder = firms.title_batch[idx] > 0
         if batch in SIMULATED_BATCHES:
             p = _designation_probability(firms, inputs, idx, batch)
+            p_pass = review_probability(firms, inputs, idx, batch)
         else:
-            p = np.zeros(len(idx))
+            p, p_pass = np.zeros(len(idx)), np.full(len(idx), np.nan)
         mu = expected_growth(inputs, firms.growth[idx], holder)
-        truths.append(pd.DataFrame({"firm_id": obs["firm_id"], "year": year, "p_designation": p, "expected_growth": mu}))
+        truths.append(pd.DataFrame({"firm_id": obs["firm_id"], "year": year, "p_designation": p,
+                                    "expected_growth": mu, "p_review_pass": p_pass}))
         if batch in SIMULATED_BATCHES:
             won = idx[rng.random(len(idx)) < p]
-            _review(firms, inputs, idx, batch, revoked)
+            _review(firms, p_pass, idx, batch, revoked)
             firms.title_batch[won] = batch
             firms.next_review[won] = batch + 3
             designations += [(int(i), batch) for i in won]

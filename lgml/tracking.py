@@ -40,6 +40,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from lgml.config import BINARY_TASKS
 from lgml.modeling.bundle import Bundle, load_bundle
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
 
 def _tags(bundle: Bundle) -> dict[str, str]:
     meta = bundle.metadata
-    tags = {"task": bundle.task, "data_hash": meta.get("data_hash"), "git_commit": meta.get("git_commit"),
+    tags = {"task": bundle.task, "horizon": meta.get("horizon", 1), "data_hash": meta.get("data_hash"), "git_commit": meta.get("git_commit"),
             "config_hash": meta.get("config_hash"), "model_sha256": meta.get("model_sha256"),
             "gates_passed": str(gates_passed(bundle.evaluation)).lower()}
     return {k: str(v) for k, v in tags.items() if v is not None}
@@ -264,8 +265,11 @@ def gates_passed(evaluation: dict[str, Any]) -> bool:
 
 def output_columns(bundle: Bundle) -> list[str]:
     """Columns of :func:`predictions` for ``bundle``."""
+    if bundle.task == "review":
+        return ["p_review_pass"]
     if bundle.task == "designation":
-        return ["p_designation"]
+        horizon = int(bundle.metadata.get("horizon", 1))
+        return ["p_designation" if horizon == 1 else f"p_designation_h{horizon}"]
     return ["growth", "growth_p10", "growth_p90"] if bundle.quantile_boosters else ["growth"]
 
 
@@ -274,11 +278,13 @@ def predictions(bundle: Bundle, table: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         DataFrame of shape (n_rows, k): ``p_designation`` (calibrated probability of
-        designation in the next batch) for designation; ``growth`` (expected log revenue
+        designation in the next batch; ``p_designation_h2``/``_h3`` within the next 2 or 3
+        batches for a model of that horizon) for designation; ``p_review_pass`` (probability
+        of keeping the title at the re-review of the next batch) for review; ``growth`` (expected log revenue
         growth), plus ``growth_p10``/``growth_p90`` when the bundle has quantile models.
     """
     columns = output_columns(bundle)
-    if bundle.task == "designation":
+    if bundle.task in BINARY_TASKS:
         return pd.DataFrame({columns[0]: bundle.predict(table)}, index=table.index)
     out = bundle.predict_growth(table)
     return pd.DataFrame({c: out[c] for c in columns}, index=table.index)

@@ -116,6 +116,7 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "n_met": ("Little Giant criteria met", "count"), "share_met": ("share of criteria met", "pct"),
     "n_failed": ("Little Giant criteria failed", "count"),
     "ever_revoked": ("lost a title before", "flag"),
+    "title_years": ("years since the title's batch", "years"), "review_round": ("re-review round", "number"),
     # criteria inputs that are not model features, for criterion sentences
     "revenue_cagr_2y": ("revenue CAGR (2 yrs)", "pct"), "profit_growth_2y": ("net-profit growth (2-yr avg)", "pct"),
     "invention_patents": ("invention patents", "count"),

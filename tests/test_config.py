@@ -87,7 +87,7 @@ def test_bad_enum_values_list_the_allowed_ones(extra, expected):
 
 
 def test_bad_task_lists_allowed_tasks():
-    with pytest.raises(ConfigError, match="task: Input should be 'designation' or 'growth'"):
+    with pytest.raises(ConfigError, match="task: Input should be 'designation', 'growth' or 'review'"):
         load(MINIMAL.replace("task: designation", "task: ranking"))
 
 

@@ -28,7 +28,7 @@ def test_group_map_covers_every_feature(table):
     assert set(FEATURE_DIMENSIONS.values()) <= set(DIMENSIONS)
     # Every model input is a feature with a group; keys, flags and targets are not.
     others = set(table.columns) - set(FEATURE_DIMENSIONS)
-    assert others == {*F.KEYS, *F.FLAGS, *F.TARGETS}
+    assert others == {*F.KEYS, *F.FLAGS, *F.TARGETS, *F.REVIEW_FEATURES}
     with pytest.raises(ValueError, match="criteria_features"):
         F.feature_columns(table, "both")
 

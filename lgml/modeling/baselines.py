@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lgml.config import BINARY_TASKS
 from lgml.modeling.calibrate import PlattCalibrator
 
 MAX_LINEAR_ROWS = 300_000  # a linear baseline gains nothing from more rows; keeps fits fast
@@ -76,7 +77,7 @@ class LinearBaseline:
                                   StandardScaler()), self.numeric),
             ("cat", OneHotEncoder(categories=[self.categorical[c] for c in cats], handle_unknown="ignore"), cats),
         ])
-        model = (LogisticRegression(C=1.0, max_iter=500) if self.task == "designation" else Ridge(alpha=1.0))
+        model = (LogisticRegression(C=1.0, max_iter=500) if self.task in BINARY_TASKS else Ridge(alpha=1.0))
         return make_pipeline(prep, model)
 
     def _frame(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -99,6 +100,28 @@ class LinearBaseline:
     def predict(self, table: pd.DataFrame) -> np.ndarray:
         """Probability of designation or predicted log growth, shape (n,)."""
         X = self._frame(table)
-        if self.task == "designation":
+        if self.task in BINARY_TASKS:
             return self.pipeline_.predict_proba(X)[:, 1]
         return self.pipeline_.predict(X)
+
+
+def cohort_pass_rate(table: pd.DataFrame) -> np.ndarray:
+    """The re-review baseline of published figures alone: each review row gets the published
+    pass rate of its cohort's review (batch 2019 in 2022 57.3%, 2020 in 2023 68.1%, 2021 in 2024
+    82.9%, the 2025 review 87%), and reviews without a published rate the latest one published.
+
+    Args:
+        table: Review rows with ``batch_year`` (the review's batch year) and ``title_years``
+            (years since the title's batch).
+
+    Returns:
+        Probabilities of passing, shape (n,).
+    """
+    from lgml.published import PUBLISHED
+
+    rates = {tuple(int(y) for y in key.split("->")): float(v) for key, v in PUBLISHED["review_pass_rate"].items()}
+    latest = rates[max(rates, key=lambda k: (k[1], k[0]))]
+    review = table["batch_year"].to_numpy(dtype="int64")
+    cohort = review - table["title_years"].to_numpy(dtype=float)
+    return np.array([rates.get((int(c), int(r)), latest) if np.isfinite(c) else latest
+                     for c, r in zip(cohort, review)], dtype=float)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml.config import TrainConfig
+from lgml.config import BINARY_TASKS, TrainConfig
 from lgml.io import refuse_existing, sweep_stale, temp_prefix
 from lgml.modeling.calibrate import Calibrator, calibrator_from_dict
 from lgml.modeling.integrity import check_calibration, check_metadata, check_model_text, verify_manifest, write_manifest
@@ -301,8 +301,14 @@ class Bundle:
 
     @property
     def task(self) -> str:
-        """``designation`` or ``growth``."""
+        """``designation``, ``growth`` or ``review``."""
         return self.metadata["task"]
+
+    @property
+    def horizon(self) -> int:
+        """Batches a designation model looks ahead (``metadata["horizon"]``; 1 for bundles
+        without it and for other tasks)."""
+        return int(self.metadata.get("horizon") or 1)
 
     @property
     def features(self) -> list[str]:
@@ -354,13 +360,13 @@ class Bundle:
         compiled kernel of :mod:`lgml.kernels.forest` (the same values as LightGBM)."""
         from lgml.kernels import forest
 
-        return forest.predict(self.booster, matrix, raw_score=self.task == "designation")
+        return forest.predict(self.booster, matrix, raw_score=self.task in BINARY_TASKS)
 
     def predict(self, table: pd.DataFrame, *, macro_growth: float | None = None) -> np.ndarray:
         """Calibrated probability of designation in the next batch (designation), or expected
         log growth (growth: the model's growth relative to the year plus the year's level,
         :meth:`growth_level`); shape (n_rows,)."""
-        if self.task == "designation":
+        if self.task in BINARY_TASKS:
             return self.calibrator.transform(self.predict_raw(table))
         return self.predict_growth(table, macro_growth=macro_growth, interval=False)["growth"]
 

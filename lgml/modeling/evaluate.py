@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from lgml.config import BINARY_TASKS
 from lgml.modeling.gains import GAINS_SCORERS, gains_by_batch
 
 ECE_BINS = 15
@@ -158,7 +159,7 @@ def _scorer_metrics(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str
     out = {}
     for name, score in scores.items():
         ok = mask & ~np.isnan(score["p"])
-        if task == "designation":
+        if task in BINARY_TASKS:
             rank = score.get("rank")
             out[name] = binary_metrics(test["target"].to_numpy()[ok], score["p"][ok],
                                        None if rank is None else rank[ok], test.loc[ok, ["province", "batch_year"]])
@@ -179,7 +180,7 @@ def by_group(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.nd
     for level in pd.unique(values):
         mask = values == level
         entry: dict = {"n": int(mask.sum())}
-        if task == "designation":
+        if task in BINARY_TASKS:
             entry["n_pos"] = int(test["target"].to_numpy()[mask].sum())
             usable = mask.sum() >= MIN_GROUP_ROWS and 0 < entry["n_pos"] < mask.sum()
         else:
@@ -235,7 +236,7 @@ def gate_checks(task: str, populations: dict, gates) -> dict:
     def add(name: str, value: float, threshold: float, ok: bool) -> None:
         checks.append({"name": name, "value": value, "threshold": threshold, "passed": bool(ok)})
 
-    if task == "designation":
+    if task in BINARY_TASKS:
         if gates.auc_min is not None:
             add("auc_all >= auc_min", model_all["auc"], gates.auc_min, model_all["auc"] >= gates.auc_min)
         if gates.ece_max is not None:
@@ -282,11 +283,12 @@ def evaluate(task: str, test: pd.DataFrame, scores: Mapping[str, dict[str, np.nd
         "by_province": by_group(task, test, {"model": scores["model"]}, "province"),
         "by_sector": by_group(task, test, {"model": scores["model"]}, "sector"),
     }
-    if task == "designation":
+    if task in BINARY_TASKS:
         y = test["target"].to_numpy()
         report["calibration_curve"] = {name: calibration_curve(y[~np.isnan(s["p"])], s["p"][~np.isnan(s["p"])])
                                        .to_dict(orient="list") for name, s in scores.items()}
         report["ece_bins"] = f"{ECE_BINS} equal-frequency"
+    if task == "designation":
         report["gains"] = gains_by_batch(test, {name: s.get("rank", s["p"]) for name, s in scores.items()
                                                 if name in GAINS_SCORERS})
     report["gates"] = gate_checks(task, populations, gates)

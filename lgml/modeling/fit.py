@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lgml.config import LightGBMConfig, TrainConfig
+from lgml.config import BINARY_TASKS, LightGBMConfig, TrainConfig
 from lgml.modeling.dataset import ModelData
 from lgml.modeling.matrix import model_frame
 
@@ -64,7 +64,7 @@ def sample_weights(rows: pd.DataFrame, lgbm: LightGBMConfig, task: str, seed: in
     n = len(rows)
     weight = np.ones(n)
     keep = np.ones(n, bool)
-    if task == "designation" and lgbm.negative_rate < 1:
+    if task in BINARY_TASKS and lgbm.negative_rate < 1:
         easy = (rows["target"].to_numpy() == 0) & ~rows["in_pool"].to_numpy(dtype=bool)
         drawn = np.random.default_rng(seed).random(n) < lgbm.negative_rate
         keep = ~easy | drawn
@@ -86,7 +86,7 @@ def lgb_params(config: TrainConfig, features: list[str], y_train: np.ndarray, ov
     if config.monotone:
         params["monotone_constraints"] = [int(config.monotone.get(f, 0)) for f in features]
         params["monotone_constraints_method"] = "advanced"
-    if config.task == "designation":
+    if config.task in BINARY_TASKS:
         if config.lightgbm.imbalance == "is_unbalance":
             params["is_unbalance"] = True
         elif config.lightgbm.imbalance == "scale_pos_weight":

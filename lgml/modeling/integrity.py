@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lgml.config import BINARY_TASKS
+
 MANIFEST_FILE = "manifest.json"
 _TREE_ARRAYS_INTERNAL = ("split_feature", "split_gain", "threshold", "decision_type", "left_child", "right_child",
                          "internal_value", "internal_count")
@@ -119,7 +121,7 @@ def check_calibration(data: Any, task: str) -> None:
     if not isinstance(data, dict) or "method" not in data:
         raise ValueError("calibration.json is not an object with a 'method'")
     method = data["method"]
-    if task != "designation":
+    if task not in BINARY_TASKS:
         if method is not None:
             raise ValueError(f"calibration.json of a {task} model holds a calibrator")
         return

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lgml.config import TrainConfig
+from lgml.config import BINARY_TASKS, TrainConfig
 from lgml.features import context_tables
 from lgml.io import InputError, refuse_existing
 from lgml.modeling import baselines, calibrate, evaluate, level, plots
@@ -35,8 +35,17 @@ log = logging.getLogger(__name__)
 
 TARGET_DOC = {
     "designation": "probability of designation in the next batch (batch_year); raw output in log-odds",
+    "review": "probability that a title holder keeps its title at the re-review of batch_year (t + 1); raw output "
+              "in log-odds",
     "growth": "log(revenue[t+1] / revenue[t]), revenue in yuan: the year's level (growth_level) plus the "
               "firm's growth relative to its year (the booster's output)",
+}
+
+
+ROWS_SCORED = {
+    "designation": "candidates: firms holding no title at the end of fiscal year t",
+    "growth": "every firm-year with a next year",
+    "review": "title holders whose title comes to its 3-yearly re-review in batch t + 1 (needs the events)",
 }
 
 
@@ -59,7 +68,7 @@ class TrainResult:
 
 def predict_model(fit: FitResult, frame: pd.DataFrame, task: str) -> np.ndarray:
     """Raw point predictions: log-odds (designation) or log growth (growth), shape (n,)."""
-    if task == "designation":
+    if task in BINARY_TASKS:
         return fit.booster.predict(frame, raw_score=True)
     return fit.booster.predict(frame)
 
@@ -79,10 +88,12 @@ def score_test(data: ModelData, config: TrainConfig, fit: FitResult, calibrator,
         y_train = level.relative_growth(train["year"].to_numpy(), y_train, growth_levels or {})
     linear.fit(train, y_train)
     scores: dict[str, dict[str, np.ndarray]] = {}
-    if config.task == "designation":
+    if config.task in BINARY_TASKS:
         rules = baselines.RuleBaseline().fit(valid, valid["target"].to_numpy())
         scores["model"] = {"p": calibrator.transform(raw), "rank": raw}
         scores["rules"] = {"p": rules.predict_proba(test), "rank": rules.score(test)}
+        if config.task == "review":
+            scores["cohort"] = {"p": baselines.cohort_pass_rate(test)}
         scores["logistic"] = {"p": linear.predict(test)}
     else:
         shift, _ = levels_of_test(test, config, growth_levels or {})
@@ -125,17 +136,23 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
     """The ``metadata.json`` content known at training time (the bundle adds hashes and versions)."""
     from datetime import datetime, timezone
 
-    from lgml.features import FLAG_GROUPS
+    from lgml.features import FLAG_GROUPS, REVIEW_FEATURES
     from lgml.vocabulary import FEATURE_DIMENSIONS
 
+    target = TARGET_DOC[config.task]
+    if config.horizon > 1:
+        target = (f"probability of designation in one of the next {config.horizon} batches (batch_year .. "
+                  f"batch_year + {config.horizon - 1}); raw output in log-odds")
     return {
         "task": config.task,
+        "horizon": config.horizon,
+        "purged_rows": data.purged,
         "name": config.name,
-        "target": TARGET_DOC[config.task],
+        "target": target,
         "features": data.features,
         "dtypes": {f: "category" if f in levels else "float64" for f in data.features},
         "categorical_levels": levels,
-        "feature_groups": {f: {**FEATURE_DIMENSIONS, **FLAG_GROUPS}[f] for f in data.features},
+        "feature_groups": {f: {**FEATURE_DIMENSIONS, **FLAG_GROUPS, **REVIEW_FEATURES}[f] for f in data.features},
         "monotone": dict(config.monotone),
         "calibration": calibrator.method if calibrator is not None else None,
         "data_hash": data.data_hash,
@@ -145,7 +162,8 @@ def metadata_for(data: ModelData, config: TrainConfig, fit: FitResult, levels: d
         "criteria_features": config.criteria_features,
         "rows": {k: int(len(v)) for k, v in data.sets.items()},
         "positives": ({k: int(v["target"].sum()) for k, v in data.sets.items()}
-                      if config.task == "designation" else None),
+                      if config.task in BINARY_TASKS else None),
+        "rows_scored": ROWS_SCORED[config.task],
         "best_iteration": fit.best_iteration,
         "n_trees": fit.booster.num_trees(),
         "level_adjust": config.level_adjust.model_dump() if config.level_adjust.by else None,
@@ -221,7 +239,7 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     fit = fit_model(relative_data(data, growth_levels) if growth_levels else data, config, levels)
     step("calibrate")
     calibrator = None
-    if config.task == "designation":
+    if config.task in BINARY_TASKS:
         valid = data.sets["valid"]
         raw_valid = fit.booster.predict(model_frame(valid, data.features, levels), raw_score=True)
         calibrator = calibrate.make_calibrator(config.calibration).fit(raw_valid, valid["target"].to_numpy())
@@ -229,6 +247,7 @@ def train_from_config(config: TrainConfig, *, overwrite: bool = False,
     scores = score_test(data, config, fit, calibrator, levels, growth_levels)
     test = data.sets["test"]
     report = evaluate.evaluate(config.task, test, scores, config.gates)
+    report["horizon"] = config.horizon
     if growth_meta is not None:
         report["growth_level"] = {k: growth_meta[k] for k in ("test_source", "test_level", "test_actual")}
     if calibrator is not None:
