@@ -13,7 +13,8 @@ temporary folder):
 - ``h3``: ``configs/designation_h3.yaml`` (``horizon: 3``), designation in one of the next three
   batches, with the same information (batches up to 2024 known): windows starting up to 2021,
   calibrated on 2022 (window 2022-2024), tested on 2025 (window 2025-2027).
-- ``review``: ``configs/review.yaml`` (``task: review``), a holder due for re-review in batch
+- ``review``: ``configs/review.yaml`` (``configs/review_200k.yaml`` from 100,000 firms: larger
+  leaves; ``task: review``), a holder due for re-review in batch
   t+1 keeps its title: train on reviews up to 2024, calibrate on 2025 (the latest published
   review level), test on 2026-2027 (the reviews under the 2026 rules).
 
@@ -61,6 +62,7 @@ from lgml.simulate import simulate
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"h1": ROOT / "configs/designation.yaml", "h3": ROOT / "configs/designation_h3.yaml",
            "review": ROOT / "configs/review.yaml"}
+REVIEW_LARGE = ROOT / "configs/review_200k.yaml"  # panels of 100,000 firms or more (larger leaves)
 H3_TEST_BATCH = 2025  # first batch of the h3 test window; the rows are candidates at fiscal 2024
 REVIEW_SCORERS = ("model", "rules", "cohort", "logistic", "oracle")
 NAN = float("nan")
@@ -144,6 +146,8 @@ def one_panel(firms: int, seed: int, threads: int, folder: Path) -> dict:
              f"{len(source.events):,} designations in {run['seconds']['simulate']:.0f} s")
     results = {}
     for key, path in CONFIGS.items():
+        if key == "review" and firms >= 100_000:
+            path = REVIEW_LARGE
         config = configured(path, firms, seed, threads, folder)
         t0 = time.perf_counter()
         progress(f"firms={firms} seed={seed}: training {key} ({config.name})")
