@@ -33,7 +33,9 @@ Figures:
 
 One table per figure (rows: firms x seed, then the mean per size); the last line gives the
 means over seeds per size as ``key=value``. ``--out-json`` writes every figure (rewritten after
-each panel, temporary file + rename). Progress with timings goes to stderr (a 200,000-firm
+each panel, temporary file + rename). Run it with ``PYTHONPATH`` set to the checkout: an editable
+install of another worktree would otherwise supply lgml (the script names the folder lgml comes
+from, and warns when it is not this checkout's). Progress with timings goes to stderr (a 200,000-firm
 panel: about 2-3 minutes to simulate and about 10 minutes per model on one thread).
 """
 
@@ -51,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+import lgml
 from lgml.config import TrainConfig
 from lgml.features import build_features, candidate_mask, designated_within
 from lgml.modeling.bundle import load_bundle
@@ -255,10 +258,23 @@ def key_values(runs: list[dict], sizes: list[int]) -> dict[str, str]:
     return out
 
 
+def lgml_source() -> str:
+    """The folder lgml is imported from; warns when it is not this checkout's (an editable
+    install of another worktree wins over the checkout unless ``PYTHONPATH`` names it)."""
+    where = Path(lgml.__file__).resolve().parent
+    if where != ROOT / "lgml":
+        progress(f"WARNING: lgml is imported from {where}, not from this checkout ({ROOT / 'lgml'}); "
+                 f"run with PYTHONPATH={ROOT} to bench this checkout's code")
+    return str(where)
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, indent=1, allow_nan=True)
         os.replace(tmp, path)
@@ -276,6 +292,8 @@ def main() -> None:
     args = parser.parse_args()
 
     runs: list[dict] = []
+    source = lgml_source()
+    progress(f"lgml {getattr(lgml, '__version__', '?')} from {source}")
     note = ("no oracle for horizon 3: the simulator's truth is the one-batch probability; "
             "h1p = the h1 model's next-batch probability and tr1 = the one-batch truth p_designation, "
             "both used as three-batch proxies on the h3 test rows")
@@ -292,7 +310,7 @@ def main() -> None:
                       f"{run['seconds']['total']:.0f} s", flush=True)
                 if args.out_json is not None:
                     write_json(args.out_json, {"note": note, "firms": args.firms, "seeds": args.seeds,
-                                               "complete": False, "runs": runs,
+                                               "lgml": source, "complete": False, "runs": runs,
                                                "key_values": key_values(runs, args.firms)})
 
     print_table("Horizon: candidates at fiscal 2024, target designated in batch 2025, 2026 or 2027 "
@@ -307,7 +325,8 @@ def main() -> None:
     print("  gap = oracle AUC - model AUC; cohort = the cohort's published pass rate; kept = share passing")
     kv = key_values(runs, args.firms)
     if args.out_json is not None:
-        write_json(args.out_json, {"note": note, "firms": args.firms, "seeds": args.seeds, "complete": True,
+        write_json(args.out_json, {"note": note, "firms": args.firms, "seeds": args.seeds, "lgml": source,
+                                   "complete": True,
                                    "runs": runs, "key_values": kv})
     print(" ".join(f"{k}={v}" for k, v in kv.items()), flush=True)
 
