@@ -13,6 +13,15 @@ from lgml import simulate as sim_mod
 from lgml.modeling import dataset
 
 
+def train_tiny(sim, config_text: str, folder):
+    """Train ``config_text`` (``{models}`` filled with ``folder``) on the simulated panel ``sim``."""
+    from lgml.config import TrainConfig
+    from lgml.modeling.train import train_from_config
+
+    config = TrainConfig.from_yaml(config_text.format(models=folder.as_posix()))
+    return train_from_config(config, source=dataset.Source(sim.panel, sim.events, sim.truth)).bundle_path
+
+
 def _events(*rows):
     return pd.DataFrame(rows, columns=["firm_id", "batch_year", "revoked_year"]).astype(
         {"firm_id": "str", "batch_year": "int64", "revoked_year": "float64"})
@@ -207,7 +216,6 @@ models_dir: {models}
 
 
 def test_review_model_trains_on_holders_due_with_its_baselines(tmp_path):
-    from conftest import train_tiny
     from lgml.modeling.bundle import load_bundle
 
     sim = sim_mod.simulate(12_000, seed=5)
@@ -246,7 +254,6 @@ models_dir: '{models}'
 
 
 def test_horizon_model_learns_the_window_target_and_says_so(small_sim, tmp_path):
-    from conftest import train_tiny
     from lgml.modeling.bundle import load_bundle
     from lgml.report import card
     from lgml.tracking import output_columns
