@@ -13,7 +13,7 @@ data: {{simulate: {{firms: 3000, seed: 11}}}}
 split: {{train_until: 2025, valid: [2026], test: [2027]}}
 lightgbm: {{num_threads: 1, num_boost_round: 30, learning_rate: 0.3, num_leaves: 4, min_child_samples: 3,
             min_sum_hessian_in_leaf: 0, early_stopping_rounds: 30}}
-calibration: spline
+calibration: platt
 gates: {{beat_rules: false}}
 mlflow: {{enabled: false}}
 models_dir: '{models}'
